@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo
+
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install test lint demo airflow bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==26.3
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check include dags plugins tests bench scripts
+
+demo: install
+	$(BIN)/python scripts/demo.py --dir $(DEMO_DIR)
+
+airflow: install
+	$(BIN)/python scripts/airflow_standalone.py --dir $(DEMO_DIR)
+
+bench: install
+	$(BIN)/python bench/bench_engine.py
+
+# Regenerate constraints.txt from a fresh resolve of requirements-dev.txt.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip==26.3
+	.lock-venv/bin/python -m pip install --quiet -r requirements-dev.txt
+	{ echo "# Lock file: every package of a resolved install of requirements-dev.txt on CPython 3.11."; \
+	  echo "# Regenerate with 'make lock' after changing requirements*.txt."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache $(DEMO_DIR)

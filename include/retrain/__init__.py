@@ -1,0 +1,1 @@
+"""retrain: drift-gated retraining with a champion/challenger promotion gate."""

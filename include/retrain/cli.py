@@ -1,0 +1,266 @@
+"""The `retrain` command line. Errors are one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from retrain.errors import RetrainError
+
+log = logging.getLogger("retrain")
+
+EXIT_ERROR = 2
+EXIT_INTERNAL = 1
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from retrain.config import DriftSpec, load_config
+    from retrain.drift import detect_drift
+    from retrain.snapshots import Schema, infer_schema, read_location, validate
+
+    if args.config:
+        config = load_config(args.config)
+        schema, spec, storage = Schema.for_model(config.model, labeled=False), config.drift, config.storage
+        columns = schema.columns
+    else:
+        schema, spec, storage, columns = None, DriftSpec(), None, None
+    reference, _ = read_location(args.reference, columns, spec=storage)
+    current, _ = read_location(args.current, columns, spec=storage)
+    if schema is None:
+        schema = infer_schema(reference)
+        missing = [c for c in schema.features if c not in current.columns]
+        if missing:
+            raise RetrainError(f"{args.current}: missing column {missing[0]} (present in {args.reference})")
+    reference, _ = validate(reference, schema, where=args.reference)
+    current, _ = validate(current, schema, where=args.current)
+    report = detect_drift(reference, current, schema, spec)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_drift_table(report.to_dict()))
+    return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_drift_table(report: dict[str, Any]) -> str:
+    header = (
+        f"{'feature':<22} {'test':<5} {'statistic':>10} {'p-value':>10} {'p-adjusted':>10} "
+        f"{'effect':>8} {'null ref->cur':>14}  drifted"
+    )
+    lines = [header, "-" * len(header)]
+    for f in report["features"]:
+        nulls = f"{f['null_rate_reference']:.1%}->{f['null_rate_current']:.1%}"
+        lines.append(
+            f"{f['name']:<22} {f['test']:<5} {_fmt(f['statistic'], '10.4f')} {_fmt(f['p_value'], '10.3g')} "
+            f"{_fmt(f['p_adjusted'], '10.3g')} {_fmt(f['effect'], '8.4f')} {nulls:>14}  "
+            f"{'YES' if f['drifted'] else 'no'}"
+        )
+    drifted = report["drifted_features"]
+    verdict = "yes" if report["drifted"] else "no"
+    detail = f"{len(drifted)} of {len(report['features'])} features" + (f": {', '.join(drifted)}" if drifted else "")
+    lines.append("")
+    lines.append(
+        f"dataset drift: {verdict} ({detail}; {report['correction']} correction, alpha={report['alpha']}, "
+        f"{report['n_reference']} reference rows, {report['n_current']} current rows)"
+    )
+    return "\n".join(lines)
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from retrain.demo_data import write_demo_data
+    from retrain.months import is_month
+
+    if args.months < 1:
+        raise RetrainError("--months must be at least 1")
+    if args.rows < 200:
+        raise RetrainError("--rows must be at least 200")
+    if not is_month(args.start):
+        raise RetrainError(f"--start must be YYYY-MM, got {args.start!r}")
+    config_path = write_demo_data(args.out, months=args.months, start=args.start, rows=args.rows, seed=args.seed)
+    print(f"wrote {args.months} months of production and labeled snapshots under {args.out}")
+    print(f"config: {config_path}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from retrain.config import load_config
+
+    config = load_config(args.config)
+    overrides = {"drift.alpha": getattr(args, "alpha", None), "promotion.min_lift": getattr(args, "min_lift", None)}
+    return config.with_overrides(**overrides)
+
+
+def _cycle(args: argparse.Namespace) -> int:
+    from retrain.pipeline import Run, dumps, run_cycle, summarize
+
+    config = _load(args)
+    run_id = args.run_id or f"cli__{args.month}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
+    entry = run_cycle(config, Run(run_id=run_id, month=args.month, force=args.force, dry_run=args.dry_run))
+    summary = summarize(entry)
+    if args.json:
+        print(dumps(summary))
+    else:
+        print(format_cycle(summary))
+    return 0
+
+
+def format_cycle(summary: dict[str, Any]) -> str:
+    metrics = summary.get("metrics") or {}
+    challenger, champion, lift = metrics.get("challenger"), metrics.get("champion"), metrics.get("lift")
+    drift = summary.get("drift") or {}
+    lines = [
+        f"{summary['month']}: {summary['outcome']}{' (dry run)' if summary.get('dry_run') else ''}",
+        f"  reason:    {summary['reason']}",
+        f"  drift:     {'yes: ' + ', '.join(drift['drifted_features']) if drift.get('drifted') else 'no'}",
+    ]
+    if challenger:
+        auc = f"challenger {challenger['auc']:.4f}"
+        if champion:
+            auc = f"champion {champion['auc']:.4f}, {auc}"
+        lines.append(f"  AUC:       {auc}")
+    if lift:
+        lines.append(f"  lift:      {lift['lift']:+.4f} [{lift['low']:+.4f}, {lift['high']:+.4f}]")
+    lines.append(f"  champion:  {summary['champion_version'] if summary['champion_version'] else 'none'}")
+    if summary.get("report_uri"):
+        lines.append(f"  report:    {summary['report_uri']}")
+    return "\n".join(lines)
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from retrain.pipeline import dumps
+    from retrain.registry import Registry
+
+    config = _load(args)
+    registry = Registry.for_config(config)
+    champion = registry.champion()
+    if args.registry_command == "list":
+        versions = registry.versions()
+        if not versions:
+            print(f"no versions in {registry.uri}")
+        for version in versions:
+            meta = registry.metadata(version)
+            auc = (meta.get("metrics") or {}).get("challenger", {}).get("auc")
+            mark = "*" if champion and champion.version == version else " "
+            print(
+                f"{mark} {version:>4}  month {meta['data_month']}  AUC {auc:.4f}  created {meta['created_at']}  "
+                f"run {meta['run_id']}"
+            )
+    elif args.registry_command == "show":
+        version = args.version if args.version is not None else (champion.version if champion else None)
+        if version is None:
+            raise RetrainError(f"{registry.uri}: no champion yet; name a version")
+        print(dumps(registry.metadata(version)))
+    elif args.registry_command == "ledger":
+        records = registry.ledger()
+        if args.json:
+            print(dumps(records))
+        else:
+            print(format_ledger(records))
+    elif args.registry_command == "rollback":
+        entry = registry.rollback(args.version, reason=args.reason)
+        print(f"champion is now version {entry['champion_version']} (was {entry['champion_version_before']})")
+    return 0
+
+
+def format_ledger(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "ledger is empty"
+    lines = [f"{'recorded at':<24} {'month':<8} {'outcome':<14} {'champion':>8} {'version':>7}  reason"]
+    for r in records:
+        outcome = r["outcome"] + ("*" if r.get("dry_run") else "")
+        lines.append(
+            f"{r.get('recorded_at', ''):<24} {r.get('month') or '-':<8} {outcome:<14} "
+            f"{r.get('champion_version') or '-':>8} {r.get('version') or '-':>7}  {r['reason']}"
+        )
+    if any(r.get("dry_run") for r in records):
+        lines.append("* dry run: decided, nothing promoted")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    drift = commands.add_parser("drift", help="drift report between two snapshots (a file or a month folder)")
+    drift.add_argument("reference")
+    drift.add_argument("current")
+    drift.add_argument("--config", help="take feature types and thresholds from this config")
+    drift.add_argument("--json", action="store_true", help="print the report as JSON")
+    drift.set_defaults(handler=_drift)
+
+    demo = commands.add_parser("demo-data", help="write synthetic monthly snapshots and a ready config")
+    demo.add_argument("--out", required=True)
+    demo.add_argument("--months", type=int, required=True)
+    demo.add_argument("--start", default="2025-01")
+    demo.add_argument("--rows", type=int, default=20000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_demo_data)
+
+    cycle = commands.add_parser("cycle", help="run one full retraining cycle for a month")
+    cycle.add_argument("--config", required=True)
+    cycle.add_argument("--month", required=True, help="YYYY-MM")
+    cycle.add_argument("--force", action="store_true", help="retrain even without drift")
+    cycle.add_argument("--dry-run", action="store_true", help="decide, record the decision, promote nothing")
+    cycle.add_argument("--json", action="store_true")
+    cycle.add_argument("--run-id", help="idempotency key; re-running the same id writes nothing twice")
+    cycle.add_argument("--alpha", type=float, help="override drift.alpha for this run")
+    cycle.add_argument("--min-lift", type=float, help="override promotion.min_lift for this run")
+    cycle.set_defaults(handler=_cycle)
+
+    registry = commands.add_parser("registry", help="inspect and operate the model registry")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    for name, help_text in (
+        ("list", "versions, * marks the champion"),
+        ("show", "a version's metadata"),
+        ("ledger", "every cycle's decision, oldest first"),
+        ("rollback", "make an earlier version the champion"),
+    ):
+        sub = registry_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", required=True)
+        if name == "show":
+            sub.add_argument("version", nargs="?", type=int, help="default: the champion")
+        if name == "ledger":
+            sub.add_argument("--json", action="store_true")
+        if name == "rollback":
+            sub.add_argument("version", type=int)
+            sub.add_argument("--reason", required=True)
+        sub.set_defaults(handler=_registry)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except RetrainError as error:
+        print(f"retrain: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("retrain: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI promises one line, not a traceback
+        if os.environ.get("RETRAIN_DEBUG"):
+            raise
+        print(
+            f"retrain: internal error ({type(error).__name__}): {error}; set RETRAIN_DEBUG=1 for a traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The project's one configuration format: a TOML file loaded into a frozen dataclass tree.
+
+Every key is checked once, at load time, and an error names the file and the key.
+Relative dataset and registry paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from retrain.errors import ConfigError
+from retrain.months import MONTH_PATTERN
+
+ESTIMATORS = ("hist_gradient_boosting", "gradient_boosting")
+CORRECTIONS = ("bonferroni", "bh")
+KS_METHODS = ("auto", "exact", "asymp")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _fraction(key: str, value: float, *, allow_zero: bool = False, allow_one: bool = False) -> None:
+    low_ok = value >= 0 if allow_zero else value > 0
+    high_ok = value <= 1 if allow_one else value < 1
+    if not (low_ok and high_ok):
+        low = "[0" if allow_zero else "(0"
+        high = "1]" if allow_one else "1)"
+        raise ConfigError(f"{key} must be in {low}, {high}, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    SECTION: ClassVar[str] = "model"
+    name: str
+    target: str
+    numeric_features: tuple[str, ...] = ()
+    categorical_features: tuple[str, ...] = ()
+    timestamp: str | None = None
+
+    def __post_init__(self) -> None:
+        if not IDENTIFIER.match(self.name):
+            raise ConfigError(f"model.name must be letters, digits, '_', '.', '-', got {self.name!r}")
+        if not self.features:
+            raise ConfigError("model: name at least one of numeric_features or categorical_features")
+        seen: set[str] = set()
+        for column in (*self.features, self.target, *([self.timestamp] if self.timestamp else [])):
+            if column in seen:
+                raise ConfigError(f"model: column {column!r} is listed twice")
+            seen.add(column)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric_features, *self.categorical_features)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    SECTION: ClassVar[str] = "data"
+    production: str
+    labeled: str
+    reference_month: str | None = None
+    max_null_rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.reference_month is not None and not MONTH_PATTERN.match(self.reference_month):
+            raise ConfigError(f"data.reference_month must be YYYY-MM, got {self.reference_month!r}")
+        _fraction("data.max_null_rate", self.max_null_rate, allow_one=True)
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    SECTION: ClassVar[str] = "registry"
+    root: str
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """How to reach S3. Credentials always come from the standard AWS chain, never the file."""
+
+    SECTION: ClassVar[str] = "storage"
+    endpoint_url: str | None = None
+    region: str | None = None
+    max_attempts: int = 5
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"storage.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError("storage.connect_timeout and storage.read_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    SECTION: ClassVar[str] = "drift"
+    alpha: float = 0.05
+    correction: str = "bonferroni"
+    ks_method: str = "auto"
+    min_ks_statistic: float = 0.1
+    min_psi: float = 0.1
+    max_null_rate_increase: float = 0.1
+    dataset_drift_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        _fraction("drift.alpha", self.alpha)
+        _one_of("drift.correction", self.correction, CORRECTIONS)
+        _one_of("drift.ks_method", self.ks_method, KS_METHODS)
+        _fraction("drift.min_ks_statistic", self.min_ks_statistic, allow_zero=True, allow_one=True)
+        _non_negative("drift.min_psi", self.min_psi)
+        _fraction("drift.max_null_rate_increase", self.max_null_rate_increase, allow_zero=True, allow_one=True)
+        _fraction("drift.dataset_drift_share", self.dataset_drift_share, allow_zero=True, allow_one=True)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    SECTION: ClassVar[str] = "training"
+    estimator: str = "hist_gradient_boosting"
+    seed: int = 42
+    window_months: int = 3
+    holdout_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        _one_of("training.estimator", self.estimator, ESTIMATORS)
+        if self.window_months < 1:
+            raise ConfigError(f"training.window_months must be >= 1, got {self.window_months}")
+        _fraction("training.holdout_fraction", self.holdout_fraction)
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    SECTION: ClassVar[str] = "promotion"
+    min_auc: float = 0.6
+    min_lift: float = 0.005
+    require_significant_lift: bool = True
+    confidence: float = 0.95
+    bootstrap_resamples: int = 1000
+    max_log_loss_increase: float = 0.02
+    max_brier_increase: float = 0.01
+
+    def __post_init__(self) -> None:
+        _fraction("promotion.min_auc", self.min_auc, allow_zero=True, allow_one=True)
+        _non_negative("promotion.min_lift", self.min_lift)
+        _fraction("promotion.confidence", self.confidence)
+        if self.bootstrap_resamples < 100:
+            raise ConfigError(f"promotion.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
+        _non_negative("promotion.max_log_loss_increase", self.max_log_loss_increase)
+        _non_negative("promotion.max_brier_increase", self.max_brier_increase)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSpec
+    data: DataSpec
+    registry: RegistrySpec
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    promotion: PromotionSpec = field(default_factory=PromotionSpec)
+    source: str = "<memory>"
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """Apply per-run threshold overrides given as `section.key` or a bare unique key name."""
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            section_name, _, name = key.rpartition(".")
+            section_name = section_name or _section_owning(name)
+            sections.setdefault(section_name, {})[name] = value
+        replaced = {}
+        for section_name, values in sections.items():
+            section = getattr(self, section_name)
+            replaced[section_name] = _build(type(section), {**dataclasses.asdict(section), **values}, "override")
+        return dataclasses.replace(self, **replaced)
+
+    def thresholds(self) -> dict[str, Any]:
+        """The thresholds in force, as recorded in every version's metadata and ledger record."""
+        return {
+            "drift": dataclasses.asdict(self.drift),
+            "promotion": dataclasses.asdict(self.promotion),
+            "training": dataclasses.asdict(self.training),
+        }
+
+
+SECTIONS: dict[str, type] = {
+    spec.SECTION: spec
+    for spec in (ModelSpec, DataSpec, RegistrySpec, StorageSpec, DriftSpec, TrainingSpec, PromotionSpec)
+}
+REQUIRED_SECTIONS = ("model", "data", "registry")
+
+
+def _section_owning(name: str) -> str:
+    owners = [s for s, spec in SECTIONS.items() if name in {f.name for f in dataclasses.fields(spec)}]
+    if len(owners) != 1:
+        raise ConfigError(f"unknown override {name!r}: write it as section.key")
+    return owners[0]
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check one TOML value against a field's type hint; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
+            raise ConfigError(f"{key} must be a list of column names, got {value!r}")
+        return tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")
+
+
+def _build(spec: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(spec)
+    known = {f.name: f for f in dataclasses.fields(spec)}
+    section = spec.SECTION
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, spec_field in known.items():
+        if name in values:
+            kwargs[name] = _coerce(values[name], hints[name], f"{section}.{name}")
+        elif spec_field.default is dataclasses.MISSING and spec_field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key {section}.{name}")
+    try:
+        return spec(**kwargs)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _resolve_location(location: str, base: Path) -> str:
+    if "://" in location:
+        return location
+    path = Path(location).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Path | None = None) -> Config:
+    """Build a Config from a parsed TOML document; `base` anchors relative paths."""
+    for section in document:
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(document[section], dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+    for section in REQUIRED_SECTIONS:
+        if section not in document:
+            raise ConfigError(f"{source}: missing section [{section}]")
+    parts = {name: _build(spec, document.get(name, {}), source) for name, spec in SECTIONS.items()}
+    base = base or Path.cwd()
+    parts["data"] = dataclasses.replace(
+        parts["data"],
+        production=_resolve_location(parts["data"].production, base),
+        labeled=_resolve_location(parts["data"].labeled, base),
+    )
+    parts["registry"] = RegistrySpec(root=_resolve_location(parts["registry"].root, base))
+    return Config(**parts, source=source)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    return parse_config(document, source=str(path), base=path.resolve().parent)

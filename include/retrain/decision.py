@@ -1,0 +1,114 @@
+"""The promotion decision: one pure function from evidence to a typed outcome with a readable reason."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from retrain.config import PromotionSpec
+    from retrain.evaluation import LiftInterval, Metrics
+
+TIE_TOLERANCE = 1e-12
+
+
+class Outcome(StrEnum):
+    NO_DRIFT = "NO_DRIFT"
+    BOOTSTRAPPED = "BOOTSTRAPPED"
+    PROMOTED = "PROMOTED"
+    KEPT_CHAMPION = "KEPT_CHAMPION"
+    REJECTED = "REJECTED"
+
+
+PROMOTING = frozenset({Outcome.BOOTSTRAPPED, Outcome.PROMOTED})
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+
+    @property
+    def promotes(self) -> bool:
+        return self.outcome in PROMOTING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": str(self.outcome), "promotes": self.promotes}
+
+
+def needs_training(*, drifted: bool, force: bool, has_champion: bool) -> bool:
+    """The drift gate: train when features drifted, when forced, or when there is no model at all."""
+    return drifted or force or not has_champion
+
+
+def gate_reason(*, drifted: bool, force: bool, has_champion: bool, drifted_features: list[str]) -> str:
+    if not has_champion:
+        return "no champion yet"
+    if drifted:
+        return f"drift in {', '.join(drifted_features)}"
+    if force:
+        return "no drift, retraining forced"
+    return "no feature drifted; retraining skipped"
+
+
+def decide(
+    *,
+    drifted: bool,
+    force: bool,
+    policy: PromotionSpec,
+    challenger: Metrics | None = None,
+    champion: Metrics | None = None,
+    lift: LiftInterval | None = None,
+    has_champion: bool | None = None,
+    drifted_features: list[str] | None = None,
+) -> Decision:
+    """Decide whether the challenger replaces the champion.
+
+    `has_champion` defaults to whether champion metrics were given; pass it explicitly at the drift gate,
+    before any model was scored.
+    """
+    has_champion = champion is not None if has_champion is None else has_champion
+    gate = gate_reason(drifted=drifted, force=force, has_champion=has_champion, drifted_features=drifted_features or [])
+    if not needs_training(drifted=drifted, force=force, has_champion=has_champion):
+        return Decision(Outcome.NO_DRIFT, gate)
+    if challenger is None:
+        raise ValueError("a challenger's metrics are needed past the drift gate")
+    if challenger.auc < policy.min_auc:
+        return Decision(
+            Outcome.REJECTED,
+            f"{gate}; challenger AUC {challenger.auc:.4f} is below the floor min_auc={policy.min_auc}",
+        )
+    if champion is None:
+        return Decision(
+            Outcome.BOOTSTRAPPED,
+            f"{gate}; first model, AUC {challenger.auc:.4f} >= min_auc={policy.min_auc}",
+        )
+    if lift is None:
+        raise ValueError("the lift interval is needed to compare with a champion")
+    shortfalls = []
+    if abs(lift.lift) <= TIE_TOLERANCE:
+        shortfalls.append(f"tie: both models have AUC {challenger.auc:.4f}")
+    elif lift.lift < policy.min_lift:
+        shortfalls.append(f"AUC lift {lift.lift:+.4f} is below min_lift={policy.min_lift}")
+    if policy.require_significant_lift and lift.low <= 0:
+        shortfalls.append(
+            f"lift not significant: {lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}] includes 0"
+        )
+    log_loss_rise = challenger.log_loss - champion.log_loss
+    if log_loss_rise > policy.max_log_loss_increase:
+        shortfalls.append(
+            f"log loss regressed by {log_loss_rise:.4f} (> max_log_loss_increase={policy.max_log_loss_increase})"
+        )
+    brier_rise = challenger.brier - champion.brier
+    if brier_rise > policy.max_brier_increase:
+        shortfalls.append(
+            f"Brier score regressed by {brier_rise:.4f} (> max_brier_increase={policy.max_brier_increase})"
+        )
+    if shortfalls:
+        return Decision(Outcome.KEPT_CHAMPION, f"{gate}; " + "; ".join(shortfalls))
+    return Decision(
+        Outcome.PROMOTED,
+        f"{gate}; AUC {champion.auc:.4f} -> {challenger.auc:.4f}, lift {lift.lift:+.4f} "
+        f"({lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}])",
+    )

@@ -1,0 +1,247 @@
+"""The model registry on any `Store`: immutable versions, one champion pointer, an append-only ledger.
+
+Layout below `<registry root>/<model name>/`:
+
+    versions/000001/model.joblib     written once (conditional create), never modified
+    versions/000001/metadata.json    written once, after the model; a version exists once this exists
+    champion.json                    the only mutable object, moved by compare-and-swap on its ETag
+    ledger/<YYYY-MM>/<run key>.json  one record per cycle (conditional create: one per run id)
+    ledger/operator/<...>.json       operator actions such as rollbacks
+    runs/<YYYY-MM>/<run key>/        per-run working files and reports (drift, challenger, evaluation)
+
+Every write is ordered so that a crash between any two leaves a readable registry whose champion is
+either the previous one or the new one, and re-running the same run id finishes the job without
+writing anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from retrain.errors import IntegrityError, NotFoundError, RegistryError
+from retrain.storage import Store, open_store
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from retrain.config import Config
+
+log = logging.getLogger(__name__)
+
+CHAMPION_KEY = "champion.json"
+VERSION_DIGITS = 6
+MAX_VERSION_ATTEMPTS = 1000
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def to_json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True, default=str).encode() + b"\n"
+
+
+def run_key(run_id: str) -> str:
+    """A storage-safe, collision-free key for an Airflow or CLI run id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")[:80]
+    return f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+
+
+def version_prefix(version: int) -> str:
+    return f"versions/{version:0{VERSION_DIGITS}d}"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The champion pointer as read, with the ETag a compare-and-swap must present."""
+
+    version: int
+    data_month: str
+    etag: str
+    document: dict[str, Any]
+
+
+class Registry:
+    def __init__(self, store: Store, model_name: str) -> None:
+        self.store = store
+        self.model_name = model_name
+
+    @classmethod
+    def for_config(cls, config: Config) -> Registry:
+        root = config.registry.root.rstrip("/")
+        return cls(open_store(f"{root}/{config.model.name}", config.storage), config.model.name)
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _read_json(self, key: str) -> dict[str, Any]:
+        data = self.store.read(key)
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise RegistryError(f"{self.store.uri_for(key)}: not valid JSON") from None
+
+    def champion(self) -> Champion | None:
+        found = self.store.read_optional(CHAMPION_KEY)
+        if found is None:
+            return None
+        data, etag = found
+        try:
+            document = json.loads(data)
+            return Champion(int(document["version"]), document["data_month"], etag, document)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise RegistryError(f"{self.store.uri_for(CHAMPION_KEY)}: unreadable champion pointer") from None
+
+    def versions(self) -> list[int]:
+        """Complete versions (metadata written), oldest first. Half-written ones are not versions."""
+        found = set()
+        for key in self.store.list("versions/"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == "metadata.json" and parts[1].isdigit():
+                found.add(int(parts[1]))
+        return sorted(found)
+
+    def _highest_version_number(self) -> int:
+        numbers = [int(k.split("/")[1]) for k in self.store.list("versions/") if k.split("/")[1].isdigit()]
+        return max(numbers, default=0)
+
+    def metadata(self, version: int) -> dict[str, Any]:
+        try:
+            return self._read_json(f"{version_prefix(version)}/metadata.json")
+        except NotFoundError:
+            raise RegistryError(f"{self.uri}: no version {version}") from None
+
+    def load_model(self, version: int) -> Pipeline:
+        """Unpickle a version's model after checking its SHA-256 against the metadata."""
+        from retrain.training import deserialize
+
+        metadata = self.metadata(version)
+        key = f"{version_prefix(version)}/model.joblib"
+        try:
+            data = self.store.read(key)
+        except NotFoundError:
+            raise IntegrityError(f"{self.store.uri_for(key)}: model file missing for version {version}") from None
+        return deserialize(data, metadata["model_sha256"], source=self.store.uri_for(key))
+
+    def find_version_by_run(self, key: str) -> int | None:
+        """The version a run already published, if a previous attempt of it got that far."""
+        for version in reversed(self.versions()):
+            if self.metadata(version).get("run_key") == key:
+                return version
+        return None
+
+    def ledger_record(self, month: str, key: str) -> dict[str, Any] | None:
+        try:
+            return self._read_json(f"ledger/{month}/{key}.json")
+        except NotFoundError:
+            return None
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every record, in the order they were written."""
+        records = [self._read_json(k) for k in self.store.list("ledger/") if k.endswith(".json")]
+        return sorted(records, key=lambda r: (r.get("recorded_at", ""), r.get("month") or ""))
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def publish_version(self, model_bytes: bytes, metadata: dict[str, Any]) -> int:
+        """Write a new immutable version: the model first, then its metadata. Returns its number.
+
+        Numbers are claimed by conditional create, so concurrent writers never share or reuse one.
+        """
+        version = self._highest_version_number() + 1
+        for _ in range(MAX_VERSION_ATTEMPTS):
+            prefix = version_prefix(version)
+            document = {**metadata, "version": version, "model_file": f"{prefix}/model.joblib"}
+            if self.store.create(f"{prefix}/model.joblib", model_bytes) and self.store.create(
+                f"{prefix}/metadata.json", to_json(document)
+            ):
+                log.info("published %s version %d", self.model_name, version)
+                return version
+            version += 1
+        raise RegistryError(f"{self.uri}: could not claim a version number after {MAX_VERSION_ATTEMPTS} tries")
+
+    def move_champion(
+        self, version: int, *, data_month: str, expected_etag: str | None, run_id: str, reason: str
+    ) -> bool:
+        """Compare-and-swap the champion pointer. False when someone else moved it first."""
+        metadata = self.metadata(version)
+        previous = self.champion()
+        pointer = {
+            "version": version,
+            "data_month": data_month,
+            "model_sha256": metadata["model_sha256"],
+            "previous_version": previous.version if previous else None,
+            "run_id": run_id,
+            "reason": reason,
+            "updated_at": utc_now(),
+        }
+        if previous is not None and previous.etag != expected_etag:
+            return False
+        moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected_etag) is not None
+        if moved:
+            log.info("champion of %s is now version %d", self.model_name, version)
+        return moved
+
+    def append_ledger(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add the record of a run once; a record already there for this run wins and is returned."""
+        key = f"ledger/{record['month']}/{record['run_key']}.json"
+        if self.store.create(key, to_json(record)):
+            return record
+        return self._read_json(key)
+
+    def rollback(self, version: int, *, reason: str, run_id: str | None = None) -> dict[str, Any]:
+        """Point the champion back at an existing version (compare-and-swap) and record why."""
+        if not reason.strip():
+            raise RegistryError("rollback needs a reason")
+        if version not in self.versions():
+            raise RegistryError(f"{self.uri}: no version {version} to roll back to")
+        current = self.champion()
+        if current is not None and current.version == version:
+            raise RegistryError(f"version {version} is already the champion")
+        run_id = run_id or f"rollback__{utc_now()}"
+        metadata = self.metadata(version)
+        if not self.move_champion(
+            version,
+            data_month=metadata["data_month"],
+            expected_etag=current.etag if current else None,
+            run_id=run_id,
+            reason=f"rollback: {reason}",
+        ):
+            raise RegistryError("the champion moved while rolling back; read it again and retry")
+        record = {
+            "kind": "rollback",
+            "run_id": run_id,
+            "run_key": run_key(run_id),
+            "month": None,
+            "outcome": "ROLLED_BACK",
+            "reason": reason,
+            "champion_version_before": current.version if current else None,
+            "champion_version": version,
+            "recorded_at": utc_now(),
+        }
+        key = f"ledger/operator/{record['run_key']}-{uuid.uuid4().hex[:8]}.json"
+        self.store.create(key, to_json(record))
+        return record
+
+    # -- per-run working files -----------------------------------------------------------------------
+
+    def run_prefix(self, month: str, key: str) -> str:
+        return f"runs/{month}/{key}"
+
+    def write_run_file(self, month: str, key: str, name: str, data: bytes) -> str:
+        path = f"{self.run_prefix(month, key)}/{name}"
+        self.store.write(path, data)
+        return self.store.uri_for(path)
+
+    def read_run_file(self, month: str, key: str, name: str) -> bytes:
+        return self.store.read(f"{self.run_prefix(month, key)}/{name}")

@@ -1,0 +1,303 @@
+"""One small storage interface with two backends chosen by URI: `s3://bucket/prefix` or a local folder.
+
+The registry relies on exactly two guarantees, which both backends give:
+- `create` writes an object only if it does not exist yet (S3 `If-None-Match: *`; locally a hard link,
+  which fails atomically when the name is taken);
+- `swap` replaces an object only if it still has the ETag the caller read (S3 `If-Match`; locally a
+  compare under an exclusive lock followed by an atomic rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retrain.errors import NotFoundError, StorageError
+
+if TYPE_CHECKING:
+    from retrain.config import StorageSpec
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".tmp-"
+LOCK_NAME = ".retrain.lock"
+
+
+class Store(ABC):
+    """Objects addressed by '/'-separated keys below a root URI."""
+
+    uri: str
+
+    def uri_for(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}" if key else self.uri
+
+    def read(self, key: str) -> bytes:
+        return self.read_with_etag(key)[0]
+
+    @abstractmethod
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag; NotFoundError if it does not exist."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes) -> None:
+        """Unconditional write, for scratch objects that are not part of the registry's history."""
+
+    @abstractmethod
+    def _create(self, key: str, data: bytes) -> bool:
+        """Backend primitive for `create`."""
+
+    @abstractmethod
+    def _swap(self, key: str, data: bytes, expected_etag: str | None) -> str | None:
+        """Backend primitive for `swap`."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted keys that start with `prefix`."""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.read_with_etag(key)
+        except NotFoundError:
+            return False
+        return True
+
+    def read_optional(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            return self.read_with_etag(key)
+        except NotFoundError:
+            return None
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write `key` only if it does not exist. True if this call wrote it.
+
+        A retried request whose first attempt landed sees its own bytes; that counts as written.
+        """
+        if self._create(key, data):
+            return True
+        current = self.read_optional(key)
+        return current is not None and current[0] == data
+
+    def swap(self, key: str, data: bytes, expected_etag: str | None) -> str | None:
+        """Compare-and-swap: replace `key` only if its ETag is `expected_etag` (None: only if absent).
+
+        Returns the new ETag, or None when someone else changed the object first.
+        """
+        new_etag = self._swap(key, data, expected_etag)
+        if new_etag is not None:
+            return new_etag
+        current = self.read_optional(key)
+        if current is not None and current[0] == data:
+            return current[1]
+        return None
+
+
+def _content_etag(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class LocalStore(Store):
+    """A folder on a local or shared POSIX filesystem (the embedded default)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError(f"{self.uri_for(key)}: not found") from None
+        except OSError as error:
+            raise StorageError(f"{self.uri_for(key)}: cannot read: {error.strerror}") from None
+        return data, _content_etag(data)
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return temp
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.replace(self._write_temp(path, data), path)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        temp = self._write_temp(path, data)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink()
+        return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _swap(self, key: str, data: bytes, expected_etag: str | None) -> str | None:
+        path = self._path(key)
+        with self._locked():
+            current = self.read_optional(key)
+            current_etag = current[1] if current else None
+            if current_etag != expected_etag:
+                return None
+            os.replace(self._write_temp(path, data), path)
+        return _content_etag(data)
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = []
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMP_PREFIX) or name == LOCK_NAME:
+                    continue
+                key = (Path(directory) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+
+class S3Store(Store):
+    """A bucket and prefix on AWS S3 or an S3-compatible server such as MinIO."""
+
+    def __init__(self, uri: str, spec: StorageSpec | None = None) -> None:
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        from retrain.config import StorageSpec
+
+        spec = spec or StorageSpec()
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise StorageError(f"{uri}: an S3 URI needs a bucket, as in s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.max_attempts = spec.max_attempts
+        boto_config = BotoConfig(
+            retries={"max_attempts": spec.max_attempts, "mode": "standard"},
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.read_timeout,
+            # S3-compatible servers reject or mangle the newer default CRC checksums.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        # Endpoint and region fall back to boto3's own chain (AWS_ENDPOINT_URL, AWS_REGION, profiles).
+        self.endpoint_url = (
+            spec.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=spec.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            config=boto_config,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    @contextlib.contextmanager
+    def _requests(self, action: str, key: str) -> Iterator[None]:
+        """Turn botocore's failures into one line that names the object and the endpoint."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFoundError(f"{self.uri_for(key)}: not found") from None
+            if code == "NoSuchBucket":
+                raise StorageError(f"{self.uri}: bucket {self.bucket!r} does not exist") from None
+            raise StorageError(f"{self.uri_for(key)}: {action} failed: {code or status}") from None
+        except BotoCoreError as error:
+            where = self.endpoint_url or "AWS S3"
+            raise StorageError(
+                f"{self.uri_for(key)}: {action} failed after {self.max_attempts} attempts; "
+                f"storage endpoint {where} unreachable: {error}"
+            ) from None
+
+    @staticmethod
+    def _is_precondition_failure(error: Exception) -> bool:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(error, ClientError):
+            return False
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # 409 ConditionalRequestConflict: a concurrent conditional write to the same key won.
+        return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        with self._requests("read", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read(), response["ETag"].strip('"')
+
+    def write(self, key: str, data: bytes) -> None:
+        with self._requests("write", key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        with self._requests("conditional write", key):
+            try:
+                response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+            except ClientError as error:
+                if self._is_precondition_failure(error):
+                    return None
+                if condition.get("IfMatch") and error.response.get("Error", {}).get("Code") == "NoSuchKey":
+                    return None
+                raise
+            return response["ETag"].strip('"')
+
+    def _create(self, key: str, data: bytes) -> bool:
+        return self._conditional_put(key, data, IfNoneMatch="*") is not None
+
+    def _swap(self, key: str, data: bytes, expected_etag: str | None) -> str | None:
+        if expected_etag is None:
+            return self._conditional_put(key, data, IfNoneMatch="*")
+        return self._conditional_put(key, data, IfMatch=f'"{expected_etag}"')
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys = []
+        with self._requests("list", prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    full = item["Key"]
+                    keys.append(full[len(self.prefix) + 1 :] if self.prefix else full)
+        return sorted(keys)
+
+
+def open_store(uri: str, spec: StorageSpec | None = None) -> Store:
+    """The store for a location: `s3://bucket/prefix` or a local folder path (or `file://` URI)."""
+    if uri.startswith("s3://"):
+        return S3Store(uri, spec)
+    if "://" in uri and not uri.startswith("file://"):
+        raise StorageError(f"{uri}: unsupported storage scheme (use s3:// or a local path)")
+    return LocalStore(uri.removeprefix("file://"))
