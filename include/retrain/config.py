@@ -251,12 +251,12 @@ def _build(spec: type, values: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ConfigError(f"{where}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
     kwargs = {}
-    for name, spec_field in known.items():
-        if name in values:
-            kwargs[name] = _coerce(values[name], hints[name], f"{section}.{name}")
-        elif spec_field.default is dataclasses.MISSING and spec_field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: missing required key {section}.{name}")
     try:
+        for name, spec_field in known.items():
+            if name in values:
+                kwargs[name] = _coerce(values[name], hints[name], f"{section}.{name}")
+            elif spec_field.default is dataclasses.MISSING and spec_field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required key {section}.{name}")
         return spec(**kwargs)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None

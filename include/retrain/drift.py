@@ -1,6 +1,6 @@
 """Drift tests on every feature, multiple-testing correction, and the dataset-level verdict.
 
-One small function per statistical test, each returning a `TestResult`; `TESTS` maps a column kind to its
+One small function per statistical test, each returning a `StatTestResult`; `TESTS` maps a column kind to its
 test. The KS test works on all numeric features at once and never sorts whole samples: it bins every
 feature on a common grid, bounds the ECDF difference inside each bin from the bin counts, and resolves
 exactly only the few bins that could hold the maximum. Its statistic and p-value equal
@@ -31,7 +31,7 @@ PSI_FLOOR = 1e-4  # keeps PSI finite for categories absent on one side
 
 
 @dataclass(frozen=True)
-class TestResult:
+class StatTestResult:
     statistic: float
     p_value: float
     effect: float
@@ -171,7 +171,7 @@ def _without_nan(values: np.ndarray) -> np.ndarray:
 
 def ks_test(
     reference: Sequence[np.ndarray], current: Sequence[np.ndarray], *, method: str = "auto"
-) -> list[TestResult]:
+) -> list[StatTestResult]:
     """Two-sample Kolmogorov-Smirnov on each pair of columns; NaNs are dropped. Effect size: the statistic."""
     samples, statistics = [], np.full(len(reference), np.nan)
     n1 = np.zeros(len(reference), dtype=np.int64)
@@ -196,7 +196,7 @@ def ks_test(
     p_values = np.full(len(reference), np.nan)
     if valid.any():
         statistics[valid], p_values[valid] = _ks_p_values(statistics[valid], n1[valid], n2[valid], method)
-    return [TestResult(float(d), float(p), float(d)) for d, p in zip(statistics, p_values, strict=True)]
+    return [StatTestResult(float(d), float(p), float(d)) for d, p in zip(statistics, p_values, strict=True)]
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def chi_square_test(reference: pd.Series, current: pd.Series) -> TestResult:
+def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
     """Chi-square test of homogeneity on category counts; categories new in `current` are kept.
 
     Nulls are left out here (the report tracks null rates separately). Effect size: PSI.
@@ -217,20 +217,20 @@ def chi_square_test(reference: pd.Series, current: pd.Series) -> TestResult:
     ref_counts = pd.Series(reference).dropna().value_counts()
     cur_counts = pd.Series(current).dropna().value_counts()
     if ref_counts.empty or cur_counts.empty:
-        return TestResult(math.nan, math.nan, math.nan)
+        return StatTestResult(math.nan, math.nan, math.nan)
     categories = ref_counts.index.union(cur_counts.index)
     table = np.vstack([ref_counts.reindex(categories, fill_value=0), cur_counts.reindex(categories, fill_value=0)])
     if table.shape[1] == 1:
-        return TestResult(0.0, 1.0, 0.0)
+        return StatTestResult(0.0, 1.0, 0.0)
     result = stats.chi2_contingency(table, correction=False)
-    return TestResult(float(result.statistic), float(result.pvalue), psi(table[0], table[1]))
+    return StatTestResult(float(result.statistic), float(result.pvalue), psi(table[0], table[1]))
 
 
-def _chi_square_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **_: Any) -> list[TestResult]:
+def _chi_square_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **_: Any) -> list[StatTestResult]:
     return [chi_square_test(r, c) for r, c in zip(reference, current, strict=True)]
 
 
-def _ks_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **options: Any) -> list[TestResult]:
+def _ks_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **options: Any) -> list[StatTestResult]:
     return ks_test([s.to_numpy() for s in reference], [s.to_numpy() for s in current], method=options["method"])
 
 
@@ -238,7 +238,7 @@ def _ks_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **op
 class DriftTest:
     name: str
     effect_name: str
-    run: Callable[..., list[TestResult]]
+    run: Callable[..., list[StatTestResult]]
 
 
 TESTS: dict[str, DriftTest] = {
@@ -318,7 +318,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _feature_verdict(
-    result: TestResult, p_adjusted: float, null_change: float, effect_floor: float, spec: DriftSpec
+    result: StatTestResult, p_adjusted: float, null_change: float, effect_floor: float, spec: DriftSpec
 ) -> tuple[bool, str]:
     if null_change > spec.max_null_rate_increase:
         return True, f"null rate rose by {null_change:.1%} (> {spec.max_null_rate_increase:.1%})"
@@ -335,7 +335,7 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
     """Test every feature of the schema (never stopping at the first drifted one) and decide dataset drift."""
     kinds = {"numeric": list(schema.numeric), "categorical": list(schema.categorical)}
     floors = {"numeric": spec.min_ks_statistic, "categorical": spec.min_psi}
-    rows: list[tuple[str, str, TestResult]] = []
+    rows: list[tuple[str, str, StatTestResult]] = []
     for kind, columns in kinds.items():
         if not columns:
             continue

@@ -209,7 +209,7 @@ def _as_binary_target(series: pd.Series, where: str) -> pd.Series:
     present = series.dropna()
     values = set(pd.unique(present))
     if not values <= {0, 1}:  # True and False compare equal to 1 and 0
-        shown = ", ".join(repr(v) for v in sorted(values, key=str)[:5])
+        shown = ", ".join(str(v) for v in sorted(values, key=str)[:5])
         raise DataError(f"{where}: target column {series.name} must be binary 0/1, found {shown}")
     return series.astype("float64")
 

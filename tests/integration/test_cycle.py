@@ -1,0 +1,304 @@
+"""Whole retraining cycles through the registry, on a local folder and on a real S3 API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrain.config import load_config
+from retrain.errors import IntegrityError, StorageError
+from retrain.pipeline import (
+    Run,
+    check_drift,
+    evaluate,
+    promote,
+    pull_snapshots,
+    record,
+    run_cycle,
+    train_challenger,
+)
+from retrain.registry import Registry, run_key
+from tests.conftest import write_config
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["local", "s3"])
+def config_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if request.param == "s3":
+        return request.getfixturevalue("s3_demo_config")
+    demo = request.getfixturevalue("demo_dir")
+    return write_config(
+        tmp_path / "retrain.toml",
+        production=str(demo / "production"),
+        labeled=str(demo / "labeled"),
+        registry=str(tmp_path / "registry"),
+    )
+
+
+def cycle(config_path: Path, month: str, run_id: str | None = None, **flags: Any) -> dict[str, Any]:
+    return run_cycle(load_config(config_path), Run(run_id=run_id or f"test__{month}", month=month, **flags))
+
+
+def test_month_after_month(config_path: Path) -> None:
+    outcomes = [cycle(config_path, f"2025-0{m}")["outcome"] for m in range(1, 6)]
+    assert outcomes == ["BOOTSTRAPPED", "NO_DRIFT", "NO_DRIFT", "KEPT_CHAMPION", "PROMOTED"]
+
+    registry = Registry.for_config(load_config(config_path))
+    assert registry.versions() == [1, 2]
+    champion = registry.champion()
+    assert (champion.version, champion.data_month) == (2, "2025-05")
+    assert champion.document["previous_version"] == 1
+
+    ledger = registry.ledger()
+    assert [r["month"] for r in ledger] == ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
+    assert [r["champion_version"] for r in ledger] == [1, 1, 1, 1, 2]
+    kept = ledger[3]
+    assert kept["drift"]["drifted_features"] == ["usage_gb"]
+    assert kept["metrics"]["lift"]["low"] <= 0 and "not significant" in kept["reason"]
+
+    metadata = registry.metadata(2)
+    assert metadata["data_month"] == "2025-05" and metadata["run_id"] == "test__2025-05"
+    assert [s["month"] for s in metadata["lineage"]["training"]] == ["2025-03", "2025-04", "2025-05"]
+    assert all(len(s["sha256"]) == 64 and s["rows"] == 20000 for s in metadata["lineage"]["training"])
+    assert metadata["lineage"]["reference"][0]["month"] == "2025-01", "v1's training data was the reference"
+    assert metadata["thresholds"]["promotion"]["min_lift"] == 0.005
+    assert metadata["metrics"]["lift"]["low"] > 0
+    assert metadata["drift"]["drifted"] is True
+    assert {"python", "scikit-learn", "numpy", "pandas"} <= set(metadata["libraries"])
+    model_bytes = registry.store.read("versions/000002/model.joblib")
+    assert hashlib.sha256(model_bytes).hexdigest() == metadata["model_sha256"]
+
+
+def test_rerunning_a_run_id_writes_nothing_twice(config_path: Path) -> None:
+    first = cycle(config_path, "2025-01", run_id="scheduled__2025-01")
+    registry = Registry.for_config(load_config(config_path))
+    history = [k for k in registry.store.list() if not k.startswith("runs/")]
+    again = cycle(config_path, "2025-01", run_id="scheduled__2025-01")
+    assert again == first
+    assert [k for k in registry.store.list() if not k.startswith("runs/")] == history
+    assert len(registry.ledger()) == 1 and registry.versions() == [1]
+
+
+def test_dry_run_writes_only_its_ledger_record(config_path: Path) -> None:
+    entry = cycle(config_path, "2025-01", dry_run=True)
+    assert entry["outcome"] == "BOOTSTRAPPED" and entry["dry_run"] is True and "dry run" in entry["reason"]
+    registry = Registry.for_config(load_config(config_path))
+    assert registry.champion() is None and registry.versions() == []
+    assert [r["dry_run"] for r in registry.ledger()] == [True]
+
+
+def test_forced_retrain_without_drift(config_path: Path) -> None:
+    cycle(config_path, "2025-01")
+    entry = cycle(config_path, "2025-02", force=True)
+    assert entry["drift"]["drifted"] is False and entry["forced"] is True
+    assert entry["metrics"]["champion"] is not None, "retrained and compared although nothing drifted"
+    assert "retraining forced" in entry["reason"]
+
+
+def steps_until_promotion(config_path: Path, run: Run) -> tuple:
+    config = load_config(config_path)
+    pulled = pull_snapshots(config, run)
+    drift = check_drift(config, pulled, run)
+    trained = train_challenger(config, pulled, run)
+    return config, pulled, drift, trained, evaluate(config, pulled, drift, trained, run)
+
+
+def test_a_backfill_over_history_never_replaces_a_newer_champion(config_path: Path) -> None:
+    # By 2025-08 support calls have reversed their effect on churn, so a model of 2025-02 wins on 2025-02.
+    assert cycle(config_path, "2025-08")["outcome"] == "BOOTSTRAPPED"
+    entry = cycle(config_path, "2025-02", run_id="backfill__2025-02")
+    assert entry["decision"] == "PROMOTED", "the challenger wins on its own month..."
+    assert entry["outcome"] == "SUPERSEDED" and "holds newer data (2025-08 > 2025-02)" in entry["reason"]
+    registry = Registry.for_config(load_config(config_path))
+    assert registry.champion().version == 1 and registry.versions() == [1]
+    assert [r["outcome"] for r in registry.ledger()] == ["BOOTSTRAPPED", "SUPERSEDED"]
+
+
+@pytest.mark.parametrize("crash_after", ["model_file", "metadata", "champion_pointer"])
+def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
+    config_path: Path, crash_after: str
+) -> None:
+    cycle(config_path, "2025-01")
+    run = Run(run_id="test__2025-05", month="2025-05")
+    config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+    registry = Registry.for_config(config)
+    model_bytes = registry.read_run_file(run.month, run.key, "challenger.joblib")
+    # Replay the promotion's writes up to the crash point, exactly as `promote` orders them.
+    if crash_after == "model_file":
+        registry.store.create("versions/000002/model.joblib", model_bytes)
+    else:
+        from retrain.pipeline import _version_metadata
+
+        version = registry.publish_version(
+            model_bytes, _version_metadata(config, pulled, drift, trained, evaluation, run)
+        )
+        if crash_after == "champion_pointer":
+            registry.move_champion(
+                version,
+                data_month=run.month,
+                expected_etag=pulled["champion"]["etag"],
+                run_id=run.run_id,
+                reason="crash test",
+            )
+
+    champion = registry.champion()
+    assert champion.version == (2 if crash_after == "champion_pointer" else 1), "old or new, never broken"
+    registry.load_model(champion.version)
+    assert registry.ledger_record(run.month, run.key) is None
+
+    entry = record(config, pulled, drift, evaluation, promote(config, pulled, drift, trained, evaluation, run), run)
+    expected_version = 3 if crash_after == "model_file" else 2  # an orphaned number is never reused
+    assert entry["outcome"] == "PROMOTED" and entry["version"] == expected_version
+    assert registry.champion().version == expected_version
+    assert registry.versions() == [1, expected_version]
+    assert [r["month"] for r in registry.ledger()] == ["2025-01", "2025-05"]
+
+
+def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
+    cycle(config_path, "2025-01")
+    registry = Registry.for_config(load_config(config_path))
+    command = [
+        sys.executable,
+        "-m",
+        "retrain",
+        "cycle",
+        "--config",
+        str(config_path),
+        "--month",
+        "2025-05",
+        "--run-id",
+        "killed-run",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    evaluation_key = f"runs/2025-05/{run_key('killed-run')}/evaluation.json"
+    deadline = time.monotonic() + 120
+    while not registry.store.exists(evaluation_key) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    champion = registry.champion()
+    assert champion.version in (1, 2)
+    registry.load_model(champion.version)
+    entry = cycle(config_path, "2025-05", run_id="killed-run")
+    assert entry["outcome"] == "PROMOTED"
+    assert registry.versions() == [1, 2] and registry.champion().version == 2
+    assert [r["run_id"] for r in registry.ledger()].count("killed-run") == 1
+
+
+def _promote_in_process(
+    config_path: str,
+    run_id: str,
+    pulled: dict,
+    drift: dict,
+    trained: dict,
+    evaluation: dict,
+    barrier: Any,
+    results: Any,
+) -> None:
+    config = load_config(config_path)
+    run = Run(run_id=run_id, month="2025-05")
+    barrier.wait()
+    outcome = promote(config, pulled, drift, trained, evaluation, run)
+    record(config, pulled, drift, evaluation, outcome, run)
+    results[run_id] = outcome
+
+
+def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> None:
+    cycle(config_path, "2025-01")
+    prepared = {
+        run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-05"))
+        for run_id in ("racer-a", "racer-b")
+    }
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier, results = manager.Barrier(2), manager.dict()
+        processes = [
+            context.Process(
+                target=_promote_in_process, args=(str(config_path), run_id, *prepared[run_id][1:], barrier, results)
+            )
+            for run_id in prepared
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        outcomes = dict(results)
+    assert sorted(o["outcome"] for o in outcomes.values()) == ["CONFLICT", "PROMOTED"]
+    winner = next(run_id for run_id, o in outcomes.items() if o["outcome"] == "PROMOTED")
+    loser = next(run_id for run_id, o in outcomes.items() if o["outcome"] == "CONFLICT")
+    registry = Registry.for_config(load_config(config_path))
+    assert registry.champion().version == outcomes[winner]["version"]
+    assert registry.versions() == [1, 2, 3], "both versions kept, numbers distinct"
+    assert outcomes[loser]["version"] != outcomes[winner]["version"]
+    assert "champion moved" in outcomes[loser]["reason"]
+    assert sorted(r["outcome"] for r in registry.ledger()) == ["BOOTSTRAPPED", "CONFLICT", "PROMOTED"]
+
+
+def test_a_tampered_champion_is_refused(config_path: Path) -> None:
+    cycle(config_path, "2025-01")
+    registry = Registry.for_config(load_config(config_path))
+    key = "versions/000001/model.joblib"
+    registry.store.write(key, registry.store.read(key)[:-100])
+    with pytest.raises(IntegrityError, match="does not match the recorded .* refusing to load it"):
+        cycle(config_path, "2025-04")
+    assert registry.champion().version == 1 and len(registry.ledger()) == 1
+
+
+def test_storage_outage_mid_cycle_ends_in_one_clear_error_and_an_intact_registry(
+    s3_bucket: str, s3_env: str, demo_source: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import upload_tree
+
+    upload_tree(s3_env, demo_source / "production", s3_bucket, "data/production")
+    upload_tree(s3_env, demo_source / "labeled", s3_bucket, "data/labeled")
+    proxy = TcpProxy(int(s3_env.rsplit(":", 1)[1])).start()
+    config_path = write_config(
+        tmp_path / "retrain.toml",
+        production=f"s3://{s3_bucket}/data/production",
+        labeled=f"s3://{s3_bucket}/data/labeled",
+        registry=f"s3://{s3_bucket}/registry",
+        endpoint_url=f"http://127.0.0.1:{proxy.port}",
+    )
+
+    cycle(config_path, "2025-01")
+    run = Run(run_id="outage", month="2025-05")
+    config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+    proxy.stop()
+    try:
+        with pytest.raises(
+            StorageError, match=r"failed after 2 attempts; storage endpoint http://127.0.0.1:\d+ unreachable"
+        ):
+            promote(config, pulled, drift, trained, evaluation, run)
+    finally:
+        proxy.start()
+    registry = Registry.for_config(config)
+    assert registry.champion().version == 1 and registry.versions() == [1]
+    assert [r["month"] for r in registry.ledger()] == ["2025-01"]
+    entry = record(config, pulled, drift, evaluation, promote(config, pulled, drift, trained, evaluation, run), run)
+    assert entry["outcome"] == "PROMOTED" and registry.champion().version == 2
+    proxy.stop()
+
+
+def test_ledger_json_is_the_chain_of_decisions(config_path: Path) -> None:
+    for month in ("2025-01", "2025-02"):
+        cycle(config_path, month)
+    result = subprocess.run(
+        [sys.executable, "-m", "retrain", "registry", "ledger", "--json", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = json.loads(result.stdout)
+    assert [(r["month"], r["outcome"]) for r in records] == [("2025-01", "BOOTSTRAPPED"), ("2025-02", "NO_DRIFT")]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrain.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "retrain", *args], capture_output=True, text=True)
+
+
+def test_drift_between_two_demo_months_as_a_table_and_as_json(demo_source: Path, capsys: pytest.CaptureFixture) -> None:
+    january, june = (str(demo_source / "production" / f"month=2025-0{m}") for m in (1, 6))
+    assert main(["drift", january, june, "--config", str(demo_source / "retrain.toml")]) == 0
+    table = capsys.readouterr().out
+    assert "tenure_months" in table and "dataset drift: yes (2 of 6 features: tenure_months, usage_gb" in table
+
+    assert main(["drift", january, june, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"drifted", "features"} <= set(report)
+    feature = report["features"][0]
+    assert {"name", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"} <= set(feature)
+    assert "event_time" not in [f["name"] for f in report["features"]], "timestamps are not features"
+
+
+def test_drift_on_single_files(demo_source: Path, capsys: pytest.CaptureFixture) -> None:
+    files = [str(demo_source / "production" / f"month=2025-0{m}" / "part-0000.parquet") for m in (1, 2)]
+    assert main(["drift", *files, "--json", "--config", str(demo_source / "retrain.toml")]) == 0
+    assert json.loads(capsys.readouterr().out)["drifted"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["drift", "/nowhere/a", "/nowhere/b"], "retrain: error: /nowhere/a: no data files"),
+        (["cycle", "--config", "/nowhere.toml", "--month", "2025-01"], "/nowhere.toml: config file not found"),
+        (["demo-data", "--out", "x", "--months", "0"], "--months must be at least 1"),
+        (["demo-data", "--out", "x", "--months", "2", "--start", "2025-1"], "--start must be YYYY-MM"),
+    ],
+)
+def test_errors_are_one_line_without_a_traceback(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_month_and_missing_month_name_the_month(demo_dir: Path) -> None:
+    config = str(demo_dir / "retrain.toml")
+    result = run_cli("cycle", "--config", config, "--month", "2025-13")
+    assert result.returncode == 2 and "month must be YYYY-MM, got '2025-13'" in result.stderr
+    result = run_cli("cycle", "--config", config, "--month", "2026-01")
+    assert result.returncode == 2 and "month 2026-01" in result.stderr and "no data files" in result.stderr
+    assert not (demo_dir / "registry").exists(), "nothing written"
+
+
+def test_demo_data_then_cycle_then_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo-data", "--out", str(out), "--months", "2", "--rows", "3000", "--start", "2024-11"]) == 0
+    assert sorted(p.name for p in (out / "labeled").iterdir()) == ["month=2024-11", "month=2024-12"]
+    config = str(out / "retrain.toml")
+    capsys.readouterr()
+
+    assert main(["cycle", "--config", config, "--month", "2024-11", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"outcome", "month", "champion_version", "drift", "metrics", "reason"} <= set(summary)
+    assert (summary["outcome"], summary["champion_version"]) == ("BOOTSTRAPPED", 1)
+
+    assert main(["cycle", "--config", config, "--month", "2024-12", "--force", "--min-lift", "0"]) == 0
+    assert "2024-12:" in capsys.readouterr().out
+
+    assert main(["registry", "list", "--config", config]) == 0
+    listing = capsys.readouterr().out
+    assert "month 2024-11" in listing
+
+    assert main(["registry", "show", "--config", config]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] >= 1
+
+    assert main(["registry", "ledger", "--config", config]) == 0
+    ledger = capsys.readouterr().out
+    assert "2024-11" in ledger and "BOOTSTRAPPED" in ledger and "2024-12" in ledger
+
+
+def test_rollback_moves_the_champion_back_and_is_recorded(demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    config = str(demo_dir / "retrain.toml")
+    for month in ("2025-01", "2025-05"):
+        assert main(["cycle", "--config", config, "--month", month, "--force"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "rollback", "1", "--reason", "bad predictions", "--config", config]) == 0
+    assert "champion is now version 1 (was 2)" in capsys.readouterr().out
+    assert main(["registry", "ledger", "--json", "--config", config]) == 0
+    last = json.loads(capsys.readouterr().out)[-1]
+    assert (last["outcome"], last["reason"], last["champion_version"]) == ("ROLLED_BACK", "bad predictions", 1)
+    assert main(["registry", "rollback", "7", "--reason", "x", "--config", config]) == 2
+    assert "no version 7" in capsys.readouterr().err

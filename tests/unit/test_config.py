@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrain.config import load_config, parse_config
+from retrain.errors import ConfigError
+
+MINIMAL = {
+    "model": {"name": "churn", "target": "y", "numeric_features": ["a"], "categorical_features": ["c"]},
+    "data": {"production": "prod", "labeled": "lab"},
+    "registry": {"root": "s3://bucket/registry"},
+}
+
+
+def document(**changes: dict) -> dict:
+    doc = {section: dict(values) for section, values in MINIMAL.items()}
+    for section, values in changes.items():
+        doc.setdefault(section, {}).update(values)
+    return doc
+
+
+def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    config = parse_config(document(), base=tmp_path)
+    assert config.data.production == str(tmp_path / "prod")
+    assert config.registry.root == "s3://bucket/registry"
+    assert config.drift.alpha == 0.05 and config.drift.correction == "bonferroni"
+    assert config.training.estimator == "hist_gradient_boosting"
+    assert config.model.features == ("a", "c")
+
+
+def test_the_example_config_in_the_repository_loads() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / "retrain.toml")
+    assert config.model.name == "churn"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"drift": {"alpha": 1.5}}, "drift.alpha must be in (0, 1)"),
+        ({"drift": {"alpha": "0.05"}}, "drift.alpha must be a number"),
+        ({"drift": {"correction": "holm"}}, "drift.correction must be one of bonferroni, bh"),
+        ({"drift": {"alpah": 0.1}}, "unknown key drift.alpah"),
+        ({"training": {"estimator": "xgboost"}}, "training.estimator must be one of"),
+        ({"training": {"window_months": 0}}, "training.window_months must be >= 1"),
+        ({"training": {"seed": 1.5}}, "training.seed must be an integer"),
+        (
+            {"promotion": {"require_significant_lift": "yes"}},
+            "promotion.require_significant_lift must be true or false",
+        ),
+        ({"model": {"numeric_features": "a"}}, "model.numeric_features must be a list of column names"),
+        ({"model": {"numeric_features": [], "categorical_features": []}}, "at least one of numeric_features"),
+        ({"model": {"target": "a"}}, "column 'a' is listed twice"),
+        ({"data": {"reference_month": "2025-13"}}, "data.reference_month must be YYYY-MM"),
+        ({"surprise": {"x": 1}}, "unknown section [surprise]"),
+    ],
+)
+def test_bad_values_name_the_key(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as error:
+        parse_config(document(**changes), source="retrain.toml")
+    assert message in str(error.value)
+    assert "retrain.toml" in str(error.value)
+
+
+def test_missing_required_key_and_section() -> None:
+    doc = document()
+    del doc["model"]["target"]
+    with pytest.raises(ConfigError, match="missing required key model.target"):
+        parse_config(doc)
+    doc = document()
+    del doc["registry"]
+    with pytest.raises(ConfigError, match=r"missing section \[registry\]"):
+        parse_config(doc)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[model\nname = ")
+    with pytest.raises(ConfigError, match=r"broken.toml: invalid TOML"):
+        load_config(broken)
+
+
+def test_overrides_replace_thresholds_and_are_validated() -> None:
+    config = parse_config(document())
+    changed = config.with_overrides(alpha=0.01, **{"promotion.min_lift": 0.02})
+    assert changed.drift.alpha == 0.01 and changed.promotion.min_lift == 0.02
+    assert config.drift.alpha == 0.05, "the original is frozen"
+    assert config.with_overrides(alpha=None) == config
+    with pytest.raises(ConfigError, match="drift.alpha must be in"):
+        config.with_overrides(alpha=2.0)
+    with pytest.raises(ConfigError, match="unknown override"):
+        config.with_overrides(nonsense=1)

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from retrain.config import DriftSpec
+from retrain.drift import StatTestResult, adjust_p_values, chi_square_test, detect_drift, ks_test, psi
+from retrain.snapshots import Schema
+
+
+def _samples(kind: str, n1: int, n2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "same":
+        return rng.normal(size=n1), rng.normal(size=n2)
+    if kind == "shifted":
+        return rng.normal(size=n1), rng.normal(0.05, 1.0, size=n2)
+    if kind == "ties":
+        return rng.integers(0, 5, n1).astype(float), rng.integers(0, 6, n2).astype(float)
+    if kind == "skewed":
+        return rng.lognormal(0, 2, n1), rng.lognormal(0.02, 2, n2)
+    if kind == "outlier":
+        x, y = rng.normal(size=n1), rng.normal(size=n2)
+        x[0] = 1e12
+        return x, y
+    raise ValueError(kind)
+
+
+SIZES = [(40, 55), (3000, 2000), (9000, 12000), (30000, 25000), (120000, 90000)]
+KINDS = ["same", "shifted", "ties", "skewed", "outlier"]
+
+
+@pytest.mark.parametrize(
+    ("method", "sizes"),
+    # scipy's exact distribution is quadratic in the sample sizes: keep its samples small.
+    [("auto", SIZES), ("asymp", SIZES), ("exact", SIZES[:3])],
+)
+def test_ks_equals_scipy_for_every_feature_at_once(method: str, sizes: list) -> None:
+    cases = [(kind, n1, n2) for n1, n2 in sizes for kind in KINDS]
+    pairs = [_samples(kind, n1, n2, seed) for seed, (kind, n1, n2) in enumerate(cases)]
+    results = ks_test([x for x, _ in pairs], [y for _, y in pairs], method=method)
+    for (x, y), result in zip(pairs, results, strict=True):
+        expected = stats.ks_2samp(x, y, method=method)
+        assert result.statistic == pytest.approx(expected.statistic, abs=1e-9)
+        assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+        assert result.effect == result.statistic
+
+
+def test_ks_drops_nan_like_scipy_on_the_remaining_values() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=50000), rng.normal(0.1, 1, size=40000)
+    x[::7] = np.nan
+    y[::11] = np.nan
+    (result,) = ks_test([x], [y])
+    expected = stats.ks_2samp(x[~np.isnan(x)], y[~np.isnan(y)])
+    assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_ks_known_answer_for_disjoint_samples() -> None:
+    (result,) = ks_test([np.array([1.0, 2.0, 3.0])], [np.array([4.0, 5.0, 6.0])])
+    assert result.statistic == 1.0
+    assert result.p_value == pytest.approx(0.1, abs=1e-12)  # exact: 2 / C(6, 3)
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [([], [1.0, 2.0]), ([np.nan, np.nan], [1.0]), ([1.0], [])],
+)
+def test_ks_empty_or_all_nan_gives_nan_not_an_error(reference: list, current: list) -> None:
+    (result,) = ks_test([np.array(reference, dtype=float)], [np.array(current, dtype=float)])
+    assert math.isnan(result.statistic) and math.isnan(result.p_value)
+
+
+def test_ks_identical_constant_columns_do_not_drift() -> None:
+    (result,) = ks_test([np.full(50000, 3.0)], [np.full(60000, 3.0)])
+    assert result.statistic == 0.0 and result.p_value == 1.0
+
+
+def test_chi_square_equals_scipy_and_keeps_new_categories() -> None:
+    reference = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
+    current = pd.Series(["a"] * 40 + ["b"] * 30 + ["c"] * 20 + ["new"] * 10)
+    result = chi_square_test(reference, current)
+    table = np.array([[50, 30, 20, 0], [40, 30, 20, 10]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.effect == pytest.approx(psi(table[0], table[1]))
+
+
+def test_psi_known_answer() -> None:
+    # p = (0.5, 0.5), q = (0.25, 0.75): PSI = (0.25-0.5)ln(0.5) + (0.75-0.5)ln(1.5)
+    assert psi(np.array([50, 50]), np.array([25, 75])) == pytest.approx(-0.25 * math.log(0.5) + 0.25 * math.log(1.5))
+    assert psi(np.array([10, 10]), np.array([10, 10])) == 0.0
+
+
+def test_chi_square_single_category_and_empty_and_nulls() -> None:
+    assert chi_square_test(pd.Series(["a"] * 5), pd.Series(["a"] * 9)) == StatTestResult(0.0, 1.0, 0.0)
+    empty = chi_square_test(pd.Series([None, None], dtype=object), pd.Series(["a"]))
+    assert math.isnan(empty.statistic) and math.isnan(empty.p_value)
+    with_nulls = chi_square_test(pd.Series(["a", "b", None] * 20), pd.Series(["a", "b"] * 20))
+    assert with_nulls.p_value == pytest.approx(1.0)
+
+
+def test_bonferroni_and_benjamini_hochberg_known_answers() -> None:
+    p = [0.01, 0.04, 0.03, 0.5, math.nan]
+    assert adjust_p_values(p, "bonferroni")[:4] == pytest.approx([0.04, 0.16, 0.12, 1.0])
+    assert math.isnan(adjust_p_values(p, "bonferroni")[4])
+    expected_bh = stats.false_discovery_control([0.01, 0.04, 0.03, 0.5], method="bh")
+    assert adjust_p_values(p, "bh")[:4] == pytest.approx(list(expected_bh))
+
+
+def _frame(rng: np.random.Generator, rows: int, shift: float = 0.0, plan_p=(0.5, 0.3, 0.2)) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x1": rng.normal(shift, 1, rows),
+            "x2": rng.normal(0, 1, rows),
+            "plan": rng.choice(["basic", "standard", "premium"], rows, p=plan_p).astype(object),
+        }
+    )
+
+
+SCHEMA = Schema(numeric=("x1", "x2"), categorical=("plan",))
+
+
+def test_every_feature_is_tested_and_the_drifted_ones_are_named() -> None:
+    rng = np.random.default_rng(0)
+    reference = _frame(rng, 5000)
+    current = _frame(rng, 5000, shift=0.8, plan_p=(0.2, 0.3, 0.5))
+    report = detect_drift(reference, current, SCHEMA, DriftSpec())
+    assert [f.name for f in report.features] == ["x1", "x2", "plan"]
+    assert report.drifted_features == ["x1", "plan"]
+    assert report.drifted and report.share_drifted == pytest.approx(2 / 3)
+    x1 = report.features[0]
+    assert x1.test == "ks" and x1.p_adjusted == pytest.approx(min(1.0, 3 * x1.p_value))
+    assert report.features[2].test == "chi2" and report.features[2].effect_name == "psi"
+    assert report.to_dict()["features"][0]["name"] == "x1"
+
+
+def test_effect_floor_ignores_a_significant_but_trivial_shift_at_a_million_rows() -> None:
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"x1": rng.normal(0, 1, 1_000_000)})
+    current = pd.DataFrame({"x1": rng.normal(0.02, 1, 1_000_000)})
+    schema = Schema(numeric=("x1",))
+    feature = detect_drift(reference, current, schema, DriftSpec()).features[0]
+    assert feature.p_adjusted < 1e-10, "the shift is statistically real"
+    assert not feature.drifted and "below floor" in feature.reason
+    loose = detect_drift(reference, current, schema, DriftSpec(min_ks_statistic=0.0)).features[0]
+    assert loose.drifted
+
+
+def test_a_rising_null_rate_is_drift_on_its_own() -> None:
+    rng = np.random.default_rng(2)
+    reference = _frame(rng, 4000)
+    current = _frame(rng, 4000)
+    current.loc[current.index[:800], "x2"] = np.nan
+    report = detect_drift(reference, current, SCHEMA, DriftSpec())
+    x2 = report.features[1]
+    assert x2.null_rate_current == pytest.approx(0.2) and x2.null_rate_change == pytest.approx(0.2)
+    assert x2.drifted and "null rate rose" in x2.reason
+
+
+def test_dataset_drift_share_threshold() -> None:
+    rng = np.random.default_rng(4)
+    reference = _frame(rng, 5000)
+    current = _frame(rng, 5000, shift=0.8)
+    assert detect_drift(reference, current, SCHEMA, DriftSpec()).drifted
+    report = detect_drift(reference, current, SCHEMA, DriftSpec(dataset_drift_share=0.5))
+    assert report.drifted_features == ["x1"] and not report.drifted
+
+
+def test_no_drift_between_samples_of_the_same_world() -> None:
+    rng = np.random.default_rng(5)
+    report = detect_drift(_frame(rng, 5000), _frame(rng, 5000), SCHEMA, DriftSpec())
+    assert not report.drifted and report.drifted_features == []

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from retrain.errors import DataError
+from retrain.evaluation import ResampledAUC, holdout_mask, paired_bootstrap_lift, resample_counts, score_metrics
+
+
+def test_holdout_is_stratified_and_takes_the_latest_rows_of_each_class() -> None:
+    frame = pd.DataFrame(
+        {
+            "y": [0, 1] * 50,
+            "ts": pd.date_range("2025-01-01", periods=100, freq="h")[::-1],  # newest first
+        }
+    )
+    mask = holdout_mask(frame, "y", 0.2, timestamp="ts")
+    assert mask.sum() == 20 and frame["y"][mask].sum() == 10
+    assert set(np.flatnonzero(mask)) == set(range(20)), "the 20 newest rows, 10 of each class"
+
+
+def test_random_holdout_is_stratified_and_seeded() -> None:
+    frame = pd.DataFrame({"y": [1] * 30 + [0] * 70})
+    first = holdout_mask(frame, "y", 0.3, seed=5)
+    assert first.sum() == 30 and frame["y"][first].sum() == 9
+    np.testing.assert_array_equal(first, holdout_mask(frame, "y", 0.3, seed=5))
+
+
+def test_holdout_refuses_a_class_too_small_to_split() -> None:
+    with pytest.raises(DataError, match="class 1 of y has 1 rows"):
+        holdout_mask(pd.DataFrame({"y": [0] * 20 + [1]}), "y", 0.3)
+
+
+def test_metrics_match_scikit_learn() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.9, 0.2])
+    metrics = score_metrics(labels, scores)
+    assert metrics.auc == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics.log_loss == pytest.approx(log_loss(labels, scores))
+    assert metrics.brier == pytest.approx(brier_score_loss(labels, scores))
+    assert (metrics.rows, metrics.positives) == (6, 3)
+
+
+def test_every_resampled_auc_equals_roc_auc_score_on_the_resampled_rows() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    tied = np.round(labels * 0.5 + rng.normal(size=400), 1)  # many ties
+    smooth = labels * 0.7 + rng.normal(size=400)
+    counts = resample_counts(400, 20, np.random.default_rng(1))
+    assert counts.shape == (20, 400) and (counts.sum(axis=1) == 400).all()
+    tied_aucs, smooth_aucs = ResampledAUC(labels, [tied, smooth])(counts)
+    for row in range(20):
+        rows = np.repeat(np.arange(400), counts[row])
+        assert tied_aucs[row] == pytest.approx(roc_auc_score(labels[rows], tied[rows]), abs=1e-12)
+        assert smooth_aucs[row] == pytest.approx(roc_auc_score(labels[rows], smooth[rows]), abs=1e-12)
+
+
+def test_lift_interval_contains_the_observed_lift_and_is_reproducible() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 3000)
+    champion = labels * 0.5 + rng.normal(size=3000)
+    challenger = labels * 0.9 + rng.normal(size=3000)
+    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=500, seed=4)
+    observed = roc_auc_score(labels, challenger) - roc_auc_score(labels, champion)
+    assert lift.lift == pytest.approx(observed)
+    assert 0 < lift.low < observed < lift.high
+    assert lift.resamples == 500 and lift.share_not_positive == 0.0
+    assert paired_bootstrap_lift(labels, champion, challenger, resamples=500, seed=4) == lift
+
+
+def test_identical_models_have_a_zero_lift_with_a_degenerate_interval() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    scores = rng.random(500)
+    lift = paired_bootstrap_lift(labels, scores, scores, resamples=200)
+    assert (lift.lift, lift.low, lift.high, lift.share_not_positive) == (0.0, 0.0, 0.0, 1.0)

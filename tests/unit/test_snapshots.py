@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.errors import DataError
+from retrain.snapshots import Schema, infer_schema, list_months, read_location, read_month
+
+SCHEMA = Schema(numeric=("age", "spend"), categorical=("plan",), target="label")
+
+
+def good_frame(rows: int = 100) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, rows),
+            "spend": rng.normal(50, 10, rows),
+            "plan": rng.choice(["a", "b"], rows),
+            "label": np.arange(rows) % 2,
+            "ignored": "x",
+        }
+    )
+
+
+def write(root: Path, month: str, frame: pd.DataFrame, name: str = "part-0.parquet") -> Path:
+    folder = root / f"month={month}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def test_reads_only_the_schema_columns_from_every_file_of_a_month(tmp_path: Path) -> None:
+    write(tmp_path, "2025-03", good_frame(60), "part-0.parquet")
+    write(tmp_path, "2025-03", good_frame(40), "part-1.csv")
+    frame, snapshot = read_month(str(tmp_path), "2025-03", SCHEMA)
+    assert list(frame.columns) == ["age", "spend", "plan", "label"]
+    assert snapshot.rows == 100 and snapshot.files == ("part-0.parquet", "part-1.csv")
+    assert frame["age"].dtype == np.float64 and frame["plan"].map(type).eq(str).all()
+    again = read_month(str(tmp_path), "2025-03", SCHEMA)[1]
+    assert again.sha256 == snapshot.sha256 and len(snapshot.sha256) == 64
+
+
+def test_list_months_sees_only_folders_with_data_files(tmp_path: Path) -> None:
+    write(tmp_path, "2025-01", good_frame())
+    write(tmp_path, "2025-02", good_frame())
+    (tmp_path / "month=2025-03").mkdir()
+    (tmp_path / "month=2025-04").mkdir()
+    (tmp_path / "month=2025-04" / "_SUCCESS").write_text("")
+    assert list_months(str(tmp_path)) == ["2025-01", "2025-02"]
+
+
+def test_nulls_at_a_normal_rate_are_kept_and_counted(tmp_path: Path) -> None:
+    frame = good_frame(100)
+    frame.loc[:9, "spend"] = np.nan
+    frame.loc[:4, "plan"] = None
+    write(tmp_path, "2025-01", frame)
+    typed, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA, max_null_rate=0.5)
+    assert snapshot.null_rates == {"age": 0.0, "spend": 0.1, "plan": 0.05}
+    assert typed["plan"].isna().sum() == 5
+
+
+def test_rows_without_a_label_are_dropped(tmp_path: Path) -> None:
+    frame = good_frame(100).astype({"label": float})
+    frame.loc[:19, "label"] = np.nan
+    write(tmp_path, "2025-01", frame)
+    assert read_month(str(tmp_path), "2025-01", SCHEMA)[1].rows == 80
+
+
+def _error(
+    tmp_path: Path,
+    frame: pd.DataFrame | None = None,
+    *,
+    name: str = "part-0.parquet",
+    raw: bytes | None = None,
+    month: str = "2025-01",
+    max_null_rate: float = 1.0,
+) -> str:
+    if raw is not None:
+        folder = tmp_path / f"month={month}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(raw)
+    elif frame is not None:
+        write(tmp_path, month, frame, name)
+    with pytest.raises(DataError) as error:
+        read_month(str(tmp_path), "2025-01", SCHEMA, max_null_rate=max_null_rate)
+    return str(error.value)
+
+
+def test_missing_column_names_the_file_and_column(tmp_path: Path) -> None:
+    message = _error(tmp_path, good_frame().drop(columns=["spend"]))
+    assert "month=2025-01/part-0.parquet" in message and "missing column spend" in message
+
+
+def test_missing_target_names_it(tmp_path: Path) -> None:
+    assert "missing column label" in _error(tmp_path, good_frame().drop(columns=["label"]))
+
+
+def test_text_in_a_numeric_column_names_column_row_and_value(tmp_path: Path) -> None:
+    frame = good_frame().astype({"spend": object})
+    frame.loc[7, "spend"] = "twelve"
+    message = _error(tmp_path, frame, name="part-0.csv")
+    assert "month 2025-01" in message
+    assert "column spend is numeric but holds text (row 7: 'twelve')" in message
+
+
+def test_all_null_column(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["spend"] = np.nan
+    assert "column spend is entirely null" in _error(tmp_path, frame)
+
+
+def test_null_rate_above_the_limit(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame.loc[:59, "age"] = np.nan
+    message = _error(tmp_path, frame, max_null_rate=0.5)
+    assert "column age is 60% null, above data.max_null_rate=50%" in message
+
+
+def test_empty_snapshot(tmp_path: Path) -> None:
+    assert "month 2025-01" in (m := _error(tmp_path, good_frame().iloc[:0])) and "empty snapshot (0 rows)" in m
+
+
+def test_non_binary_target(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["label"] = np.arange(len(frame)) % 3
+    assert "target column label must be binary 0/1, found 0, 1, 2" in _error(tmp_path, frame)
+
+
+def test_single_class_target(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["label"] = 1
+    assert "holds a single class" in _error(tmp_path, frame)
+
+
+def test_month_with_no_files(tmp_path: Path) -> None:
+    message = _error(tmp_path)
+    assert "month 2025-01" in message and "no data files" in message
+
+
+def test_corrupt_parquet_and_empty_file_name_the_file(tmp_path: Path) -> None:
+    message = _error(tmp_path, raw=b"PAR1 this is not parquet")
+    assert "part-0.parquet: unreadable or corrupt Parquet file" in message
+    (tmp_path / "month=2025-01" / "part-0.parquet").write_bytes(b"")
+    assert "part-0.parquet: empty file (0 bytes)" in _error(tmp_path)
+
+
+def test_truncated_parquet_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "2025-01", good_frame())
+    path.write_bytes(path.read_bytes()[:-40])
+    assert "unreadable or corrupt Parquet file" in _error(tmp_path)
+
+
+def test_read_location_accepts_a_single_file_and_infers_types(tmp_path: Path) -> None:
+    path = write(tmp_path, "2025-01", good_frame())
+    frame, snapshot = read_location(str(path))
+    assert snapshot.files == ("part-0.parquet",)
+    schema = infer_schema(frame)
+    assert schema.numeric == ("age", "spend", "label") and schema.categorical == ("plan", "ignored")
