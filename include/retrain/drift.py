@@ -9,9 +9,12 @@ exactly only the few bins that could hold the maximum. Its statistic and p-value
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +28,11 @@ if TYPE_CHECKING:
     from retrain.config import DriftSpec
 
 KS_AUTO_EXACT_MAX_N = 10_000  # scipy's rule for method="auto"
-KS_GRID_BINS = 1 << 16
-KS_DIRECT_MAX_N = 40_000  # below this, sorting outright beats binning
+KS_VALUES_PER_BIN = 16  # bins per split follow the values pending; only bins that may hold the maximum split again
+KS_MIN_KEYS, KS_MAX_KEYS = 1 << 12, 1 << 18
+KS_MAX_LEVELS = 4
+KS_EQUALIZE_SHARE = 0.2
+KS_SORT_LIMIT = 1 << 15  # once this few values are pending, sorting them is cheapest
 PSI_FLOOR = 1e-4  # keeps PSI finite for categories absent on one side
 
 
@@ -45,61 +51,153 @@ def _ks_statistic_sorted(x: np.ndarray, y: np.ndarray) -> float:
     return float(max(diffs.max(), np.clip(-diffs.min(), 0, 1)))
 
 
-def _grid_bins(values: np.ndarray, low: float, scale: float) -> np.ndarray:
-    """Bin index of every value; monotone in the value, so bins are ordered value ranges."""
-    ids = ((values - low) * scale).astype(np.int32)
-    np.minimum(ids, KS_GRID_BINS - 1, out=ids)
-    return ids
+@dataclass(frozen=True)
+class _Pending:
+    """Values of both samples not yet resolved, in groups that are ordered, disjoint value ranges.
 
-
-def _skipped_below(counts: np.ndarray, resolved: np.ndarray) -> np.ndarray:
-    """Per bin: how many rows lie in unresolved bins strictly below it."""
-    skipped = np.where(resolved, 0, counts)
-    return np.cumsum(skipped) - skipped
-
-
-def _ks_statistics_binned(samples: list[tuple[np.ndarray, np.ndarray, float, float]]) -> np.ndarray:
-    """KS statistics for many features with bin counts instead of full sorts.
-
-    At each bin's lower edge the ECDF difference is exact (it is the difference at the largest value
-    below the edge). Inside a bin it can move by at most the bin's share of either sample, so only bins
-    whose bound exceeds the best edge value need their values sorted, typically well under 1% of rows.
+    `tx`/`ty` place each value inside its group on [0, 1], monotone in the value; `gx`/`gy` name the group
+    (None: all in group 0); `skip_x`/`skip_y` count, per group, the values of the whole sample that lie below
+    the group and are no longer pending.
     """
-    k = len(samples)
-    ref_counts = np.zeros((k, KS_GRID_BINS), dtype=np.int64)
-    cur_counts = np.zeros((k, KS_GRID_BINS), dtype=np.int64)
-    bins = []
-    for j, (x, y, low, high) in enumerate(samples):
-        scale = KS_GRID_BINS / (high - low)
-        bx, by = _grid_bins(x, low, scale), _grid_bins(y, low, scale)
-        ref_counts[j] = np.bincount(bx, minlength=KS_GRID_BINS)
-        cur_counts[j] = np.bincount(by, minlength=KS_GRID_BINS)
-        bins.append((bx, by))
-    n1 = ref_counts.sum(axis=1, keepdims=True)
-    n2 = cur_counts.sum(axis=1, keepdims=True)
-    ref_below = np.cumsum(ref_counts, axis=1) - ref_counts
-    cur_below = np.cumsum(cur_counts, axis=1) - cur_counts
-    edge_diff = ref_below / n1 - cur_below / n2
-    best_edge = np.abs(edge_diff).max(axis=1)
-    bound = np.maximum(np.abs(edge_diff + ref_counts / n1), np.abs(edge_diff - cur_counts / n2))
-    # The slack absorbs rounding in `bound`, so a bin is never skipped by one ulp.
-    candidates = bound > (best_edge - 1e-12)[:, None]
 
-    statistics = best_edge.copy()
-    for j, ((x, y, _, _), (bx, by)) in enumerate(zip(samples, bins, strict=True)):
-        keep_x, keep_y = candidates[j][bx], candidates[j][by]
-        xs, ys = np.sort(x[keep_x]), np.sort(y[keep_y])
-        both = np.concatenate([xs, ys])
-        # Bins are monotone in the value, so sorting them separately keeps them aligned with the values.
-        both_bins = np.concatenate([np.sort(bx[keep_x]), np.sort(by[keep_y])])
-        # Rows of each sample in non-candidate bins below a value's bin; adding the count among the
-        # selected rows at or below the value gives its exact ECDF count.
-        count_x = _skipped_below(ref_counts[j], candidates[j])[both_bins] + np.searchsorted(xs, both, "right")
-        count_y = _skipped_below(cur_counts[j], candidates[j])[both_bins] + np.searchsorted(ys, both, "right")
-        diffs = count_x / n1[j, 0] - count_y / n2[j, 0]
-        if diffs.size:
-            statistics[j] = max(statistics[j], np.abs(diffs).max())
-    return statistics
+    x: np.ndarray
+    y: np.ndarray
+    tx: np.ndarray
+    ty: np.ndarray
+    gx: np.ndarray | None
+    gy: np.ndarray | None
+    skip_x: np.ndarray
+    skip_y: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.x) + len(self.y)
+
+
+def _exact_max_difference(p: _Pending, n1: int, n2: int) -> float:
+    """Sort what is pending and evaluate the ECDF difference at every pending value."""
+    xs, ys = np.sort(p.x), np.sort(p.y)
+    values = np.concatenate([xs, ys])
+    if p.gx is None:
+        groups = np.zeros(len(values), dtype=np.intp)
+    else:
+        # Groups are monotone in the value, so sorting them separately keeps them aligned with the values.
+        groups = np.concatenate([np.sort(p.gx), np.sort(p.gy)])
+    count_x = p.skip_x[groups] + np.searchsorted(xs, values, "right")
+    count_y = p.skip_y[groups] + np.searchsorted(ys, values, "right")
+    return float(np.abs(count_x / n1 - count_y / n2).max()) if len(values) else 0.0
+
+
+def _bin_keys(positions: np.ndarray, groups: np.ndarray | None, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's bin inside its group, and its key over all groups (both ordered like the values)."""
+    inside = np.multiply(positions, bins).astype(np.intp)
+    np.minimum(inside, bins - 1, out=inside)
+    if groups is None:
+        return inside, inside
+    return inside, groups * bins + inside
+
+
+def _split(p: _Pending, n1: int, n2: int, best: float, *, may_equalize: bool) -> tuple[_Pending | None, float]:
+    """Cut every pending group into bins and keep only the bins that could hold the maximum.
+
+    At a bin's lower edge the ECDF difference is exact: it is the difference at the largest value below.
+    Inside a bin it moves by at most the bin's share of either sample, which bounds it; a bin whose values
+    are all equal has no point inside it at all. When most values survive (a skewed sample crowds into a
+    few equal-width bins), the values are re-placed by their approximate rank instead, so the next split
+    cuts bins of equal mass.
+    """
+    groups = len(p.skip_x)
+    # Cost grows with both the values and the bins: aim for a few dozen values per bin.
+    bins = max(2, min(KS_MAX_KEYS, max(KS_MIN_KEYS, p.size // KS_VALUES_PER_BIN)) // groups)
+    bx, kx = _bin_keys(p.tx, p.gx, bins)
+    by, ky = _bin_keys(p.ty, p.gy, bins)
+    keys = groups * bins
+    cx, cy = np.bincount(kx, minlength=keys), np.bincount(ky, minlength=keys)
+    below_x, below_y = np.cumsum(cx) - cx, np.cumsum(cy) - cy
+    if groups > 1:
+        group_of_key = np.arange(keys) // bins
+        below_x += p.skip_x[group_of_key]
+        below_y += p.skip_y[group_of_key]
+    edge = below_x / n1 - below_y / n2
+    best = max(best, float(np.abs(edge).max()))
+    bound = np.maximum(np.abs(edge + cx / n1), np.abs(edge - cy / n2))
+    # The slack absorbs rounding in `bound`, so a bin is never dropped by one ulp.
+    keep = bound > best - 1e-12
+    at_x, at_y = np.flatnonzero(keep[kx]), np.flatnonzero(keep[ky])
+    smallest, largest = np.full(keys, np.inf), np.full(keys, -np.inf)
+    for at, k, values in ((at_x, kx, p.x), (at_y, ky, p.y)):
+        np.minimum.at(smallest, k[at], values[at])
+        np.maximum.at(largest, k[at], values[at])
+    keep &= smallest < largest
+    if not keep.any():
+        return None, best
+    at_x, at_y = at_x[keep[kx[at_x]]], at_y[keep[ky[at_y]]]
+    if may_equalize and len(at_x) + len(at_y) > KS_EQUALIZE_SHARE * p.size:
+        total = cx + cy
+        rank_before = (np.cumsum(total) - total).astype(np.float64)
+        return (
+            dataclasses.replace(
+                p,
+                tx=_equalized(p.tx, bx, bins, rank_before, total, p.size),
+                ty=_equalized(p.ty, by, bins, rank_before, total, p.size),
+            ),
+            best,
+        )
+    kept_x, kept_y = np.where(keep, cx, 0), np.where(keep, cy, 0)
+    new_group = np.cumsum(keep) - 1
+    return (
+        _Pending(
+            x=p.x[at_x],
+            y=p.y[at_y],
+            tx=p.tx[at_x] * bins - bx[at_x],
+            ty=p.ty[at_y] * bins - by[at_y],
+            gx=new_group[kx[at_x]],
+            gy=new_group[ky[at_y]],
+            skip_x=(below_x - (np.cumsum(kept_x) - kept_x))[keep],
+            skip_y=(below_y - (np.cumsum(kept_y) - kept_y))[keep],
+        ),
+        best,
+    )
+
+
+def _equalized(
+    positions: np.ndarray, inside: np.ndarray, bins: int, rank_before: np.ndarray, counts: np.ndarray, size: int
+) -> np.ndarray:
+    """Approximate rank / size: monotone in the value, and nearly uniform whatever the distribution.
+
+    Within a bin the rank grows linearly from the bin's first rank to the next bin's first, so order is kept
+    and no value of a bin passes a value of the next one.
+    """
+    inner = np.multiply(positions, bins)
+    inner -= inside
+    inner *= counts[inside]
+    inner += rank_before[inside]
+    inner /= size
+    return inner
+
+
+def _ks_statistic_refined(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
+    """The KS statistic without sorting whole samples: split, bound, keep what could hold the maximum."""
+    n1, n2 = len(x), len(y)
+    width = high - low
+    pending: _Pending | None = _Pending(
+        x=x,
+        y=y,
+        tx=(x - low) / width,
+        ty=(y - low) / width,
+        gx=None,
+        gy=None,
+        skip_x=np.zeros(1, dtype=np.int64),
+        skip_y=np.zeros(1, dtype=np.int64),
+    )
+    best = 0.0
+    for level in range(KS_MAX_LEVELS):
+        if pending is None or pending.size <= KS_SORT_LIMIT:
+            break
+        pending, best = _split(pending, n1, n2, best, may_equalize=level == 0)
+    if pending is not None:
+        best = max(best, _exact_max_difference(pending, n1, n2))
+    return best
 
 
 @functools.lru_cache(maxsize=4)
@@ -172,31 +270,31 @@ def _without_nan(values: np.ndarray) -> np.ndarray:
 def ks_test(
     reference: Sequence[np.ndarray], current: Sequence[np.ndarray], *, method: str = "auto"
 ) -> list[StatTestResult]:
-    """Two-sample Kolmogorov-Smirnov on each pair of columns; NaNs are dropped. Effect size: the statistic."""
-    samples, statistics = [], np.full(len(reference), np.nan)
-    n1 = np.zeros(len(reference), dtype=np.int64)
-    n2 = np.zeros(len(reference), dtype=np.int64)
-    binned_at = []
-    for j, (ref, cur) in enumerate(zip(reference, current, strict=True)):
-        x, y = _without_nan(ref), _without_nan(cur)
-        n1[j], n2[j] = len(x), len(y)
-        if not len(x) or not len(y):
-            continue
-        low, high = min(x.min(), y.min()), max(x.max(), y.max())
-        if low == high:
-            statistics[j] = 0.0
-        elif len(x) + len(y) <= KS_DIRECT_MAX_N or not (np.isfinite(low) and np.isfinite(high)):
-            statistics[j] = _ks_statistic_sorted(x, y)
-        else:
-            binned_at.append(j)
-            samples.append((x, y, low, high))
-    if samples:
-        statistics[binned_at] = _ks_statistics_binned(samples)
+    """Two-sample Kolmogorov-Smirnov on each pair of columns; NaNs are dropped. Effect size: the statistic.
+
+    Features are resolved concurrently (numpy releases the GIL); p-values follow in one pass.
+    """
+    pairs = [(_without_nan(ref), _without_nan(cur)) for ref, cur in zip(reference, current, strict=True)]
+    n1 = np.array([len(x) for x, _ in pairs], dtype=np.int64)
+    n2 = np.array([len(y) for _, y in pairs], dtype=np.int64)
+    with ThreadPoolExecutor(max_workers=min(len(pairs), os.cpu_count() or 1) or 1) as pool:
+        statistics = np.array(list(pool.map(lambda pair: _ks_statistic(*pair), pairs)), dtype=np.float64)
+    p_values = np.full(len(pairs), np.nan)
     valid = ~np.isnan(statistics)
-    p_values = np.full(len(reference), np.nan)
     if valid.any():
         statistics[valid], p_values[valid] = _ks_p_values(statistics[valid], n1[valid], n2[valid], method)
     return [StatTestResult(float(d), float(p), float(d)) for d, p in zip(statistics, p_values, strict=True)]
+
+
+def _ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
+    if not len(x) or not len(y):
+        return math.nan
+    low, high = min(x.min(), y.min()), max(x.max(), y.max())
+    if low == high:
+        return 0.0
+    if not (np.isfinite(low) and np.isfinite(high)) or len(x) + len(y) <= KS_SORT_LIMIT:
+        return _ks_statistic_sorted(x, y)
+    return _ks_statistic_refined(x, y, low, high)
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
