@@ -1,0 +1,176 @@
+"""Every path through the DAG with dag.test() on SQLite, against the S3 server process.
+
+dag.test() logs task exceptions instead of raising them, so every test asserts each task's state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrain.config import load_config
+from retrain.registry import Registry
+from tests.conftest import s3_client
+
+pytestmark = pytest.mark.slow
+
+S, K = "success", "skipped"
+
+
+def run(dag: Any, logical_date: datetime | None = None, **conf: Any) -> tuple[str, dict[str, str]]:
+    dag_run = dag.test(run_conf=conf, logical_date=logical_date)
+    return str(dag_run.state), {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def registry(config_path: Path) -> Registry:
+    return Registry.for_config(load_config(config_path))
+
+
+def champion_events() -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "retrain_champion")
+        ).all()
+        return [row[0] for row in rows]
+
+
+def test_first_run_bootstraps_and_announces_the_champion(dag: Any, retrain_config: Path) -> None:
+    before = len(champion_events())
+    state, tasks = run(dag, month="2025-01")
+    assert state == "success"
+    assert tasks == {
+        "pull_snapshots": S,
+        "check_drift": S,
+        "train_challenger": S,
+        "evaluate": S,
+        "promote": S,
+        "keep_champion": K,
+        "record_decision": S,
+    }
+    reg = registry(retrain_config)
+    assert reg.champion().version == 1 and reg.versions() == [1]
+    (entry,) = reg.ledger()
+    assert (entry["outcome"], entry["month"]) == ("BOOTSTRAPPED", "2025-01")
+    assert entry["run_id"].startswith("manual__"), "the Airflow run id is the idempotency key"
+    assert reg.metadata(1)["run_id"] == entry["run_id"]
+    events = champion_events()[before:]
+    assert [(e["version"], e["month"]) for e in events] == [(1, "2025-01")]
+
+
+def test_no_drift_records_and_skips_training(dag: Any, retrain_config: Path) -> None:
+    run(dag, month="2025-01")
+    state, tasks = run(dag, month="2025-02")
+    assert state == "success"
+    assert tasks == {
+        "pull_snapshots": S,
+        "check_drift": S,
+        "train_challenger": K,
+        "evaluate": K,
+        "promote": K,
+        "keep_champion": K,
+        "record_decision": S,
+    }
+    reg = registry(retrain_config)
+    assert [r["outcome"] for r in reg.ledger()] == ["BOOTSTRAPPED", "NO_DRIFT"]
+    assert reg.versions() == [1]
+
+
+def test_drift_and_a_kept_champion(dag: Any, retrain_config: Path) -> None:
+    run(dag, month="2025-01")
+    state, tasks = run(dag, month="2025-04")
+    assert state == "success"
+    assert tasks == {
+        "pull_snapshots": S,
+        "check_drift": S,
+        "train_challenger": S,
+        "evaluate": S,
+        "promote": K,
+        "keep_champion": S,
+        "record_decision": S,
+    }
+    reg = registry(retrain_config)
+    last = reg.ledger()[-1]
+    assert last["outcome"] == "KEPT_CHAMPION" and last["drift"]["drifted_features"] == ["usage_gb"]
+    assert reg.versions() == [1] and reg.champion().version == 1
+
+
+def test_drift_and_a_promotion(dag: Any, retrain_config: Path) -> None:
+    run(dag, month="2025-01")
+    before = len(champion_events())
+    state, tasks = run(dag, month="2025-05")
+    assert state == "success"
+    assert tasks["promote"] == S and tasks["keep_champion"] == K and tasks["record_decision"] == S
+    reg = registry(retrain_config)
+    assert reg.ledger()[-1]["outcome"] == "PROMOTED"
+    assert reg.champion().version == 2 and reg.champion().data_month == "2025-05"
+    assert [e["version"] for e in champion_events()[before:]] == [2]
+
+
+def test_a_bad_snapshot_fails_with_nothing_written(dag: Any, retrain_config: Path, s3_env: str) -> None:
+    bucket = load_config(retrain_config).registry.root.split("/")[2]
+    s3_client(s3_env).put_object(
+        Bucket=bucket, Key="data/production/month=2025-01/part-0000.parquet", Body=b"PAR1 truncated"
+    )
+    state, tasks = run(dag, month="2025-01")
+    assert state == "failed"
+    assert tasks["pull_snapshots"] == "failed"
+    assert {tasks[t] for t in tasks if t != "pull_snapshots"} == {"upstream_failed"}
+    reg = registry(retrain_config)
+    assert reg.store.list() == [], "no version, no pointer, no ledger record, no run files"
+
+
+def test_forced_retrain_without_drift(dag: Any, retrain_config: Path) -> None:
+    run(dag, month="2025-01")
+    state, tasks = run(dag, month="2025-02", force_retrain=True)
+    assert state == "success" and tasks["train_challenger"] == S and tasks["evaluate"] == S
+    last = registry(retrain_config).ledger()[-1]
+    assert last["forced"] is True and last["drift"]["drifted"] is False
+    assert "retraining forced" in last["reason"]
+
+
+def test_dry_run_decides_but_never_promotes(dag: Any, retrain_config: Path) -> None:
+    before = len(champion_events())
+    state, tasks = run(dag, month="2025-01", dry_run=True)
+    assert state == "success"
+    assert tasks["evaluate"] == S and tasks["promote"] == K and tasks["keep_champion"] == S
+    reg = registry(retrain_config)
+    assert reg.champion() is None and reg.versions() == []
+    (entry,) = reg.ledger()
+    assert entry["dry_run"] is True and entry["outcome"] == "BOOTSTRAPPED"
+    assert len(champion_events()) == before
+
+
+def test_threshold_overrides_reach_the_engine(dag: Any, retrain_config: Path) -> None:
+    run(dag, month="2025-01")
+    state, _ = run(dag, month="2025-04", min_lift=0.5, alpha=0.01)
+    assert state == "success"
+    last = registry(retrain_config).ledger()[-1]
+    assert last["thresholds"]["promotion"]["min_lift"] == 0.5 and last["thresholds"]["drift"]["alpha"] == 0.01
+    assert "below min_lift=0.5" in last["reason"]
+
+
+def test_without_a_month_param_the_data_interval_decides(dag: Any, retrain_config: Path) -> None:
+    state, _ = run(dag, logical_date=datetime(2025, 2, 1, tzinfo=UTC))
+    assert state == "success"
+    assert registry(retrain_config).ledger()[0]["month"] == "2025-01"
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [{"month": "2025-13"}, {"month": "January"}, {"alpha": 1.5}, {"min_lift": -0.1}, {"force_retrain": "yes"}],
+)
+def test_invalid_params_are_rejected_before_any_task_runs(dag: Any, retrain_config: Path, conf: dict) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.test(run_conf=conf, logical_date=None)
+    assert registry(retrain_config).store.list() == []
