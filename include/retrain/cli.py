@@ -86,7 +86,13 @@ def _demo_data(args: argparse.Namespace) -> int:
         raise RetrainError(f"--start must be YYYY-MM, got {args.start!r}")
     config_path = write_demo_data(args.out, months=args.months, start=args.start, rows=args.rows, seed=args.seed)
     print(f"wrote {args.months} months of production and labeled snapshots under {args.out}")
-    print(f"config: {config_path}")
+    if config_path:
+        print(f"config: {config_path}")
+    else:
+        print(
+            f'config: set [data] production = "{args.out.rstrip("/")}/production" and '
+            f'labeled = "{args.out.rstrip("/")}/labeled"'
+        )
     return 0
 
 

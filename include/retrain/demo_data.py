@@ -107,9 +107,19 @@ min_lift = 0.005
 """
 
 
-def write_demo_data(out: str | Path, *, months: int, start: str = "2025-01", rows: int = 20000, seed: int = 0) -> Path:
-    """Write production and labeled snapshots for `months` months and a config; returns the config path."""
-    out = Path(out)
+def write_demo_data(
+    out: str | Path, *, months: int, start: str = "2025-01", rows: int = 20000, seed: int = 0
+) -> Path | None:
+    """Write production and labeled snapshots for `months` months under a folder or an s3:// prefix.
+
+    For a folder, also writes `retrain.toml` next to the data and returns its path; an S3 prefix gets only
+    the data (point a config's [data] at `<prefix>/production` and `<prefix>/labeled`).
+    """
+    import io
+
+    from retrain.storage import open_store
+
+    store = open_store(str(out))
     rng = np.random.default_rng(seed)
     for index in range(months):
         month = shift_month(start, index)
@@ -117,10 +127,12 @@ def write_demo_data(out: str | Path, *, months: int, start: str = "2025-01", row
             frame = generate_month(month, index, rows, rng)
             if dataset == "production":
                 frame = frame.drop(columns=["churned"])
-            folder = out / dataset / f"month={month}"
-            folder.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(folder / "part-0000.parquet", index=False)
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            store.write(f"{dataset}/month={month}/part-0000.parquet", buffer.getvalue())
         log.info("wrote demo month %s", month)
-    config_path = out / "retrain.toml"
+    if str(out).startswith("s3://"):
+        return None
+    config_path = Path(out) / "retrain.toml"
     config_path.write_text(CONFIG_TEMPLATE.format(start=start))
     return config_path

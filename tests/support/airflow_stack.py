@@ -1,0 +1,144 @@
+"""A real Airflow deployment for tests: scheduler, dag-processor and api-server on a fresh PostgreSQL
+database, in a temp AIRFLOW_HOME, every component its own process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REDIS = ("127.0.0.1", 6379)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _admin(statement: str) -> None:
+    """Run CREATE/DROP DATABASE, which PostgreSQL refuses inside a transaction."""
+    import psycopg2
+
+    connection = psycopg2.connect(dbname="postgres", **POSTGRES)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+class AirflowStack:
+    """Start with `with AirflowStack(home, executor=...) as stack:`; components stop and the DB is dropped."""
+
+    def __init__(self, home: Path, *, executor: str = "LocalExecutor", extra_env: dict[str, str] | None = None):
+        self.home = home
+        self.executor = executor
+        self.database = f"retrain_test_{uuid.uuid4().hex[:10]}"
+        self.api_port = free_port()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{self.database}"
+            ),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            **(extra_env or {}),
+        }
+
+    def __enter__(self) -> AirflowStack:
+        _admin(f'CREATE DATABASE "{self.database}"')
+        self.cli("db", "migrate")
+        self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
+        self.start("scheduler", "scheduler")
+        self.start("dag-processor", "dag-processor")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    def start(self, name: str, *args: str) -> None:
+        log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(dbname=self.database, **POSTGRES) as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def wait_until(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"{name} exited with {process.returncode} while waiting for {what}\n" + self.log_tail(name)
+                    )
+            if condition():
+                return
+            time.sleep(2)
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what}\n"
+            + "\n".join(self.log_tail(name) for name in self.processes)
+        )
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.home / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+        return f"--- {name}.log ---\n" + "\n".join(text)
+
+    def dag_is_parsed(self, dag_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM dag WHERE dag_id = %s", dag_id))
+
+    def runs(self, dag_id: str, run_type: str | None = None) -> list[tuple]:
+        sql = "SELECT logical_date, state, run_id, start_date, end_date FROM dag_run WHERE dag_id = %s"
+        params: list[Any] = [dag_id]
+        if run_type:
+            sql += " AND run_type = %s"
+            params.append(run_type)
+        return self.query(sql + " ORDER BY logical_date", *params)

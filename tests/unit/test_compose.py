@@ -1,0 +1,125 @@
+"""docker-compose.yaml checked against the app, since no Docker engine runs where the tests do."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retrain.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+    "airflow-init",
+]
+DEFAULTED = re.compile(r"^\$\{(\w+):-[^}]+\}$")
+# Variables the app reads that a deployment may leave unset.
+OPTIONAL_VARIABLES = {"RETRAIN_DEBUG", "AWS_ENDPOINT_URL_S3", "AWS_REGION"}
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[service]["environment"].items()}
+
+
+def expand(value: str) -> str:
+    """Compose's ${VAR:-default} with no .env: the default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_the_official_airflow_services_plus_minio_and_its_bucket_init() -> None:
+    assert set(AIRFLOW_SERVICES) | {"postgres", "redis", "minio", "minio-init"} <= set(SERVICES)
+    env = environment("airflow-scheduler")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert (
+        env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        and "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+    )
+    assert "@postgres/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert SERVICES["airflow-worker"]["command"] == "celery worker"
+    for service in AIRFLOW_SERVICES:
+        if service != "airflow-init":
+            assert SERVICES[service]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert SERVICES["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
+
+
+def test_images_are_pinned_and_the_image_extends_the_matching_airflow() -> None:
+    for name, service in SERVICES.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name} uses an unpinned image {image}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    airflow_pin = re.search(r"apache-airflow\[[^\]]*\]==([\d.]+)", (ROOT / "requirements.txt").read_text()).group(1)
+    assert f"FROM apache/airflow:{airflow_pin}-python3.11" in dockerfile
+    assert "-r /opt/retrain/requirements.txt -c /opt/retrain/constraints.txt" in dockerfile
+    assert SERVICES["airflow-scheduler"]["image"] == f"retrain-airflow:{airflow_pin}"
+
+
+def test_every_variable_the_app_reads_is_set_for_airflow() -> None:
+    sources = [p.read_text() for folder in ("include", "dags") for p in (ROOT / folder).rglob("*.py")]
+    read = {name for text in sources for name in re.findall(r"os\.environ\.get\(\"(\w+)\"", text)}
+    assert {"RETRAIN_CONFIG", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"} <= read
+    for service in AIRFLOW_SERVICES:
+        env = environment(service)
+        missing = read - OPTIONAL_VARIABLES - set(env)
+        assert not missing, f"{service} lacks {missing}"
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["PYTHONPATH"] == "/opt/airflow/include"
+
+
+def mounts(service: str) -> dict[str, str]:
+    binds = {}
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            binds[target] = source
+    return binds
+
+
+def test_every_mounted_path_exists_and_include_is_on_the_python_path() -> None:
+    for name in SERVICES:
+        for source in mounts(name).values():
+            assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+    binds = mounts("airflow-worker")
+    assert binds["/opt/airflow/include"] == "./include" and binds["/opt/airflow/dags"] == "./dags"
+
+
+def test_the_retrain_config_in_the_stack_loads_and_uses_the_bucket_minio_init_creates() -> None:
+    env = environment("airflow-worker")
+    container_path = Path(env["RETRAIN_CONFIG"])
+    binds = mounts("airflow-worker")
+    host_folder = next(source for target, source in binds.items() if container_path.is_relative_to(target))
+    target = next(t for t, s in binds.items() if s == host_folder)
+    config = load_config(ROOT / host_folder / container_path.relative_to(target))
+    bucket = expand(environment("minio-init")["RETRAIN_BUCKET"])
+    for location in (config.data.production, config.data.labeled, config.registry.root):
+        assert location.startswith(f"s3://{bucket}/")
+    assert "mc mb --ignore-existing" in " ".join(SERVICES["minio-init"]["command"])
+    assert "9000" in SERVICES["minio"]["ports"][0]
+
+
+@pytest.mark.parametrize("service", [*AIRFLOW_SERVICES, "postgres", "minio", "minio-init"])
+def test_credentials_are_overridable_local_only_defaults(service: str) -> None:
+    for key, value in environment(service).items():
+        if re.search(r"PASSWORD|SECRET|ACCESS_KEY|_USER$", key) and not key.startswith("AIRFLOW__CORE__SIMPLE"):
+            assert DEFAULTED.match(value), f"{service}.{key} must be ${{VAR:-default}}, overridable from .env"
+            variable = DEFAULTED.match(value).group(1)
+            assert f"{variable}=" in (ROOT / ".env.example").read_text()
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_ui_always_asks_for_a_login() -> None:
+    env = environment("airflow-apiserver")
+    assert env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "false").lower() != "true"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/secrets/")
+    init = " ".join(SERVICES["airflow-init"]["command"])
+    assert "passwords.json" in init and "chmod 600" in init
