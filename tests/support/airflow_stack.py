@@ -55,6 +55,9 @@ class AirflowStack:
         self.database = f"retrain_test_{uuid.uuid4().hex[:10]}"
         self.api_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.admin_password = secrets.token_urlsafe(12)
+        (home / "passwords.json").write_text(f'{{"admin": "{self.admin_password}"}}')
+        postgres_url = f"{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{self.database}"
         self.env = {
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -63,9 +66,9 @@ class AirflowStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-                f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{self.database}"
-            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{postgres_url}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -73,6 +76,10 @@ class AirflowStack:
             "AIRFLOW__CORE__PARALLELISM": "4",
             **(extra_env or {}),
         }
+        if executor == "CeleryExecutor":
+            # A Redis database of its own, so parallel test runs never share a queue.
+            self.env["AIRFLOW__CELERY__BROKER_URL"] = f"redis://{REDIS[0]}:{REDIS[1]}/{1 + uuid.uuid4().int % 15}"
+            self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+postgresql://{postgres_url}"
 
     def __enter__(self) -> AirflowStack:
         _admin(f'CREATE DATABASE "{self.database}"')
@@ -80,6 +87,9 @@ class AirflowStack:
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
+        if self.executor == "CeleryExecutor":
+            self.start("celery-worker", "celery", "worker", "--concurrency", "2")
+        self.wait_until(lambda: reachable("127.0.0.1", self.api_port), timeout=120, what="the api-server")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,6 +141,30 @@ class AirflowStack:
         path = self.home / f"{name}.log"
         text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
         return f"--- {name}.log ---\n" + "\n".join(text)
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+        """Call the REST API the UI uses, logged in as the admin user."""
+        credentials = {"username": "admin", "password": self.admin_password}
+        status, token = self._http("POST", "/auth/token", credentials, {})
+        assert status == 201, f"login failed: {status} {token}"
+        return self._http(method, path, body, {"Authorization": f"Bearer {token['access_token']}"})
+
+    def _http(self, method: str, path: str, body: dict | None, headers: dict[str, str]) -> tuple[int, Any]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
 
     def dag_is_parsed(self, dag_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM dag WHERE dag_id = %s", dag_id))
