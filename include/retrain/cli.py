@@ -179,11 +179,11 @@ def _registry(args: argparse.Namespace) -> int:
 def format_ledger(records: list[dict[str, Any]]) -> str:
     if not records:
         return "ledger is empty"
-    lines = [f"{'recorded at':<24} {'month':<8} {'outcome':<14} {'champion':>8} {'version':>7}  reason"]
+    lines = [f"{'recorded at':<29} {'month':<8} {'outcome':<14} {'champion':>8} {'version':>7}  reason"]
     for r in records:
         outcome = r["outcome"] + ("*" if r.get("dry_run") else "")
         lines.append(
-            f"{r.get('recorded_at', ''):<24} {r.get('month') or '-':<8} {outcome:<14} "
+            f"{r.get('recorded_at', ''):<29} {r.get('month') or '-':<8} {outcome:<14} "
             f"{r.get('champion_version') or '-':>8} {r.get('version') or '-':>7}  {r['reason']}"
         )
     if any(r.get("dry_run") for r in records):
