@@ -49,6 +49,17 @@ def test_ks_equals_scipy_for_every_feature_at_once(method: str, sizes: list) -> 
         assert result.effect == result.statistic
 
 
+@pytest.mark.slow
+def test_ks_equals_scipy_at_scale_for_skewed_discrete_and_shifted_features() -> None:
+    # Large enough that every refinement path runs: several split levels, the equal-mass re-placement of
+    # skewed samples, and bins holding a single repeated value.
+    pairs = [_samples(kind, 400_000, 350_000, seed) for seed, kind in enumerate(KINDS)]
+    for (x, y), result in zip(pairs, ks_test([x for x, _ in pairs], [y for _, y in pairs]), strict=True):
+        expected = stats.ks_2samp(x, y)
+        assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
 def test_ks_drops_nan_like_scipy_on_the_remaining_values() -> None:
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=50000), rng.normal(0.1, 1, size=40000)
