@@ -92,3 +92,46 @@ def test_the_dag_module_reads_no_variables_or_connections() -> None:
 
 def test_only_the_dag_file_lives_in_dags() -> None:
     assert sorted(p.name for p in Path(ROOT / "dags").glob("*.py")) == ["model_retraining.py"]
+
+
+def _dag_module():  # noqa: ANN202
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_retraining_module", ROOT / "dags" / "model_retraining.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_which_month_a_run_processes() -> None:
+    from types import SimpleNamespace
+
+    run_month = _dag_module()._run_month
+    january = {
+        "data_interval_start": datetime(2025, 1, 1, tzinfo=UTC),
+        "data_interval_end": datetime(2025, 2, 1, tzinfo=UTC),
+    }
+    manual = SimpleNamespace(run_after=datetime(2025, 3, 15, 9, 30, tzinfo=UTC))
+    assert run_month({"params": {"month": "2024-07"}, **january}) == "2024-07", "the param wins"
+    assert run_month({"params": {"month": None}, **january}) == "2025-01", "a scheduled run: its data interval"
+    no_interval = {"data_interval_start": None, "data_interval_end": None, "dag_run": manual}
+    assert run_month({"params": {}, **no_interval}) == "2025-02", "no logical date: the last complete month"
+    zero_length = {"data_interval_start": manual.run_after, "data_interval_end": manual.run_after, "dag_run": manual}
+    assert run_month({"params": {}, **zero_length}) == "2025-02"
+
+
+def test_the_failure_callback_logs_one_actionable_paragraph(caplog) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    context = {
+        "params": {"month": "2025-04"},
+        "ti": SimpleNamespace(task_id="pull_snapshots", try_number=1),
+        "dag_run": SimpleNamespace(run_id="manual__x"),
+        "exception": ValueError("month 2025-04 (s3://b/p/month=2025-04): missing column spend"),
+    }
+    with caplog.at_level("ERROR"):
+        _dag_module().log_failure(context)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "month 2025-04, task pull_snapshots" in message and "missing column spend" in message
+    assert "\n" not in message
