@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -147,7 +146,3 @@ def s3_demo_config(s3_bucket: str, s3_env: str, demo_source: Path, tmp_path: Pat
         labeled=f"s3://{s3_bucket}/data/labeled",
         registry=f"s3://{s3_bucket}/registry",
     )
-
-
-def services_required() -> bool:
-    return os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1"

@@ -77,20 +77,30 @@ def _read_checked(lineage: dict[str, Any], schema: Schema, config: Config) -> pd
     return frame
 
 
-def _labeled_frames(config: Config, pulled: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training rows (the window, minus the holdout) and the holdout (a share of the run's own month)."""
-    schema = Schema.for_model(config.model, labeled=True)
-    frames = [_read_checked(lineage, schema, config) for lineage in pulled["labeled"]]
-    current = frames[-1]
-    mask = holdout_mask(
+def _holdout_mask(config: Config, current: pd.DataFrame) -> np.ndarray:
+    return holdout_mask(
         current,
         config.model.target,
         config.training.holdout_fraction,
         timestamp=config.model.timestamp,
         seed=config.training.seed,
     )
+
+
+def _labeled_frames(config: Config, pulled: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training rows (the window, minus the holdout) and the holdout (a share of the run's own month)."""
+    schema = Schema.for_model(config.model, labeled=True)
+    frames = [_read_checked(lineage, schema, config) for lineage in pulled["labeled"]]
+    current = frames[-1]
+    mask = _holdout_mask(config, current)
     training = pd.concat([*frames[:-1], current[~mask]], ignore_index=True)
     return training, current[mask].reset_index(drop=True)
+
+
+def _holdout(config: Config, pulled: dict[str, Any]) -> pd.DataFrame:
+    """The same holdout as `_labeled_frames`, reading only the run's own month."""
+    current = _read_checked(pulled["labeled"][-1], Schema.for_model(config.model, labeled=True), config)
+    return current[_holdout_mask(config, current)].reset_index(drop=True)
 
 
 # -- the steps -----------------------------------------------------------------------------------------
@@ -223,7 +233,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score champion and challenger on the same holdout, bootstrap the lift, and decide."""
     registry = Registry.for_config(config)
-    _, holdout = _labeled_frames(config, pulled)
+    holdout = _holdout(config, pulled)
     labels = holdout[config.model.target].to_numpy().astype(int)
     challenger_model = deserialize(
         registry.read_run_file(run.month, run.key, "challenger.joblib"),

@@ -13,8 +13,7 @@ import pytest
 from retrain.config import load_config
 from retrain.demo_data import write_demo_data
 from retrain.registry import Registry
-from tests.conftest import services_required
-from tests.support.airflow_stack import POSTGRES, AirflowStack, reachable
+from tests.support.airflow_stack import POSTGRES_SERVICE, AirflowStack, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -23,10 +22,7 @@ MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"]
 
 @pytest.fixture
 def postgres() -> None:
-    if not reachable(POSTGRES["host"], POSTGRES["port"]):
-        if services_required():
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required (RETRAIN_REQUIRE_SERVICES=1) but unreachable")
-        pytest.skip("needs PostgreSQL at 127.0.0.1:5432: a scheduler and the backfill CLI lock SQLite")
+    require(POSTGRES_SERVICE, "a scheduler and the backfill CLI writing at once lock SQLite")
 
 
 def test_backfill_runs_every_month_in_order_and_reprocessing_writes_nothing_twice(

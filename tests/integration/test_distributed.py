@@ -13,23 +13,14 @@ import pytest
 from retrain.config import load_config
 from retrain.demo_data import write_demo_data
 from retrain.registry import Registry
-from tests.conftest import services_required
-from tests.support.airflow_stack import POSTGRES, REDIS, AirflowStack, reachable
+from tests.support.airflow_stack import POSTGRES_SERVICE, REDIS_SERVICE, AirflowStack, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 
 @pytest.fixture
 def services() -> None:
-    absent = [
-        name
-        for name, (host, port) in (("PostgreSQL", (POSTGRES["host"], POSTGRES["port"])), ("Redis", REDIS))
-        if not reachable(host, port)
-    ]
-    if absent:
-        if services_required():
-            pytest.fail(f"{' and '.join(absent)} required on 127.0.0.1 (RETRAIN_REQUIRE_SERVICES=1) but unreachable")
-        pytest.skip(f"needs {' and '.join(absent)} on 127.0.0.1 for the CeleryExecutor deployment")
+    require({**POSTGRES_SERVICE, **REDIS_SERVICE}, "the CeleryExecutor deployment needs its database and broker")
 
 
 def test_a_manual_trigger_with_params_runs_on_celery_workers(services: None, tmp_path: Path) -> None:

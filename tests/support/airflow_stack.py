@@ -14,9 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
+POSTGRES_SERVICE = {"PostgreSQL": (POSTGRES["host"], POSTGRES["port"])}
+REDIS_SERVICE = {"Redis": REDIS}
 
 
 def reachable(host: str, port: int) -> bool:
@@ -25,6 +29,17 @@ def reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def require(services: dict[str, tuple[str, int]], why: str) -> None:
+    """Skip, with a reason, when a service is unreachable; fail instead where CI makes them mandatory."""
+    absent = [name for name, (host, port) in services.items() if not reachable(host, port)]
+    if not absent:
+        return
+    names = " and ".join(absent)
+    if os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{names} required on 127.0.0.1 (RETRAIN_REQUIRE_SERVICES=1) but unreachable")
+    pytest.skip(f"needs {names} on 127.0.0.1: {why}")
 
 
 def free_port() -> int:
