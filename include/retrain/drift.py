@@ -1,300 +1,98 @@
 """Drift tests on every feature, multiple-testing correction, and the dataset-level verdict.
 
-One small function per statistical test, each returning a `StatTestResult`; `TESTS` maps a column kind to its
-test. The KS test works on all numeric features at once and never sorts whole samples: it bins every
-feature on a common grid, bounds the ECDF difference inside each bin from the bin counts, and resolves
-exactly only the few bins that could hold the maximum. Its statistic and p-value equal
-`scipy.stats.ks_2samp`'s for the same method.
+One small function per statistical test, each returning a `StatTestResult`; `TESTS` maps a column kind to
+its test. Data comes from a `Columns` source one feature at a time, so a snapshot far larger than memory
+is tested column by column: KS (`retrain.ks`) on the numeric values, chi-square and PSI on category counts
+(from dictionary codes, never one Python string per row). Features are read and tested concurrently.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
-from scipy import special, stats
+from scipy import special
 
-from retrain.snapshots import Schema
+from retrain.errors import DataError
+from retrain.ks import StatTestResult, ks_p_values, ks_statistic, ks_test, without_nan
+from retrain.snapshots import NULL, Schema, SnapshotReader
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from retrain.config import DriftSpec
 
-KS_AUTO_EXACT_MAX_N = 10_000  # scipy's rule for method="auto"
-KS_VALUES_PER_BIN = 16  # bins per split follow the values pending; only bins that may hold the maximum split again
-KS_MIN_KEYS, KS_MAX_KEYS = 1 << 12, 1 << 18
-KS_MAX_LEVELS = 4
-KS_EQUALIZE_SHARE = 0.2
-KS_SORT_LIMIT = 1 << 15  # once this few values are pending, sorting them is cheapest
+__all__ = ["StatTestResult", "ks_test", "psi", "chi_square_test", "detect_drift", "adjust_p_values"]
+
 PSI_FLOOR = 1e-4  # keeps PSI finite for categories absent on one side
 
 
-@dataclass(frozen=True)
-class StatTestResult:
-    statistic: float
-    p_value: float
-    effect: float
+class Columns(Protocol):
+    """Where a drift test gets its data: one feature at a time."""
+
+    where: str
+
+    def numeric(self, name: str) -> np.ndarray:
+        """float64 values, NaN for missing."""
+
+    def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
+        """Rows per category (named as text), null rows, and the kind of the values."""
 
 
-def _ks_statistic_sorted(x: np.ndarray, y: np.ndarray) -> float:
-    """scipy's own computation, for samples small enough to sort outright."""
-    x, y = np.sort(x), np.sort(y)
-    both = np.concatenate([x, y])
-    diffs = np.searchsorted(x, both, side="right") / len(x) - np.searchsorted(y, both, side="right") / len(y)
-    return float(max(diffs.max(), np.clip(-diffs.min(), 0, 1)))
+class FrameColumns:
+    """A pandas DataFrame as a drift source."""
+
+    def __init__(self, frame: pd.DataFrame, where: str = "data") -> None:
+        self.frame, self.where = frame, where
+
+    def numeric(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
+        from retrain.snapshots import as_category_strings
+
+        values = as_category_strings(self.frame[name])
+        counts = values.value_counts(dropna=True)
+        return {str(k): int(v) for k, v in counts.items()}, int(values.isna().sum()), NULL
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """Values of both samples not yet resolved, in groups that are ordered, disjoint value ranges.
+class SnapshotColumns:
+    """One or more snapshots read as one sample (a reference of several months is their union)."""
 
-    `tx`/`ty` place each value inside its group on [0, 1], monotone in the value; `gx`/`gy` name the group
-    (None: all in group 0); `skip_x`/`skip_y` count, per group, the values of the whole sample that lie below
-    the group and are no longer pending.
-    """
+    def __init__(self, readers: Sequence[SnapshotReader]) -> None:
+        self.readers = list(readers)
+        self.where = " + ".join(reader.where for reader in self.readers)
 
-    x: np.ndarray
-    y: np.ndarray
-    tx: np.ndarray
-    ty: np.ndarray
-    gx: np.ndarray | None
-    gy: np.ndarray | None
-    skip_x: np.ndarray
-    skip_y: np.ndarray
+    def numeric(self, name: str) -> np.ndarray:
+        parts = [reader.numeric(name) for reader in self.readers]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    @property
-    def size(self) -> int:
-        return len(self.x) + len(self.y)
-
-
-def _exact_max_difference(p: _Pending, n1: int, n2: int) -> float:
-    """Sort what is pending and evaluate the ECDF difference at every pending value."""
-    xs, ys = np.sort(p.x), np.sort(p.y)
-    values = np.concatenate([xs, ys])
-    if p.gx is None:
-        groups = np.zeros(len(values), dtype=np.intp)
-    else:
-        # Groups are monotone in the value, so sorting them separately keeps them aligned with the values.
-        groups = np.concatenate([np.sort(p.gx), np.sort(p.gy)])
-    count_x = p.skip_x[groups] + np.searchsorted(xs, values, "right")
-    count_y = p.skip_y[groups] + np.searchsorted(ys, values, "right")
-    return float(np.abs(count_x / n1 - count_y / n2).max()) if len(values) else 0.0
+    def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
+        counts: dict[str, int] = {}
+        nulls, kind = 0, NULL
+        for reader in self.readers:
+            part, part_nulls, part_kind = reader.category_counts(name)
+            kind = _same_kind(kind, part_kind, name, self.where, reader.where)
+            nulls += part_nulls
+            for category, count in part.items():
+                counts[category] = counts.get(category, 0) + count
+        return counts, nulls, kind
 
 
-def _bin_keys(positions: np.ndarray, groups: np.ndarray | None, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's bin inside its group, and its key over all groups (both ordered like the values)."""
-    inside = np.multiply(positions, bins).astype(np.intp)
-    np.minimum(inside, bins - 1, out=inside)
-    if groups is None:
-        return inside, inside
-    return inside, groups * bins + inside
-
-
-def _split(p: _Pending, n1: int, n2: int, best: float, *, may_equalize: bool) -> tuple[_Pending | None, float]:
-    """Cut every pending group into bins and keep only the bins that could hold the maximum.
-
-    At a bin's lower edge the ECDF difference is exact: it is the difference at the largest value below.
-    Inside a bin it moves by at most the bin's share of either sample, which bounds it; a bin whose values
-    are all equal has no point inside it at all. When most values survive (a skewed sample crowds into a
-    few equal-width bins), the values are re-placed by their approximate rank instead, so the next split
-    cuts bins of equal mass.
-    """
-    groups = len(p.skip_x)
-    # Cost grows with both the values and the bins: aim for a few dozen values per bin.
-    bins = max(2, min(KS_MAX_KEYS, max(KS_MIN_KEYS, p.size // KS_VALUES_PER_BIN)) // groups)
-    bx, kx = _bin_keys(p.tx, p.gx, bins)
-    by, ky = _bin_keys(p.ty, p.gy, bins)
-    keys = groups * bins
-    cx, cy = np.bincount(kx, minlength=keys), np.bincount(ky, minlength=keys)
-    below_x, below_y = np.cumsum(cx) - cx, np.cumsum(cy) - cy
-    if groups > 1:
-        group_of_key = np.arange(keys) // bins
-        below_x += p.skip_x[group_of_key]
-        below_y += p.skip_y[group_of_key]
-    edge = below_x / n1 - below_y / n2
-    best = max(best, float(np.abs(edge).max()))
-    bound = np.maximum(np.abs(edge + cx / n1), np.abs(edge - cy / n2))
-    # The slack absorbs rounding in `bound`, so a bin is never dropped by one ulp.
-    keep = bound > best - 1e-12
-    at_x, at_y = np.flatnonzero(keep[kx]), np.flatnonzero(keep[ky])
-    smallest, largest = np.full(keys, np.inf), np.full(keys, -np.inf)
-    for at, k, values in ((at_x, kx, p.x), (at_y, ky, p.y)):
-        np.minimum.at(smallest, k[at], values[at])
-        np.maximum.at(largest, k[at], values[at])
-    keep &= smallest < largest
-    if not keep.any():
-        return None, best
-    at_x, at_y = at_x[keep[kx[at_x]]], at_y[keep[ky[at_y]]]
-    if may_equalize and len(at_x) + len(at_y) > KS_EQUALIZE_SHARE * p.size:
-        total = cx + cy
-        rank_before = (np.cumsum(total) - total).astype(np.float64)
-        return (
-            dataclasses.replace(
-                p,
-                tx=_equalized(p.tx, bx, bins, rank_before, total, p.size),
-                ty=_equalized(p.ty, by, bins, rank_before, total, p.size),
-            ),
-            best,
-        )
-    kept_x, kept_y = np.where(keep, cx, 0), np.where(keep, cy, 0)
-    new_group = np.cumsum(keep) - 1
-    return (
-        _Pending(
-            x=p.x[at_x],
-            y=p.y[at_y],
-            tx=p.tx[at_x] * bins - bx[at_x],
-            ty=p.ty[at_y] * bins - by[at_y],
-            gx=new_group[kx[at_x]],
-            gy=new_group[ky[at_y]],
-            skip_x=(below_x - (np.cumsum(kept_x) - kept_x))[keep],
-            skip_y=(below_y - (np.cumsum(kept_y) - kept_y))[keep],
-        ),
-        best,
+def _same_kind(known: str, kind: str, column: str, first: str, second: str) -> str:
+    if known == NULL:
+        return kind
+    if kind in (NULL, known):
+        return known
+    raise DataError(
+        f"column {column} holds {known} values in {first} but {kind} values in {second}; "
+        "a categorical column must keep one type"
     )
-
-
-def _equalized(
-    positions: np.ndarray, inside: np.ndarray, bins: int, rank_before: np.ndarray, counts: np.ndarray, size: int
-) -> np.ndarray:
-    """Approximate rank / size: monotone in the value, and nearly uniform whatever the distribution.
-
-    Within a bin the rank grows linearly from the bin's first rank to the next bin's first, so order is kept
-    and no value of a bin passes a value of the next one.
-    """
-    inner = np.multiply(positions, bins)
-    inner -= inside
-    inner *= counts[inside]
-    inner += rank_before[inside]
-    inner /= size
-    return inner
-
-
-def _ks_statistic_refined(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
-    """The KS statistic without sorting whole samples: split, bound, keep what could hold the maximum."""
-    n1, n2 = len(x), len(y)
-    width = high - low
-    pending: _Pending | None = _Pending(
-        x=x,
-        y=y,
-        tx=(x - low) / width,
-        ty=(y - low) / width,
-        gx=None,
-        gy=None,
-        skip_x=np.zeros(1, dtype=np.int64),
-        skip_y=np.zeros(1, dtype=np.int64),
-    )
-    best = 0.0
-    for level in range(KS_MAX_LEVELS):
-        if pending is None or pending.size <= KS_SORT_LIMIT:
-            break
-        pending, best = _split(pending, n1, n2, best, may_equalize=level == 0)
-    if pending is not None:
-        best = max(best, _exact_max_difference(pending, n1, n2))
-    return best
-
-
-@functools.lru_cache(maxsize=4)
-def _log_factorials(n: int) -> np.ndarray:
-    return special.gammaln(np.arange(n + 1, dtype=np.float64) + 1)
-
-
-def _smirnov_sf(n: int, d: float) -> float:
-    """One-sided Smirnov tail P(D+_n >= d), the Birnbaum-Tingey sum evaluated in log space.
-
-    scipy evaluates the same finite sum term by term in C; summing the terms as one array is ~20x
-    faster at n in the hundreds of thousands and agrees with it to ~1e-11.
-    """
-    log_factorial = _log_factorials(n)
-    j = np.arange(int(math.floor(n * (1 - d))) + 1)
-    nd = n * d
-    with np.errstate(divide="ignore"):
-        log_terms = (
-            log_factorial[n]
-            - log_factorial[j]
-            - log_factorial[n - j]
-            + (n - j) * np.log((n - nd - j) / n)
-            + (j - 1) * np.log((nd + j) / n)
-        )
-    return float(d * np.exp(log_terms).sum())
-
-
-def _kstwo_sf(d: float, n: int) -> float:
-    """`scipy.stats.kstwo.sf(d, n)`, taking scipy's own branch choices, with a fast Smirnov sum.
-
-    For n > 140 and 2.2 <= n*d^2 < 370 scipy returns 2 * smirnov(n, d), whose cost grows linearly with
-    n; every other branch is cheap and is left to scipy.
-    """
-    t = n * d
-    if n > 140 and 1 < t < n - 1 and d < 0.5 and 2.2 <= t * d < 370:
-        return min(max(2 * _smirnov_sf(n, d), 0.0), 1.0)
-    return float(stats.kstwo.sf(d, n))
-
-
-def _ks_p_values(statistics: np.ndarray, n1: np.ndarray, n2: np.ndarray, method: str) -> tuple[np.ndarray, ...]:
-    """p-values exactly as scipy's ks_2samp computes them for `method` (two-sided)."""
-    from scipy.stats._stats_py import _attempt_exact_2kssamp
-
-    statistics = statistics.copy()
-    p_values = np.full(len(statistics), np.nan)
-    asymptotic = np.ones(len(statistics), dtype=bool)
-    for j, (d, a, b) in enumerate(zip(statistics, n1, n2, strict=True)):
-        a, b = int(a), int(b)
-        g = math.gcd(a, b)
-        exact = max(a, b) <= KS_AUTO_EXACT_MAX_N if method == "auto" else method == "exact"
-        if exact and (a // g) < np.iinfo(np.int32).max / (b // g):
-            success, statistics[j], p = _attempt_exact_2kssamp(a, b, g, d, "two-sided")
-            if success:
-                p_values[j], asymptotic[j] = p, False
-    larger, smaller = np.maximum(n1, n2).astype(float), np.minimum(n1, n2).astype(float)
-    effective_n = np.round(larger * smaller / (larger + smaller))
-    for j in np.flatnonzero(asymptotic):
-        p_values[j] = _kstwo_sf(statistics[j], int(effective_n[j]))
-    return statistics, np.clip(p_values, 0, 1)
-
-
-def _without_nan(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    # A sum is NaN when any value is (or inf meets -inf): one cheap pass instead of a mask and a copy.
-    if np.isnan(np.add.reduce(values)):
-        return values[~np.isnan(values)]
-    return values
-
-
-def ks_test(
-    reference: Sequence[np.ndarray], current: Sequence[np.ndarray], *, method: str = "auto"
-) -> list[StatTestResult]:
-    """Two-sample Kolmogorov-Smirnov on each pair of columns; NaNs are dropped. Effect size: the statistic.
-
-    Features are resolved concurrently (numpy releases the GIL); p-values follow in one pass.
-    """
-    pairs = [(_without_nan(ref), _without_nan(cur)) for ref, cur in zip(reference, current, strict=True)]
-    n1 = np.array([len(x) for x, _ in pairs], dtype=np.int64)
-    n2 = np.array([len(y) for _, y in pairs], dtype=np.int64)
-    with ThreadPoolExecutor(max_workers=min(len(pairs), os.cpu_count() or 1) or 1) as pool:
-        statistics = np.array(list(pool.map(lambda pair: _ks_statistic(*pair), pairs)), dtype=np.float64)
-    p_values = np.full(len(pairs), np.nan)
-    valid = ~np.isnan(statistics)
-    if valid.any():
-        statistics[valid], p_values[valid] = _ks_p_values(statistics[valid], n1[valid], n2[valid], method)
-    return [StatTestResult(float(d), float(p), float(d)) for d, p in zip(statistics, p_values, strict=True)]
-
-
-def _ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
-    if not len(x) or not len(y):
-        return math.nan
-    low, high = min(x.min(), y.min()), max(x.max(), y.max())
-    if low == high:
-        return 0.0
-    if not (np.isfinite(low) and np.isfinite(high)) or len(x) + len(y) <= KS_SORT_LIMIT:
-        return _ks_statistic_sorted(x, y)
-    return _ks_statistic_refined(x, y, low, high)
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
@@ -307,36 +105,94 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
+def chi_square_from_counts(reference: dict[str, int], current: dict[str, int]) -> StatTestResult:
     """Chi-square test of homogeneity on category counts; categories new in `current` are kept.
 
-    Nulls are left out here (the report tracks null rates separately). Effect size: PSI.
+    The statistic and p-value are scipy's `chi2_contingency(table, correction=False)`. Effect size: PSI.
     """
-    ref_counts = pd.Series(reference).dropna().value_counts()
-    cur_counts = pd.Series(current).dropna().value_counts()
-    if ref_counts.empty or cur_counts.empty:
+    if not sum(reference.values()) or not sum(current.values()):
         return StatTestResult(math.nan, math.nan, math.nan)
-    categories = ref_counts.index.union(cur_counts.index)
-    table = np.vstack([ref_counts.reindex(categories, fill_value=0), cur_counts.reindex(categories, fill_value=0)])
+    categories = sorted(set(reference) | set(current))
+    table = np.array(
+        [[reference.get(c, 0) for c in categories], [current.get(c, 0) for c in categories]], dtype=np.float64
+    )
     if table.shape[1] == 1:
         return StatTestResult(0.0, 1.0, 0.0)
-    result = stats.chi2_contingency(table, correction=False)
-    return StatTestResult(float(result.statistic), float(result.pvalue), psi(table[0], table[1]))
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    p_value = float(special.chdtrc(table.shape[1] - 1, statistic))
+    return StatTestResult(statistic, p_value, psi(table[0], table[1]))
 
 
-def _chi_square_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **_: Any) -> list[StatTestResult]:
-    return [chi_square_test(r, c) for r, c in zip(reference, current, strict=True)]
+def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
+    """`chi_square_from_counts` on two series of categories; nulls are left out (the report tracks them)."""
+    return chi_square_from_counts(
+        FrameColumns(reference.to_frame("x")).category_counts("x")[0],
+        FrameColumns(current.to_frame("x")).category_counts("x")[0],
+    )
 
 
-def _ks_batch(reference: Sequence[pd.Series], current: Sequence[pd.Series], **options: Any) -> list[StatTestResult]:
-    return ks_test([s.to_numpy() for s in reference], [s.to_numpy() for s in current], method=options["method"])
+@dataclass(frozen=True)
+class _Measured:
+    """One feature's test result with its sample sizes and null rates."""
+
+    result: StatTestResult
+    n_reference: int
+    n_current: int
+    null_reference: float
+    null_current: float
+
+
+def _ks_feature(reference: Columns, current: Columns, name: str) -> tuple[float, int, int, float, float]:
+    ref, cur = reference.numeric(name), current.numeric(name)
+    ref_present, cur_present = without_nan(ref), without_nan(cur)
+    null_ref = 1 - len(ref_present) / len(ref) if len(ref) else 0.0
+    null_cur = 1 - len(cur_present) / len(cur) if len(cur) else 0.0
+    return ks_statistic(ref_present, cur_present), len(ref_present), len(cur_present), null_ref, null_cur
+
+
+def _ks_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
+    # Each worker reads its feature's two columns and resolves the statistic; Arrow and numpy release the
+    # GIL, so reading and testing overlap, and only a few columns are in memory at once.
+    with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1)) as pool:
+        measured = list(pool.map(lambda name: _ks_feature(reference, current, name), names))
+    statistics = np.array([m[0] for m in measured], dtype=np.float64)
+    n1 = np.array([m[1] for m in measured], dtype=np.int64)
+    n2 = np.array([m[2] for m in measured], dtype=np.int64)
+    p_values = np.full(len(names), np.nan)
+    valid = ~np.isnan(statistics)
+    if valid.any():
+        statistics[valid], p_values[valid] = ks_p_values(statistics[valid], n1[valid], n2[valid], spec.ks_method)
+    return [
+        _Measured(StatTestResult(float(d), float(p), float(d)), int(a), int(b), m[3], m[4])
+        for d, p, a, b, m in zip(statistics, p_values, n1, n2, measured, strict=True)
+    ]
+
+
+def _chi_square_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
+    measured = []
+    for name in names:
+        ref_counts, ref_nulls, ref_kind = reference.category_counts(name)
+        cur_counts, cur_nulls, cur_kind = current.category_counts(name)
+        _same_kind(ref_kind, cur_kind, name, f"the reference ({reference.where})", f"{current.where}")
+        n_ref, n_cur = sum(ref_counts.values()), sum(cur_counts.values())
+        measured.append(
+            _Measured(
+                chi_square_from_counts(ref_counts, cur_counts),
+                n_ref,
+                n_cur,
+                ref_nulls / (n_ref + ref_nulls) if n_ref + ref_nulls else 0.0,
+                cur_nulls / (n_cur + cur_nulls) if n_cur + cur_nulls else 0.0,
+            )
+        )
+    return measured
 
 
 @dataclass(frozen=True)
 class DriftTest:
     name: str
     effect_name: str
-    run: Callable[..., list[StatTestResult]]
+    run: Callable[[Columns, Columns, list[str], DriftSpec], list[_Measured]]
 
 
 TESTS: dict[str, DriftTest] = {
@@ -429,37 +285,52 @@ def _feature_verdict(
     return True, f"adjusted p={p_adjusted:.3g} < alpha={spec.alpha} and effect {result.effect:.3g} >= {effect_floor}"
 
 
-def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, spec: DriftSpec) -> DriftReport:
-    """Test every feature of the schema (never stopping at the first drifted one) and decide dataset drift."""
+def _as_columns(data: Any, where: str) -> Columns:
+    return data if hasattr(data, "category_counts") else FrameColumns(data, where)
+
+
+def detect_drift(
+    reference: Columns | pd.DataFrame,
+    current: Columns | pd.DataFrame,
+    schema: Schema,
+    spec: DriftSpec,
+    *,
+    rows: tuple[int, int] | None = None,
+) -> DriftReport:
+    """Test every feature of the schema (never stopping at the first drifted one) and decide dataset drift.
+
+    `rows` gives the two samples' row counts when the sources are not frames.
+    """
+    if rows is None:
+        rows = (len(reference), len(current))
+    reference, current = _as_columns(reference, "reference"), _as_columns(current, "current")
     kinds = {"numeric": list(schema.numeric), "categorical": list(schema.categorical)}
     floors = {"numeric": spec.min_ks_statistic, "categorical": spec.min_psi}
-    rows: list[tuple[str, str, StatTestResult]] = []
+    measured: list[tuple[str, str, _Measured]] = []
     for kind, columns in kinds.items():
-        if not columns:
-            continue
-        results = TESTS[kind].run([reference[c] for c in columns], [current[c] for c in columns], method=spec.ks_method)
-        rows.extend((kind, column, result) for column, result in zip(columns, results, strict=True))
-    adjusted = adjust_p_values([result.p_value for _, _, result in rows], spec.correction)
+        if columns:
+            results = TESTS[kind].run(reference, current, columns, spec)
+            measured.extend((kind, column, m) for column, m in zip(columns, results, strict=True))
+    adjusted = adjust_p_values([m.result.p_value for _, _, m in measured], spec.correction)
     features = []
-    for (kind, column, result), p_adjusted in zip(rows, adjusted, strict=True):
-        null_ref = float(reference[column].isna().mean())
-        null_cur = float(current[column].isna().mean())
-        drifted, reason = _feature_verdict(result, p_adjusted, null_cur - null_ref, floors[kind], spec)
+    for (kind, column, m), p_adjusted in zip(measured, adjusted, strict=True):
+        null_change = m.null_current - m.null_reference
+        drifted, reason = _feature_verdict(m.result, p_adjusted, null_change, floors[kind], spec)
         features.append(
             FeatureDrift(
                 name=column,
                 kind=kind,
                 test=TESTS[kind].name,
-                statistic=_finite_or_none(result.statistic),
-                p_value=_finite_or_none(result.p_value),
+                statistic=_finite_or_none(m.result.statistic),
+                p_value=_finite_or_none(m.result.p_value),
                 p_adjusted=_finite_or_none(p_adjusted),
-                effect=_finite_or_none(result.effect),
+                effect=_finite_or_none(m.result.effect),
                 effect_name=TESTS[kind].effect_name,
-                null_rate_reference=null_ref,
-                null_rate_current=null_cur,
-                null_rate_change=null_cur - null_ref,
-                n_reference=int(reference[column].notna().sum()),
-                n_current=int(current[column].notna().sum()),
+                null_rate_reference=m.null_reference,
+                null_rate_current=m.null_current,
+                null_rate_change=null_change,
+                n_reference=m.n_reference,
+                n_current=m.n_current,
                 drifted=drifted,
                 reason=reason,
             )
@@ -473,6 +344,6 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
         features=features,
         alpha=spec.alpha,
         correction=spec.correction,
-        n_reference=len(reference),
-        n_current=len(current),
+        n_reference=rows[0],
+        n_current=rows[1],
     )

@@ -15,6 +15,14 @@ class DataError(RetrainError):
     """A snapshot fails validation; the message names the file or month and the column."""
 
 
+class ChangedError(DataError):
+    """A snapshot changed between the step that validated it and a later step that reads it."""
+
+
+class NotReadyError(DataError):
+    """A month's data has not landed (yet): the message names every missing partition or marker."""
+
+
 class StorageError(RetrainError):
     """The store is unreachable or refused a request after retries."""
 

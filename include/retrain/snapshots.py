@@ -1,32 +1,48 @@
-"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv`, reading them, validating them.
+"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv`, validating them, reading them.
 
-Validation runs before anything else and stops at the first problem with a message that names the
-file or month and the column, so nothing downstream ever sees a bad frame.
+A snapshot is validated by streaming its files batch by batch, so a month larger than memory is checked
+in bounded memory; later steps read back only the columns they need. Categorical columns stay Arrow
+dictionaries (pandas categoricals once in a frame) from the file to the model: no Python string per row.
+Every problem stops the read with one message that names the file or month and the column.
+
+A snapshot's fingerprint is a SHA-256 over each file's name, size and version (the S3 ETag, or the local
+modification time), taken from the listing: a later step compares it without reading any data, and S3
+downloads are pinned to the listed ETag.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import csv
 import hashlib
-import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from retrain.errors import DataError, NotFoundError
-from retrain.storage import Store, open_store
+from retrain.errors import ChangedError, DataError
+from retrain.storage import ObjectInfo, Store, open_store
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from retrain.config import ModelSpec, StorageSpec
 
 log = logging.getLogger(__name__)
 
 DATA_SUFFIXES = (".parquet", ".csv")
 MONTH_DIR = re.compile(r"^month=(\d{4}-\d{2})/")
+BATCH_ROWS = 1 << 19
+INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+CATEGORIES = pa.dictionary(pa.int32(), pa.string())
+# A categorical column's values are one of these kinds in every file of a month and across snapshots;
+# "null" (a column with no value at all) agrees with any kind.
+TEXT, INTEGER, BOOLEAN, NUMBER, NULL = "text", "integer", "boolean", "number", "null"
 
 
 @dataclass(frozen=True)
@@ -59,14 +75,16 @@ class Schema:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Where a frame came from: enough lineage to find, count and verify it again."""
+    """What validation established about a snapshot: enough lineage to find, count and verify it again."""
 
     uri: str
     month: str | None
     files: tuple[str, ...]
     rows: int
-    sha256: str
+    fingerprint: str
     null_rates: dict[str, float] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
 
     def lineage(self) -> dict[str, Any]:
         return {
@@ -74,12 +92,17 @@ class Snapshot:
             "month": self.month,
             "files": list(self.files),
             "rows": self.rows,
-            "sha256": self.sha256,
+            "fingerprint": self.fingerprint,
+            "kinds": dict(self.kinds),
         }
 
 
 def month_folder(root: str, month: str) -> str:
     return f"{root.rstrip('/')}/month={month}"
+
+
+def describe(month: str | None, uri: str) -> str:
+    return f"month {month} ({uri})" if month else uri
 
 
 def list_months(root: str, spec: StorageSpec | None = None) -> list[str]:
@@ -92,164 +115,487 @@ def list_months(root: str, spec: StorageSpec | None = None) -> list[str]:
     return sorted(months)
 
 
-def _describe(month: str | None, uri: str) -> str:
-    return f"month {month} ({uri})" if month else uri
+def month_readiness(root: str, month: str, *, marker: str | None, spec: StorageSpec | None = None) -> str | None:
+    """None when a month's partition has landed (data files, and the marker file when one is configured);
+    else what is missing, in words."""
+    uri = month_folder(root, month)
+    names = [k for k in open_store(uri, spec).list("") if "/" not in k]
+    if not any(name.endswith(DATA_SUFFIXES) for name in names):
+        return f"month {month} ({uri}): no data files yet"
+    if marker and marker not in names:
+        return f"month {month} ({uri}): no {marker} marker yet"
+    return None
 
 
-def _read_file(store: Store, key: str, columns: tuple[str, ...] | None) -> tuple[pd.DataFrame, bytes]:
-    """One file's requested columns; missing columns and unreadable files are reported by file name."""
-    where = store.uri_for(key)
-    data = store.read(key)
-    if not data:
-        raise DataError(f"{where}: empty file (0 bytes)")
-    try:
-        if key.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            parquet = pq.ParquetFile(io.BytesIO(data))
-            available = parquet.schema_arrow.names
-            _check_columns(where, available, columns)
-            frame = parquet.read(columns=list(columns) if columns else None).to_pandas()
-        else:
-            header = pd.read_csv(io.BytesIO(data), nrows=0).columns.tolist()
-            _check_columns(where, header, columns)
-            frame = pd.read_csv(io.BytesIO(data), usecols=list(columns) if columns else None)
-    except DataError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any parser failure means the file is unreadable
-        kind = "Parquet" if key.endswith(".parquet") else "CSV"
-        raise DataError(f"{where}: unreadable or corrupt {kind} file: {error}") from None
-    return frame, data
+# -- reading files ----------------------------------------------------------------------------------------
 
 
-def _check_columns(where: str, available: list[str], columns: tuple[str, ...] | None) -> None:
-    if not columns:
-        return
-    missing = [c for c in columns if c not in available]
+def _check_header(where: str, names: list[str], columns: tuple[str, ...]) -> None:
+    duplicated = sorted({c for c in columns if names.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{where}: column {duplicated[0]} appears {names.count(duplicated[0])} times in the header")
+    missing = [c for c in columns if c not in names]
     if missing:
         raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
-def read_location(
-    uri: str,
-    columns: tuple[str, ...] | None = None,
-    *,
-    month: str | None = None,
-    spec: StorageSpec | None = None,
-) -> tuple[pd.DataFrame, Snapshot]:
-    """Read a data file or a folder of them (one month), keeping only `columns` when given."""
-    if uri.endswith(DATA_SUFFIXES):
-        folder, _, name = uri.rpartition("/")
-        store, keys = open_store(folder or ".", spec), [name]
-    else:
-        store = open_store(uri, spec)
-        keys = [k for k in store.list("") if "/" not in k and k.endswith(DATA_SUFFIXES)]
-    if not keys:
-        raise DataError(f"{_describe(month, uri)}: no data files (*.parquet or *.csv)")
-    frames, digest = [], hashlib.sha256()
-    for key in keys:
+def _parquet_batches(
+    path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]
+) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path, read_dictionary=list(categorical))
+        names = parquet.schema_arrow.names
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
+    _check_header(where, names, columns)
+    try:
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
+
+
+def _csv_header(path: Path, where: str) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{where}: unreadable CSV file: {error}") from None
+
+
+def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+    """Every configured column as text (parsed by the converters below), malformed rows refused."""
+    import pyarrow.csv as pacsv
+
+    _check_header(where, _csv_header(path, where), columns)
+    malformed: list[Any] = []
+
+    def refuse(row: Any) -> str:
+        malformed.append(row)
+        return "error"
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=refuse),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(columns),
+                column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=True,
+            ),
+        )
+        yield from reader
+    except (pa.ArrowException, OSError) as error:
+        if malformed:
+            row = malformed[0]
+            raise DataError(
+                f"{where}: line {row.number}: {row.actual_columns} fields where the header has "
+                f"{row.expected_columns}: {row.text[:80]!r}"
+            ) from None
+        raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
+
+
+def _batches(
+    path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]
+) -> Iterator[pa.RecordBatch]:
+    if path.stat().st_size == 0:
+        raise DataError(f"{where}: empty file (0 bytes)")
+    if path.suffix == ".parquet":
+        return _parquet_batches(path, where, columns, categorical)
+    return _csv_batches(path, where, columns)
+
+
+# -- converting columns -----------------------------------------------------------------------------------
+
+
+def _first_row(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) -> np.ndarray:
+    """A column as float64 with NaN for missing; text that is not a number and infinities are refused."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array, kind = array.dictionary_decode(), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        trimmed = pc.utf8_trim_whitespace(array)
         try:
-            frame, data = _read_file(store, key, columns)
-        except NotFoundError:
-            raise DataError(f"{store.uri_for(key)}: file not found") from None
-        frames.append(frame)
-        digest.update(key.encode() + b"\0" + hashlib.sha256(data).digest())
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    snapshot = Snapshot(uri=uri, month=month, files=tuple(keys), rows=len(frame), sha256=digest.hexdigest())
-    return frame, snapshot
+            array = pc.cast(trimmed, pa.float64())
+        except pa.ArrowInvalid:
+            parsed = [_parse_float(v) for v in trimmed.to_pylist()]
+            row = next(i for i, v in enumerate(parsed) if v is False)
+            raise DataError(
+                f"{where}: column {column} is numeric but holds text (row {offset + row}: {array[row].as_py()!r})"
+            ) from None
+    elif not (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    ):
+        raise DataError(f"{where}: column {column} is numeric but has type {kind}")
+    values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = _first_row(infinite)
+        raise DataError(f"{where}: column {column} holds an infinite value (row {offset + row}: {values[row]})")
+    return values
+
+
+def _parse_float(text: str | None) -> float | bool | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return False
+
+
+def categorical_values(array: pa.Array, where: str, column: str, *, from_csv: bool) -> tuple[pa.Array, str]:
+    """A column as a dictionary array of text categories, and the kind of its values."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type):
+            strings = array.cast(CATEGORIES)
+            return strings, _text_kind(strings.dictionary, from_csv)
+        array, kind = array.dictionary_decode(), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        strings = pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES)
+        return strings, _text_kind(strings.dictionary, from_csv)
+    if pa.types.is_null(kind):
+        return pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES), NULL
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary.to_pylist()
+    if pa.types.is_boolean(kind):
+        value_kind = BOOLEAN
+    elif pa.types.is_integer(kind):
+        value_kind = INTEGER
+    elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        value_kind = NUMBER
+    else:
+        raise DataError(f"{where}: column {column} is categorical but has type {kind}")
+    # Categories are named as Python prints them, so 1 and "1" are the same category.
+    labels = pa.array([str(v) for v in values], pa.string())
+    return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int32()), labels), value_kind
+
+
+def _text_kind(dictionary: pa.Array, from_csv: bool) -> str:
+    """In a CSV every value is text: a column whose every value is an integer is an integer column."""
+    if not from_csv or not len(dictionary):
+        return TEXT if len(dictionary) else NULL
+    return INTEGER if all(INTEGER_TEXT.match(v) for v in dictionary.to_pylist()) else TEXT
+
+
+def merge_kinds(kinds: dict[str, str], where: str, column: str, kind: str, *, seen_in: str, now_in: str) -> None:
+    """Record a column's value kind; a different kind elsewhere in the same data is an error."""
+    known = kinds.get(column, NULL)
+    if kind in (NULL, known):
+        return
+    if known == NULL:
+        kinds[column] = kind
+        return
+    raise DataError(
+        f"{where}: column {column} holds {known} values in {seen_in} but {kind} values in {now_in}; "
+        "a categorical column must keep one type"
+    )
+
+
+# -- snapshots --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stats:
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    kind_file: dict[str, str] = field(default_factory=dict)
+    classes: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0})
+    unlabeled: int = 0
+    timestamps: int = 0
+
+
+class SnapshotReader:
+    """The files of one snapshot (a month folder or a single file), listed once and read on demand."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        month: str | None = None,
+        spec: StorageSpec | None = None,
+        expected_fingerprint: str | None = None,
+    ) -> None:
+        self.uri, self.month = uri, month
+        self.where = describe(month, uri)
+        if uri.endswith(DATA_SUFFIXES):
+            folder, _, name = uri.rpartition("/")
+            self.store: Store = open_store(folder or ".", spec)
+            entries = [e for e in self.store.entries(name) if e.key == name]
+            if not entries:
+                raise DataError(f"{uri}: file not found")
+        else:
+            self.store = open_store(uri, spec)
+            entries = [e for e in self.store.entries("") if "/" not in e.key and e.key.endswith(DATA_SUFFIXES)]
+        if not entries:
+            raise DataError(f"{self.where}: no data files (*.parquet or *.csv)")
+        self.entries: list[ObjectInfo] = entries
+        digest = hashlib.sha256()
+        for entry in entries:
+            digest.update(entry.fingerprint_part())
+        self.fingerprint = digest.hexdigest()
+        if expected_fingerprint is not None and expected_fingerprint != self.fingerprint:
+            raise ChangedError(
+                f"{self.where}: snapshot changed since it was validated (its files' fingerprint differs); "
+                "re-run the cycle"
+            )
+        self._paths: dict[str, Path] = {}
+
+    @classmethod
+    def from_lineage(cls, lineage: dict[str, Any], spec: StorageSpec | None = None) -> SnapshotReader:
+        """Re-open a validated snapshot; ChangedError if any of its files changed since."""
+        expected = lineage.get("fingerprint")
+        return cls(lineage["uri"], month=lineage.get("month"), spec=spec, expected_fingerprint=expected)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(entry.key for entry in self.entries)
+
+    def _path(self, entry: ObjectInfo) -> Path:
+        if entry.key not in self._paths:
+            try:
+                self._paths[entry.key] = self.store.local_path(entry)
+            except ChangedError as error:
+                raise ChangedError(f"{self.where}: {error}; re-run the cycle") from None
+        return self._paths[entry.key]
+
+    def file_where(self, entry: ObjectInfo) -> str:
+        return describe(self.month, self.store.uri_for(entry.key))
+
+    def batches(
+        self, columns: tuple[str, ...], categorical: tuple[str, ...] = ()
+    ) -> Iterator[tuple[ObjectInfo, int, pa.RecordBatch]]:
+        """(file, row offset in the file, batch) for every batch of every file, with only `columns`."""
+        for entry in self.entries:
+            offset = 0
+            for batch in _batches(self._path(entry), self.file_where(entry), columns, categorical):
+                yield entry, offset, batch
+                offset += batch.num_rows
+
+    # -- validation ---------------------------------------------------------------------------------------
+
+    def scan(self, schema: Schema, *, max_null_rate: float = 1.0) -> Snapshot:
+        """Validate every row of the snapshot in bounded memory; the Snapshot records what it found."""
+        stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
+        for entry, offset, batch in self.batches(schema.columns, schema.categorical):
+            self._convert(batch, schema, entry, offset, stats, keep=False)
+        return self._finish(schema, stats, max_null_rate)
+
+    def _convert(
+        self, batch: pa.RecordBatch, schema: Schema, entry: ObjectInfo, offset: int, stats: _Stats, *, keep: bool
+    ) -> dict[str, Any] | None:
+        where = self.file_where(entry)
+        from_csv = entry.key.endswith(".csv")
+        stats.rows += batch.num_rows
+        converted: dict[str, Any] = {}
+        for column in schema.numeric:
+            values = numeric_values(batch.column(column), where, column, offset)
+            stats.nulls[column] += int(np.isnan(values).sum())
+            converted[column] = values
+        for column in schema.categorical:
+            values, kind = categorical_values(batch.column(column), where, column, from_csv=from_csv)
+            merge_kinds(
+                stats.kinds, self.where, column, kind, seen_in=stats.kind_file.get(column, ""), now_in=entry.key
+            )
+            if kind != NULL:
+                stats.kind_file.setdefault(column, entry.key)
+            stats.nulls[column] += values.null_count
+            converted[column] = values
+        if schema.target:
+            labels = numeric_values(batch.column(schema.target), where, schema.target, offset)
+            labeled = ~np.isnan(labels)
+            wrong = labeled & (labels != 0) & (labels != 1)
+            if wrong.any():
+                shown = ", ".join(f"{v:g}" for v in np.unique(labels[labeled])[:5].tolist())
+                raise DataError(f"{where}: target column {schema.target} must be binary 0/1, found {shown}")
+            stats.unlabeled += int((~labeled).sum())
+            positives = int((labels == 1).sum())
+            stats.classes[1] += positives
+            stats.classes[0] += int(labeled.sum()) - positives
+            converted[schema.target] = labels
+        if schema.timestamp:
+            stamps = _timestamps(batch.column(schema.timestamp))
+            stats.timestamps += int(stamps.notna().sum())
+            converted[schema.timestamp] = stamps
+        return converted if keep else None
+
+    def _finish(self, schema: Schema, stats: _Stats, max_null_rate: float) -> Snapshot:
+        if stats.rows == 0:
+            raise DataError(f"{self.where}: empty snapshot (0 rows)")
+        null_rates = {}
+        for column in schema.features:
+            rate = stats.nulls[column] / stats.rows
+            if rate == 1.0:
+                raise DataError(f"{self.where}: column {column} is entirely null")
+            if rate > max_null_rate:
+                raise DataError(
+                    f"{self.where}: column {column} is {rate:.0%} null, above data.max_null_rate={max_null_rate:.0%}"
+                )
+            null_rates[column] = rate
+        if schema.timestamp and stats.timestamps == 0:
+            raise DataError(f"{self.where}: timestamp column {schema.timestamp} has no parseable timestamps")
+        rows = stats.rows
+        if schema.target:
+            labeled = stats.rows - stats.unlabeled
+            if labeled == 0:
+                raise DataError(f"{self.where}: target column {schema.target} has no labels")
+            if min(stats.classes.values()) == 0:
+                raise DataError(f"{self.where}: target column {schema.target} holds a single class; need both 0 and 1")
+            if stats.unlabeled:
+                log.warning("%s: dropping %d rows without a label in %s", self.where, stats.unlabeled, schema.target)
+            rows = labeled
+        return Snapshot(
+            uri=self.uri,
+            month=self.month,
+            files=self.files,
+            rows=rows,
+            fingerprint=self.fingerprint,
+            null_rates=null_rates,
+            kinds={c: k for c, k in stats.kinds.items()},
+            classes={str(k): v for k, v in stats.classes.items()} if schema.target else {},
+        )
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def frame(
+        self, schema: Schema, *, max_null_rate: float = 1.0, sample: float | None = None, seed: int = 0
+    ) -> tuple[pd.DataFrame, Snapshot]:
+        """The validated, typed frame: float64 numbers, categorical text categories, float 0/1 target (rows
+        without a label dropped), UTC timestamps. `sample` keeps that share of rows, seeded."""
+        import pandas as pd
+
+        stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
+        parts: dict[str, list[Any]] = {c: [] for c in schema.columns}
+        rng = np.random.default_rng(seed)
+        for entry, offset, batch in self.batches(schema.columns, schema.categorical):
+            converted = self._convert(batch, schema, entry, offset, stats, keep=True)
+            keep = rng.random(batch.num_rows) < sample if sample is not None and sample < 1 else None
+            if schema.target:
+                labeled = ~np.isnan(converted[schema.target])
+                keep = labeled if keep is None else keep & labeled
+            for column, values in converted.items():
+                parts[column].append(_take(values, keep))
+        snapshot = self._finish(schema, stats, max_null_rate)
+        columns: dict[str, Any] = {}
+        for column in schema.numeric:
+            columns[column] = np.concatenate(parts[column])
+        for column in schema.categorical:
+            columns[column] = pa.chunked_array(parts[column], type=CATEGORIES).to_pandas()
+        if schema.target:
+            columns[schema.target] = np.concatenate(parts[schema.target])
+        if schema.timestamp:
+            columns[schema.timestamp] = pd.concat(parts[schema.timestamp], ignore_index=True)
+        return pd.DataFrame(columns), snapshot
+
+    def numeric(self, column: str) -> np.ndarray:
+        """One numeric column over every file, NaN for missing."""
+        parts = [
+            numeric_values(batch.column(column), self.file_where(entry), column, offset)
+            for entry, offset, batch in self.batches((column,))
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def category_counts(self, column: str) -> tuple[dict[str, int], int, str]:
+        """Rows per category, null rows, and the values' kind, over every file (from dictionary codes)."""
+        counts: dict[str, int] = {}
+        nulls, kinds, seen_in = 0, {}, ""
+        for entry, _, batch in self.batches((column,), (column,)):
+            values, kind = categorical_values(
+                batch.column(column), self.file_where(entry), column, from_csv=entry.key.endswith(".csv")
+            )
+            merge_kinds(kinds, self.where, column, kind, seen_in=seen_in, now_in=entry.key)
+            seen_in = seen_in or (entry.key if kind != NULL else "")
+            nulls += values.null_count
+            per_code = np.bincount(values.indices.drop_null().to_numpy(), minlength=len(values.dictionary))
+            for name, count in zip(values.dictionary.to_pylist(), per_code.tolist(), strict=True):
+                if count:
+                    counts[name] = counts.get(name, 0) + count
+        return counts, nulls, kinds.get(column, NULL)
+
+    def arrow_schema(self) -> pa.Schema:
+        """The first file's column types, for typing columns from the data alone."""
+        entry = self.entries[0]
+        path, where = self._path(entry), self.file_where(entry)
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                return pq.read_schema(path)
+            except (pa.ArrowException, OSError) as error:
+                raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
+        import pyarrow.csv as pacsv
+
+        try:
+            return pacsv.open_csv(path).schema
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
+
+
+def _take(values: Any, keep: np.ndarray | None) -> Any:
+    if keep is None:
+        return values
+    if isinstance(values, np.ndarray):
+        return values[keep]
+    if isinstance(values, pa.Array):
+        return values.filter(pa.array(keep))
+    return values[keep].reset_index(drop=True)
+
+
+def _timestamps(array: pa.Array) -> pd.Series:
+    import pandas as pd
+
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        return pd.to_datetime(pd.Series(array.to_pandas()), utc=True)
+    return pd.to_datetime(pd.Series(array.to_pandas(), dtype=object), errors="coerce", utc=True)
+
+
+def infer_schema(arrow_schema: pa.Schema) -> Schema:
+    """Type columns from the data alone: numbers are numeric; text, booleans and dictionaries categorical;
+    timestamps and dates are skipped."""
+    numeric, categorical = [], []
+    for column in arrow_schema:
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_boolean(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            categorical.append(column.name)
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            numeric.append(column.name)
+    return Schema(numeric=tuple(numeric), categorical=tuple(categorical))
 
 
 def read_month(
     root: str, month: str, schema: Schema, *, max_null_rate: float = 1.0, spec: StorageSpec | None = None
 ) -> tuple[pd.DataFrame, Snapshot]:
     """Read and validate one month of a dataset, with only the schema's columns."""
-    uri = month_folder(root, month)
-    frame, snapshot = read_location(uri, schema.columns, month=month, spec=spec)
-    frame, null_rates = validate(frame, schema, where=_describe(month, uri), max_null_rate=max_null_rate)
-    return frame, dataclasses.replace(snapshot, rows=len(frame), null_rates=null_rates)
+    return SnapshotReader(month_folder(root, month), month=month, spec=spec).frame(schema, max_null_rate=max_null_rate)
 
 
-def infer_schema(frame: pd.DataFrame) -> Schema:
-    """Type columns from the data alone: numbers are numeric, text, booleans and categories categorical."""
-    numeric, categorical = [], []
-    for column in frame.columns:
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            categorical.append(column)
-        elif pd.api.types.is_numeric_dtype(dtype):
-            numeric.append(column)
-        elif not pd.api.types.is_datetime64_any_dtype(dtype):
-            categorical.append(column)
-    return Schema(numeric=tuple(numeric), categorical=tuple(categorical))
-
-
-def _as_numeric(series: pd.Series, where: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype("float64")
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.astype("float64")
-    converted = pd.to_numeric(series, errors="coerce")
-    bad = converted.isna() & series.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{where}: column {series.name} is numeric but holds text (row {row}: {series.iloc[row]!r})")
-    return converted.astype("float64")
+def scan_month(
+    root: str, month: str, schema: Schema, *, max_null_rate: float = 1.0, spec: StorageSpec | None = None
+) -> Snapshot:
+    """Validate one month of a dataset without keeping it in memory."""
+    return SnapshotReader(month_folder(root, month), month=month, spec=spec).scan(schema, max_null_rate=max_null_rate)
 
 
 def as_category_strings(series: pd.Series) -> pd.Series:
-    """Categorical values as Python strings with NaN for missing, the one form every step expects."""
+    """Categorical values as Python strings with NaN for missing (what old model files were fitted on)."""
+    import pandas as pd
+
     values = series.astype("object")
     present = values.notna()
     out = pd.Series(np.full(len(values), np.nan, dtype=object), index=series.index, name=series.name)
     out[present] = values[present].map(str)
     return out
-
-
-def _as_binary_target(series: pd.Series, where: str) -> pd.Series:
-    present = series.dropna()
-    values = set(pd.unique(present))
-    if not values <= {0, 1}:  # True and False compare equal to 1 and 0
-        shown = ", ".join(str(v) for v in sorted(values, key=str)[:5])
-        raise DataError(f"{where}: target column {series.name} must be binary 0/1, found {shown}")
-    return series.astype("float64")
-
-
-def validate(
-    frame: pd.DataFrame, schema: Schema, *, where: str, max_null_rate: float = 1.0
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Check and type a frame; returns the typed frame and each feature's null rate."""
-    if frame.empty:
-        raise DataError(f"{where}: empty snapshot (0 rows)")
-    typed = pd.DataFrame(index=frame.index)
-    null_rates: dict[str, float] = {}
-    for column in schema.features:
-        series = frame[column]
-        if column in schema.numeric:
-            typed[column] = _as_numeric(series, where)
-        else:
-            typed[column] = as_category_strings(series)
-        rate = float(typed[column].isna().mean())
-        if rate == 1.0:
-            raise DataError(f"{where}: column {column} is entirely null")
-        if rate > max_null_rate:
-            raise DataError(
-                f"{where}: column {column} is {rate:.0%} null, above data.max_null_rate={max_null_rate:.0%}"
-            )
-        null_rates[column] = rate
-    if schema.timestamp:
-        stamps = pd.to_datetime(frame[schema.timestamp], errors="coerce", utc=True)
-        if stamps.isna().all():
-            raise DataError(f"{where}: timestamp column {schema.timestamp} has no parseable timestamps")
-        typed[schema.timestamp] = stamps
-    if schema.target:
-        target = _as_binary_target(frame[schema.target], where)
-        unlabeled = int(target.isna().sum())
-        if unlabeled:
-            log.warning("%s: dropping %d rows without a label in %s", where, unlabeled, schema.target)
-        typed[schema.target] = target
-        typed = typed[target.notna()].reset_index(drop=True)
-        if typed.empty:
-            raise DataError(f"{where}: target column {schema.target} has no labels")
-        if typed[schema.target].nunique() < 2:
-            raise DataError(f"{where}: target column {schema.target} holds a single class; need both 0 and 1")
-    return typed, null_rates

@@ -9,18 +9,23 @@ The registry relies on exactly two guarantees, which both backends give:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retrain.errors import NotFoundError, StorageError
+from retrain.errors import ChangedError, NotFoundError, RegistryError, StorageError
 
 if TYPE_CHECKING:
     from retrain.config import StorageSpec
@@ -29,6 +34,19 @@ log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".retrain.lock"
+DOWNLOAD_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object as listed: enough to tell, without reading it, whether it changed since."""
+
+    key: str
+    size: int
+    version: str  # the ETag on S3; locally the modification time in nanoseconds
+
+    def fingerprint_part(self) -> bytes:
+        return f"{self.key}\0{self.size}\0{self.version}\n".encode()
 
 
 class Store(ABC):
@@ -61,6 +79,18 @@ class Store(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys that start with `prefix`."""
+
+    @abstractmethod
+    def entries(self, prefix: str = "") -> list[ObjectInfo]:
+        """Objects whose keys start with `prefix`, with size and version, sorted by key."""
+
+    @abstractmethod
+    def local_path(self, info: ObjectInfo) -> Path:
+        """A local file holding exactly the listed version of an object; ChangedError if it changed since."""
+
+    @abstractmethod
+    def check_root(self) -> None:
+        """Fail early, naming the root, when it cannot hold objects (a file, a missing bucket)."""
 
     def exists(self, key: str) -> bool:
         try:
@@ -167,17 +197,48 @@ class LocalStore(Store):
         return _content_etag(data)
 
     def list(self, prefix: str = "") -> list[str]:
+        return [info.key for info in self.entries(prefix)]
+
+    def entries(self, prefix: str = "") -> list[ObjectInfo]:
         if not self.root.is_dir():
             return []
-        keys = []
-        for directory, _, files in os.walk(self.root):
+        # Walk only below the prefix's folder: a month folder is listed without visiting its siblings.
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root / folder if folder else self.root
+        found = []
+        for directory, _, files in os.walk(start):
             for name in files:
                 if name.startswith(TEMP_PREFIX) or name == LOCK_NAME:
                     continue
-                key = (Path(directory) / name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                path = Path(directory) / name
+                key = path.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    status = path.stat()
+                except FileNotFoundError:
+                    continue
+                found.append(ObjectInfo(key, status.st_size, str(status.st_mtime_ns)))
+        return sorted(found, key=lambda info: info.key)
+
+    def local_path(self, info: ObjectInfo) -> Path:
+        path = self._path(info.key)
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            raise ChangedError(f"{self.uri_for(info.key)}: file removed since it was listed") from None
+        if (status.st_size, str(status.st_mtime_ns)) != (info.size, info.version):
+            raise ChangedError(f"{self.uri_for(info.key)}: file changed since it was listed")
+        return path
+
+    def check_root(self) -> None:
+        for path in (self.root, *self.root.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise RegistryError(f"{path}: is a file, not a folder; cannot hold {self.root}")
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise RegistryError(f"{path}: not writable; cannot hold {self.root}")
+                return
 
 
 class S3Store(Store):
@@ -284,14 +345,67 @@ class S3Store(Store):
         return self._conditional_put(key, data, IfMatch=f'"{expected_etag}"')
 
     def list(self, prefix: str = "") -> list[str]:
-        keys = []
+        return [info.key for info in self.entries(prefix)]
+
+    def entries(self, prefix: str = "") -> list[ObjectInfo]:
+        found = []
         with self._requests("list", prefix):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
                     full = item["Key"]
-                    keys.append(full[len(self.prefix) + 1 :] if self.prefix else full)
-        return sorted(keys)
+                    key = full[len(self.prefix) + 1 :] if self.prefix else full
+                    found.append(ObjectInfo(key, int(item["Size"]), item["ETag"].strip('"')))
+        return sorted(found, key=lambda info: info.key)
+
+    def local_path(self, info: ObjectInfo) -> Path:
+        """Download once per process into a private temp folder; `If-Match` pins the listed version."""
+        from botocore.exceptions import ClientError
+
+        name = hashlib.sha256(f"{self.bucket}/{self._key(info.key)}@{info.version}".encode()).hexdigest()
+        target = _download_folder() / f"{name}{Path(info.key).suffix}"
+        if target.exists():
+            return target
+        partial = target.with_name(f"{TEMP_PREFIX}{target.name}.{uuid.uuid4().hex}")
+        with self._requests("download", info.key):
+            try:
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=self._key(info.key), IfMatch=f'"{info.version}"'
+                )
+            except ClientError as error:
+                if self._is_precondition_failure(error):
+                    raise ChangedError(f"{self.uri_for(info.key)}: object changed since it was listed") from None
+                raise
+            with open(partial, "wb") as handle:
+                for chunk in response["Body"].iter_chunks(DOWNLOAD_CHUNK):
+                    handle.write(chunk)
+        os.replace(partial, target)
+        return target
+
+    def check_root(self) -> None:
+        from botocore.exceptions import ClientError
+
+        with self._requests("list", ""):
+            try:
+                self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                    raise RegistryError(f"{self.uri}: bucket {self.bucket!r} does not exist") from None
+                raise
+
+
+_downloads: Path | None = None
+_downloads_lock = threading.Lock()
+
+
+def _download_folder() -> Path:
+    """One private folder per process for downloaded snapshot files, removed when the process exits."""
+    global _downloads
+    with _downloads_lock:
+        if _downloads is None:
+            _downloads = Path(tempfile.mkdtemp(prefix="retrain-downloads-"))
+            atexit.register(shutil.rmtree, _downloads, ignore_errors=True)
+        return _downloads
 
 
 def open_store(uri: str, spec: StorageSpec | None = None) -> Store:

@@ -1,4 +1,8 @@
-"""Challenger training: one scikit-learn Pipeline, preprocessing included, over the configured features."""
+"""Challenger training: one scikit-learn Pipeline, preprocessing included, over the configured features.
+
+Categorical features arrive as pandas categoricals and reach HistGradientBoosting as integer codes through
+`CategoryCodes`, which maps each frame's few categories rather than its many rows.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ from typing import TYPE_CHECKING
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-from retrain.errors import IntegrityError
+from retrain.errors import DataError, IntegrityError
 from retrain.snapshots import as_category_strings
 
 if TYPE_CHECKING:
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING_CATEGORY = "__missing__"
+# HistGradientBoosting takes at most 255 categories per feature: beyond that the rarest share one code.
+MAX_CATEGORIES = 255
 
 
 def _categories_as_strings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,18 +43,62 @@ def _category_step() -> FunctionTransformer:
     return FunctionTransformer(_categories_as_strings, feature_names_out="one-to-one")
 
 
+def _as_text_categorical(column: pd.Series) -> pd.Series:
+    """Any column as a pandas categorical whose categories are text (1 and "1" are the same category)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = as_category_strings(column).astype("category")
+    categories = column.cat.categories
+    if len(categories) and not all(isinstance(c, str) for c in categories):
+        column = column.cat.rename_categories([str(c) for c in categories])
+    return column
+
+
+class CategoryCodes(TransformerMixin, BaseEstimator):
+    """Categories to integer codes, learned at fit: the categories sorted by name (as OrdinalEncoder
+    orders them), missing and unseen ones NaN. A feature with more than `max_categories` keeps the most
+    frequent `max_categories - 1` and gives the rest one shared last code."""
+
+    def __init__(self, max_categories: int = MAX_CATEGORIES) -> None:
+        self.max_categories = max_categories
+
+    def fit(self, frame: pd.DataFrame, y: object = None) -> CategoryCodes:
+        self.categories_: list[list[str]] = []
+        self.infrequent_: list[list[str]] = []
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        for name in frame.columns:
+            counts = _as_text_categorical(frame[name]).value_counts(sort=False)
+            counts = counts[counts > 0]
+            if len(counts) <= self.max_categories:
+                kept, rare = sorted(counts.index), []
+            else:
+                ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+                cut = self.max_categories - 1
+                kept, rare = sorted(n for n, _ in ranked[:cut]), sorted(n for n, _ in ranked[cut:])
+                log.info("%s: %d categories, the %d rarest share one code", name, len(counts), len(rare))
+            self.categories_.append(kept)
+            self.infrequent_.append(rare)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(frame), len(self.categories_)), dtype=np.float64)
+        for j, (name, kept, rare) in enumerate(zip(frame.columns, self.categories_, self.infrequent_, strict=True)):
+            column = _as_text_categorical(frame[name])
+            lookup = {category: code for code, category in enumerate(kept)}
+            lookup.update(dict.fromkeys(rare, len(kept)))
+            # One lookup per category, then one vectorised take over the rows' codes.
+            per_category = np.array([lookup.get(c, np.nan) for c in column.cat.categories] + [np.nan])
+            out[:, j] = per_category[column.cat.codes.to_numpy()]
+        return out
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return self.feature_names_in_
+
+
 def build_pipeline(model: ModelSpec, training: TrainingSpec) -> Pipeline:
     """The untrained challenger. Unseen categories at predict time map to 'unknown', never an error."""
     numeric, categorical = list(model.numeric_features), list(model.categorical_features)
     if training.estimator == "hist_gradient_boosting":
-        categories = make_pipeline(
-            _category_step(),
-            OrdinalEncoder(
-                handle_unknown="use_encoded_value",
-                unknown_value=np.nan,
-                encoded_missing_value=np.nan,
-            ),
-        )
+        categories: object = CategoryCodes()
         # HistGradientBoosting handles missing numeric values natively.
         numbers: object = "passthrough"
         estimator = HistGradientBoostingClassifier(
@@ -69,6 +120,23 @@ def build_pipeline(model: ModelSpec, training: TrainingSpec) -> Pipeline:
         transformers.append(("numeric", numbers, numeric))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
+
+
+def stratified_sample(frame: pd.DataFrame, target: str, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most `max_rows` rows, each class keeping its share, chosen with `seed`; rows keep their order."""
+    if max_rows <= 0 or len(frame) <= max_rows:
+        return frame
+    labels = frame[target].to_numpy()
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in (0, 1):
+        rows = np.flatnonzero(labels == label)
+        take = max(1, int(round(max_rows * len(rows) / len(frame))))
+        chosen.append(rng.choice(rows, size=min(take, len(rows)), replace=False))
+    keep = np.sort(np.concatenate(chosen))
+    if len(np.unique(labels[keep])) < 2:
+        raise DataError(f"training.max_rows={max_rows} leaves a single class in the training sample")
+    return frame.iloc[keep].reset_index(drop=True)
 
 
 def train(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec) -> Pipeline:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.errors import DataError
-from retrain.snapshots import Schema, infer_schema, list_months, read_location, read_month
+from retrain.errors import ChangedError, DataError
+from retrain.snapshots import Schema, SnapshotReader, infer_schema, list_months, read_month, scan_month
 
 SCHEMA = Schema(numeric=("age", "spend"), categorical=("plan",), target="label")
 
@@ -42,9 +42,43 @@ def test_reads_only_the_schema_columns_from_every_file_of_a_month(tmp_path: Path
     frame, snapshot = read_month(str(tmp_path), "2025-03", SCHEMA)
     assert list(frame.columns) == ["age", "spend", "plan", "label"]
     assert snapshot.rows == 100 and snapshot.files == ("part-0.parquet", "part-1.csv")
-    assert frame["age"].dtype == np.float64 and frame["plan"].map(type).eq(str).all()
+    assert frame["age"].dtype == np.float64
+    assert isinstance(frame["plan"].dtype, pd.CategoricalDtype), "categories stay compact, not Python strings"
+    assert sorted(frame["plan"].cat.categories) == ["a", "b"]
+    assert snapshot.kinds == {"plan": "text"}
     again = read_month(str(tmp_path), "2025-03", SCHEMA)[1]
-    assert again.sha256 == snapshot.sha256 and len(snapshot.sha256) == 64
+    assert again.fingerprint == snapshot.fingerprint and len(snapshot.fingerprint) == 64
+
+
+def test_streaming_validation_finds_what_reading_finds(tmp_path: Path) -> None:
+    frame = good_frame(100).astype({"label": float})
+    frame.loc[:9, "spend"] = np.nan
+    frame.loc[:19, "label"] = np.nan
+    write(tmp_path, "2025-01", frame.iloc[:60], "part-0.parquet")
+    write(tmp_path, "2025-01", frame.iloc[60:], "part-1.csv")
+    scanned = scan_month(str(tmp_path), "2025-01", SCHEMA)
+    read = read_month(str(tmp_path), "2025-01", SCHEMA)[1]
+    assert scanned == read
+    assert scanned.rows == 80 and scanned.null_rates["spend"] == pytest.approx(0.1)
+    assert scanned.classes == {"0": 40, "1": 40}
+
+
+def test_a_file_changed_after_validation_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "2025-01", good_frame())
+    lineage = scan_month(str(tmp_path), "2025-01", SCHEMA).lineage()
+    SnapshotReader.from_lineage(lineage)  # unchanged: fine
+    write(tmp_path, "2025-01", good_frame(120))
+    with pytest.raises(ChangedError, match="month 2025-01 .* changed since it was validated"):
+        SnapshotReader.from_lineage(lineage)
+    assert path.exists()
+
+
+def test_integer_categories_are_text_categories(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["plan"] = np.arange(len(frame)) % 3
+    write(tmp_path, "2025-01", frame)
+    typed, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    assert sorted(typed["plan"].cat.categories) == ["0", "1", "2"] and snapshot.kinds == {"plan": "integer"}
 
 
 def test_list_months_sees_only_folders_with_data_files(tmp_path: Path) -> None:
@@ -146,9 +180,9 @@ def test_month_with_no_files(tmp_path: Path) -> None:
 
 def test_corrupt_parquet_and_empty_file_name_the_file(tmp_path: Path) -> None:
     message = _error(tmp_path, raw=b"PAR1 this is not parquet")
-    assert "part-0.parquet: unreadable or corrupt Parquet file" in message
+    assert "part-0.parquet): unreadable or corrupt Parquet file" in message
     (tmp_path / "month=2025-01" / "part-0.parquet").write_bytes(b"")
-    assert "part-0.parquet: empty file (0 bytes)" in _error(tmp_path)
+    assert "part-0.parquet): empty file (0 bytes)" in _error(tmp_path)
 
 
 def test_truncated_parquet_is_refused(tmp_path: Path) -> None:
@@ -157,9 +191,82 @@ def test_truncated_parquet_is_refused(tmp_path: Path) -> None:
     assert "unreadable or corrupt Parquet file" in _error(tmp_path)
 
 
-def test_read_location_accepts_a_single_file_and_infers_types(tmp_path: Path) -> None:
+def test_a_single_file_is_a_snapshot_and_its_types_are_inferred(tmp_path: Path) -> None:
     path = write(tmp_path, "2025-01", good_frame())
-    frame, snapshot = read_location(str(path))
-    assert snapshot.files == ("part-0.parquet",)
-    schema = infer_schema(frame)
+    reader = SnapshotReader(str(path))
+    assert reader.files == ("part-0.parquet",)
+    schema = infer_schema(reader.arrow_schema())
     assert schema.numeric == ("age", "spend", "label") and schema.categorical == ("plan", "ignored")
+
+
+# -- strict input: what a new user's files get wrong ---------------------------------------------------
+
+
+def test_a_csv_row_with_more_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    text = "age,spend,plan,label\n30,1.5,a,0\n31,2.5,b,1,surprise\n32,3.5,a,0\n"
+    message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
+    assert "month 2025-01" in message and "month=2025-01/part-0.csv" in message
+    assert "line 3: 5 fields where the header has 4" in message
+
+
+def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    message = _error(tmp_path, raw=b"age,spend,plan,label\n30,1.5,a,0\n31,2.5\n", name="part-0.csv")
+    assert "line 3: 2 fields where the header has 4" in message
+
+
+def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
+    text = "age,spend,plan,spend,label\n30,1.5,a,9,0\n31,2.5,b,8,1\n"
+    message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
+    assert "part-0.csv): column spend appears 2 times in the header" in message
+
+
+@pytest.mark.parametrize("name", ["part-0.parquet", "part-0.csv"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinity_in_a_numeric_feature_is_refused(tmp_path: Path, name: str, value: float) -> None:
+    frame = good_frame()
+    frame.loc[5, "spend"] = value
+    message = _error(tmp_path, frame, name=name)
+    assert "month 2025-01" in message and name in message
+    assert "column spend holds an infinite value (row 5" in message
+
+
+def test_infinity_in_the_labeled_target_is_refused(tmp_path: Path) -> None:
+    frame = good_frame().astype({"label": float})
+    frame.loc[3, "label"] = np.inf
+    assert "column label holds an infinite value (row 3" in _error(tmp_path, frame)
+
+
+def test_files_of_a_month_that_disagree_on_a_categorical_type_are_refused(tmp_path: Path) -> None:
+    text_codes = good_frame(50)
+    integer_codes = good_frame(50)
+    integer_codes["plan"] = np.arange(50) % 2
+    write(tmp_path, "2025-01", text_codes, "part-0.parquet")
+    write(tmp_path, "2025-01", integer_codes, "part-1.parquet")
+    message = _error(tmp_path)
+    assert "month 2025-01" in message
+    assert "column plan holds text values in part-0.parquet but integer values in part-1.parquet" in message
+
+
+def test_csv_files_that_disagree_on_a_categorical_type_are_refused(tmp_path: Path) -> None:
+    integer_codes = good_frame(50)
+    integer_codes["plan"] = np.arange(50) % 2
+    write(tmp_path, "2025-01", good_frame(50), "part-0.csv")
+    write(tmp_path, "2025-01", integer_codes, "part-1.csv")
+    assert "column plan holds text values in part-0.csv but integer values in part-1.csv" in _error(tmp_path)
+
+
+def test_no_labels_at_all_is_one_error_without_a_warning_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = good_frame().astype({"label": float})
+    frame["label"] = np.nan
+    with caplog.at_level("WARNING"):
+        message = _error(tmp_path, frame)
+    assert "target column label has no labels" in message
+    assert caplog.records == [], "no 'dropping unlabeled rows' warning before the error"
+
+
+def test_a_categorical_column_of_an_unsupported_type_is_refused(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["plan"] = pd.Timestamp("2025-01-01")
+    assert "column plan is categorical but has type timestamp" in _error(tmp_path, frame)
