@@ -1,36 +1,42 @@
 """
-# Model retraining
+# Model retraining: `{model}`
 
-Keeps the production classifier fresh. For one month of data it:
+Keeps the `{model}` classifier fresh (config `{config}`). For one month of data it:
 
-1. **pull_snapshots**: resolves and validates the month's snapshots (drift reference, production, labeled
-   training window); bad data stops the run here with one message naming the file, month and column.
-2. **check_drift**: tests every feature (KS for numeric, chi-square for categorical, corrected for the
-   number of features, with effect-size floors). No drift and a champion already in place: the run is
-   recorded as `NO_DRIFT` and ends. Drift, a forced retrain, or no champion yet: on to training.
-3. **train_challenger**: fits the challenger on the labeled window, minus the month's holdout.
-4. **evaluate**: scores champion and challenger on the same holdout (AUC, log loss, Brier, a paired
-   bootstrap interval of the AUC lift) and decides: `BOOTSTRAPPED`, `PROMOTED`, `KEPT_CHAMPION`, `REJECTED`.
-5. **promote** (publishes an immutable version and moves the champion pointer by compare-and-swap, then
-   emits the `retrain_champion` asset) or **keep_champion**.
-6. **record_decision**: appends the run's ledger record, whatever the path.
+1. **wait_for_data**: waits, in reschedule mode (no worker slot held), until the month's production
+   partition and its last labeled partition have landed (and their `data.success_marker` files, when
+   configured). After `data.wait_timeout_minutes` the run fails with one message naming what is missing.
+2. **pull_snapshots**: validates every snapshot the run uses (drift reference, production, labeled
+   window); bad data stops the run here with one message naming the file, month and column.
+3. **check_drift**: tests every feature against the reference (by default the production month on
+   which the champion was last validated) and estimates the champion's AUC on the month before labels
+   arrive. No trigger fired and a champion in place: recorded as `NO_DRIFT`. Drift, an estimated-AUC
+   drop past `drift.max_estimated_auc_drop`, a forced retrain, or no champion yet: on to training.
+4. **train_challenger** (pool `retrain_training`): fits the challenger on the labeled window.
+5. **evaluate** (pool `retrain_training`): scores champion and challenger on the same holdout and decides:
+   `BOOTSTRAPPED`, `PROMOTED`, `KEPT_CHAMPION`, `REJECTED`, or `SUPERSEDED` when the champion already holds
+   newer data (a backfill over history).
+6. **promote** (publishes an immutable version, moves the champion by compare-and-swap, emits the model's
+   champion asset) or **keep_champion** (a kept champion's validated month, the drift reference, moves
+   forward to the month it just held up on).
+7. **record_decision**: appends the run's ledger record, whatever the path.
 
 ## Which month
 
 - Scheduled runs process the month of their data interval (the whole previous month).
 - Manual runs take the `month` param; without it, the data interval if the run has one, else the last
   complete month.
-- Backfills: `airflow backfill create --dag-id model_retraining --from-date 2025-02-01 --to-date 2025-07-01`
-  creates one run per month; runs go oldest first (`max_active_runs=1`). Re-running a month reuses its
-  run id, so nothing is written twice, and a run for an older month never replaces a newer champion.
+- Backfills: `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-07-01
+  --max-active-runs 1` creates one run per month, oldest first. Re-running a month reuses its run id,
+  so nothing is written twice, and a run for an older month never replaces a newer champion.
 
 ## Params
 
-`month` (YYYY-MM), `force_retrain`, `dry_run` (decide and record, never promote), and threshold
-overrides `alpha` (drift significance) and `min_lift` (AUC lift a challenger needs).
+`month` (YYYY-MM), `force_retrain`, `dry_run` (decide and record, never promote), and threshold overrides
+`alpha` (drift significance) and `min_lift` (AUC lift a challenger needs). Any other key in a run's conf
+fails the run at its first task.
 
-Configuration: the TOML file named by `RETRAIN_CONFIG` (default `config/retrain.toml`). Reports and the
-ledger live in the registry: `retrain registry ledger --config <file>`.
+Reports and the ledger live in the registry: `retrain registry ledger --config {config}`.
 """
 
 from __future__ import annotations
@@ -42,22 +48,24 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import (
+    DAG,
     Asset,
     CronDataIntervalTimetable,
     ExceptionRetryPolicy,
     Param,
+    PokeReturnValue,
     RetryAction,
     RetryRule,
-    dag,
     get_current_context,
     task,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "retrain.toml"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_DIR = ROOT / "config" / "models"
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-CHAMPION = Asset(name="retrain_champion", uri="x-retrain://champion", group="model")
+TRAINING_POOL = "retrain_training"
 
 # Storage outages are worth waiting out; bad data or config is not: retrying cannot fix it.
 RETRY_POLICY = ExceptionRetryPolicy(
@@ -75,6 +83,44 @@ RETRY_POLICY = ExceptionRetryPolicy(
     ],
 )
 
+PARAMS = {
+    "month": Param(
+        None,
+        type=["null", "string"],
+        pattern=MONTH_PATTERN,
+        title="Month (YYYY-MM)",
+        description="Month of data to process. Empty: the run's data interval, else the last complete month.",
+    ),
+    "force_retrain": Param(
+        False,
+        type="boolean",
+        title="Force retraining",
+        description="Train and evaluate a challenger even when no feature drifted.",
+    ),
+    "dry_run": Param(
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Evaluate and record the decision, but never promote.",
+    ),
+    "alpha": Param(
+        None,
+        type=["null", "number"],
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+        title="Drift alpha",
+        description="Override the drift significance level for this run (default from the config).",
+    ),
+    "min_lift": Param(
+        None,
+        type=["null", "number"],
+        minimum=0,
+        maximum=1,
+        title="Minimum AUC lift",
+        description="Override the AUC lift a challenger needs over the champion (default from the config).",
+    ),
+}
+
 
 def _run_month(context: dict[str, Any]) -> str:
     """The month this run processes: the param, else the data interval, else the last complete month."""
@@ -90,13 +136,27 @@ def _run_month(context: dict[str, Any]) -> str:
     return previous_complete_month(moment)
 
 
-def _engine(context: dict[str, Any]) -> tuple[Any, Any]:
+def _check_conf(context: dict[str, Any]) -> None:
+    """A typo in a run's conf (`min_lft`) must not be silently ignored."""
+    from retrain.errors import ConfigError
+
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    unknown = sorted(set(conf) - set(PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} in the run's conf: {', '.join(unknown)}; "
+            f"accepted params: {', '.join(PARAMS)}"
+        )
+
+
+def _engine(context: dict[str, Any], config_path: str) -> tuple[Any, Any]:
     """The config with this run's overrides, and the run's identity."""
     from retrain.config import load_config
     from retrain.pipeline import Run
 
+    _check_conf(context)
     params = context["params"]
-    config = load_config(os.environ.get("RETRAIN_CONFIG", str(DEFAULT_CONFIG))).with_overrides(
+    config = load_config(config_path).with_overrides(
         **{"drift.alpha": params.get("alpha"), "promotion.min_lift": params.get("min_lift")}
     )
     run = Run(
@@ -120,8 +180,9 @@ def log_failure(context: dict[str, Any]) -> None:
         month = "unknown"
     ti = context.get("ti") or context.get("task_instance")
     log.error(
-        "model_retraining failed: month %s, task %s (try %s), run %s: %s. The registry is unchanged by this "
-        "task; fix the cause and clear the task to resume.",
+        "%s failed: month %s, task %s (try %s), run %s: %s. The registry is unchanged by this task; fix the "
+        "cause and clear the task to resume.",
+        getattr(context.get("dag"), "dag_id", "retraining"),
         month,
         getattr(ti, "task_id", "?"),
         getattr(ti, "try_number", "?"),
@@ -130,171 +191,246 @@ def log_failure(context: dict[str, Any]) -> None:
     )
 
 
-@dag(
-    dag_id="model_retraining",
-    doc_md=__doc__,
-    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
-    start_date=datetime(2025, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    tags=["ml", "retraining", "drift"],
-    default_args={
-        "owner": "ml-platform",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "retry_policy": RETRY_POLICY,
-        "on_failure_callback": log_failure,
-    },
-    params={
-        "month": Param(
-            None,
-            type=["null", "string"],
-            pattern=MONTH_PATTERN,
-            title="Month (YYYY-MM)",
-            description="Month of data to process. Empty: the run's data interval, else the last complete month.",
-        ),
-        "force_retrain": Param(
-            False,
-            type="boolean",
-            title="Force retraining",
-            description="Train and evaluate a challenger even when no feature drifted.",
-        ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Evaluate and record the decision, but never promote.",
-        ),
-        "alpha": Param(
-            None,
-            type=["null", "number"],
-            exclusiveMinimum=0,
-            exclusiveMaximum=1,
-            title="Drift alpha",
-            description="Override the drift significance level for this run (default from the config).",
-        ),
-        "min_lift": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            title="Minimum AUC lift",
-            description="Override the AUC lift a challenger needs over the champion (default from the config).",
-        ),
-    },
-)
-def model_retraining() -> None:
-    @task
-    def pull_snapshots() -> dict[str, Any]:
-        from retrain.pipeline import pull_snapshots as pull
+def _waited_seconds(context: dict[str, Any]) -> float:
+    first = context["ti"].get_first_reschedule_date(context)
+    return 0.0 if first is None else (datetime.now(UTC) - first).total_seconds()
 
-        config, run = _engine(get_current_context())
-        return pull(config, run)
 
-    @task.branch
-    def check_drift() -> str:
-        from retrain.pipeline import check_drift as check
+def build_dag(config_path: Path, config: Any) -> DAG:
+    """The retraining DAG of one model config."""
+    path = str(config_path)
+    dag_id = f"retrain__{config.model.name}"
+    champion = Asset(name=f"retrain_champion__{config.model.name}", uri=f"x-retrain://{config.model.name}/champion")
+    wait_timeout = config.data.wait_timeout_minutes * 60
+    with DAG(
+        dag_id=dag_id,
+        description=f"Drift-gated monthly retraining of {config.model.name}",
+        doc_md=__doc__.format(model=config.model.name, config=path, dag_id=dag_id),
+        schedule=CronDataIntervalTimetable(config.airflow.schedule, timezone="UTC"),
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["ml", "retraining", "drift", *config.airflow.tags],
+        default_args={
+            "owner": ",".join(config.airflow.owners),
+            "retries": 3,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+            "retry_policy": RETRY_POLICY,
+            "on_failure_callback": log_failure,
+        },
+        params=PARAMS,
+        auto_register=False,
+    ) as dag:
 
-        context = get_current_context()
-        pulled = _pulled(context, "pull_snapshots")
-        if pulled["recorded_outcome"] is not None:
-            log.info("run already recorded as %s; going straight to its record", pulled["recorded_outcome"])
-            return "record_decision"
-        config, run = _engine(context)
-        drift = check(config, pulled, run)
-        context["ti"].xcom_push(key="drift", value=drift)
-        log.info("drift gate: %s", drift["gate"])
-        return "train_challenger" if drift["train"] else "record_decision"
-
-    @task
-    def train_challenger() -> dict[str, Any]:
-        from retrain.pipeline import train_challenger as fit
-
-        context = get_current_context()
-        config, run = _engine(context)
-        return fit(config, _pulled(context, "pull_snapshots"), run)
-
-    @task.branch
-    def evaluate() -> str:
-        from retrain.pipeline import evaluate as score
-
-        context = get_current_context()
-        config, run = _engine(context)
-        evaluation = score(
-            config,
-            _pulled(context, "pull_snapshots"),
-            _pulled(context, "check_drift", "drift"),
-            _pulled(context, "train_challenger"),
-            run,
+        @task.sensor(
+            mode="reschedule",
+            poke_interval=config.data.wait_poke_seconds,
+            # The task's own deadline (below) fires first, with a message naming what is missing.
+            timeout=wait_timeout + config.data.wait_poke_seconds,
         )
-        context["ti"].xcom_push(key="evaluation", value=evaluation)
-        decision = evaluation["decision"]
-        log.info("decision: %s (%s)", decision["outcome"], decision["reason"])
-        return "promote" if decision["promotes"] and not run.dry_run else "keep_champion"
+        def wait_for_data() -> PokeReturnValue:
+            from retrain.errors import NotReadyError
+            from retrain.pipeline import missing_inputs
 
-    @task(outlets=[CHAMPION])
-    def promote() -> None:
-        from airflow.sdk.exceptions import AirflowSkipException
+            context = get_current_context()
+            config, run = _engine(context, path)
+            missing = missing_inputs(config, run.month)
+            if not missing:
+                return PokeReturnValue(is_done=True, xcom_value=run.month)
+            waited = _waited_seconds(context)
+            if waited >= wait_timeout:
+                raise NotReadyError(
+                    f"data for {run.month} still missing after {waited / 60:.1f} min "
+                    f"(data.wait_timeout_minutes={config.data.wait_timeout_minutes:g}): {'; '.join(missing)}"
+                )
+            log.info("waiting for %s", "; ".join(missing))
+            return PokeReturnValue(is_done=False)
 
-        from retrain.pipeline import promote as publish
+        @task
+        def pull_snapshots() -> dict[str, Any]:
+            from retrain.pipeline import pull_snapshots as pull
 
-        context = get_current_context()
-        config, run = _engine(context)
-        promotion = publish(
-            config,
-            _pulled(context, "pull_snapshots"),
-            _pulled(context, "check_drift", "drift"),
-            _pulled(context, "train_challenger"),
-            _pulled(context, "evaluate", "evaluation"),
-            run,
-        )
-        context["ti"].xcom_push(key="promotion", value=promotion)
-        if promotion["champion_version"] != promotion["version"]:
-            # No asset event: downstream deployments must only hear of a champion that really moved.
-            raise AirflowSkipException(f"{promotion['outcome']}: {promotion['reason']}")
-        context["outlet_events"][CHAMPION].extra = {
-            "version": promotion["version"],
-            "month": run.month,
-            "registry": config.registry.root,
-            "model": config.model.name,
-        }
+            config, run = _engine(get_current_context(), path)
+            return pull(config, run).to_dict()
 
-    @task
-    def keep_champion() -> str:
-        evaluation = _pulled(get_current_context(), "evaluate", "evaluation")
-        log.info("champion kept: %s", evaluation["decision"]["reason"])
-        return evaluation["decision"]["outcome"]
+        @task.branch
+        def check_drift() -> str:
+            from retrain.pipeline import Pulled
+            from retrain.pipeline import check_drift as check
 
-    @task(trigger_rule="none_failed_min_one_success")
-    def record_decision() -> dict[str, Any]:
-        from retrain.pipeline import record, summarize
+            context = get_current_context()
+            pulled = Pulled.from_dict(_pulled(context, "pull_snapshots"))
+            if pulled.recorded_outcome is not None:
+                log.info("run already recorded as %s; going straight to its record", pulled.recorded_outcome)
+                return "record_decision"
+            config, run = _engine(context, path)
+            drift = check(config, pulled, run)
+            context["ti"].xcom_push(key="drift", value=drift.to_dict())
+            log.info("drift gate: %s", drift.gate)
+            return "train_challenger" if drift.train else "record_decision"
 
-        context = get_current_context()
-        config, run = _engine(context)
-        entry = record(
-            config,
-            _pulled(context, "pull_snapshots"),
-            _pulled(context, "check_drift", "drift"),
-            _pulled(context, "evaluate", "evaluation"),
-            _pulled(context, "promote", "promotion"),
-            run,
-        )
-        log.info("%s %s: %s", run.month, entry["outcome"], entry["reason"])
-        return summarize(entry)
+        @task(pool=TRAINING_POOL)
+        def train_challenger() -> dict[str, Any]:
+            from retrain.pipeline import Pulled
+            from retrain.pipeline import train_challenger as fit
 
-    pulled = pull_snapshots()
-    gate = check_drift()
-    trained = train_challenger()
-    decided = evaluate()
-    promoted = promote()
-    kept = keep_champion()
-    recorded = record_decision()
+            context = get_current_context()
+            config, run = _engine(context, path)
+            return fit(config, Pulled.from_dict(_pulled(context, "pull_snapshots")), run).to_dict()
 
-    pulled >> gate >> [trained, recorded]
-    trained >> decided >> [promoted, kept]
-    [promoted, kept] >> recorded
+        @task.branch(pool=TRAINING_POOL)
+        def evaluate() -> str:
+            from retrain.pipeline import DriftCheck, Pulled, Trained
+            from retrain.pipeline import evaluate as score
+
+            context = get_current_context()
+            config, run = _engine(context, path)
+            evaluation = score(
+                config,
+                Pulled.from_dict(_pulled(context, "pull_snapshots")),
+                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
+                Trained.from_dict(_pulled(context, "train_challenger")),
+                run,
+            )
+            context["ti"].xcom_push(key="evaluation", value=evaluation.to_dict())
+            log.info("outcome: %s (%s)", evaluation.outcome, evaluation.reason)
+            return "promote" if evaluation.promotes and not run.dry_run else "keep_champion"
+
+        @task(outlets=[champion])
+        def promote() -> None:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from retrain.pipeline import DriftCheck, Evaluation, Pulled, Trained
+            from retrain.pipeline import promote as publish
+
+            context = get_current_context()
+            config, run = _engine(context, path)
+            promotion = publish(
+                config,
+                Pulled.from_dict(_pulled(context, "pull_snapshots")),
+                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
+                Trained.from_dict(_pulled(context, "train_challenger")),
+                Evaluation.from_dict(_pulled(context, "evaluate", "evaluation")),
+                run,
+            )
+            context["ti"].xcom_push(key="promotion", value=promotion.to_dict())
+            if promotion.champion_version != promotion.version:
+                # No asset event: downstream deployments must only hear of a champion that really moved.
+                raise AirflowSkipException(f"{promotion.outcome}: {promotion.reason}")
+            context["outlet_events"][champion].extra = {
+                "version": promotion.version,
+                "month": run.month,
+                "registry": config.registry.root,
+                "model": config.model.name,
+            }
+
+        @task
+        def keep_champion() -> str:
+            from retrain.pipeline import Evaluation, Pulled, keep
+
+            context = get_current_context()
+            config, run = _engine(context, path)
+            evaluation = Evaluation.from_dict(_pulled(context, "evaluate", "evaluation"))
+            kept = keep(config, Pulled.from_dict(_pulled(context, "pull_snapshots")), evaluation, run)
+            context["ti"].xcom_push(key="kept", value=kept.to_dict())
+            log.info("champion kept (%s): %s; %s", evaluation.outcome, evaluation.reason, kept.note)
+            return evaluation.outcome
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def record_decision() -> dict[str, Any]:
+            from retrain.pipeline import DriftCheck, Evaluation, Kept, Promotion, Pulled, record, summarize
+
+            context = get_current_context()
+            config, run = _engine(context, path)
+            entry = record(
+                config,
+                Pulled.from_dict(_pulled(context, "pull_snapshots")),
+                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
+                Evaluation.from_dict(_pulled(context, "evaluate", "evaluation")),
+                Promotion.from_dict(_pulled(context, "promote", "promotion")),
+                run,
+                Kept.from_dict(_pulled(context, "keep_champion", "kept")),
+            )
+            log.info("%s %s: %s", run.month, entry["outcome"], entry["reason"])
+            return summarize(entry)
+
+        ready = wait_for_data()
+        pulled = pull_snapshots()
+        gate = check_drift()
+        trained = train_challenger()
+        decided = evaluate()
+        promoted = promote()
+        kept = keep_champion()
+        recorded = record_decision()
+
+        ready >> pulled >> gate >> [trained, recorded]
+        trained >> decided >> [promoted, kept]
+        [promoted, kept] >> recorded
+    return dag
 
 
-model_retraining()
+def build_broken_dag(config_path: Path, error: Exception) -> DAG:
+    """A config that does not load breaks only its own DAG: paused, its description the error, its one task
+    failing with it. (Airflow marks every DAG of a file with an import error stale, so raising here would
+    take the healthy models down too.)"""
+    dag_id = f"retrain__{config_path.stem}"
+    message = f"{error}"
+    with DAG(
+        dag_id=dag_id,
+        description=f"CONFIG ERROR: {message}"[:200],
+        doc_md=f"# Broken model config\n\n`{config_path}` does not load:\n\n    {message}\n\nFix the file; "
+        "the DAG comes back at the next parse.",
+        schedule=None,
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        is_paused_upon_creation=True,
+        tags=["retraining", "config-error"],
+        auto_register=False,
+    ) as dag:
+
+        @task
+        def config_error() -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(message)
+
+        config_error()
+    return dag
+
+
+def config_files() -> list[Path]:
+    """`RETRAIN_CONFIG` (one file), else every `*.toml` in `RETRAIN_CONFIG_DIR` (default config/models)."""
+    single = os.environ.get("RETRAIN_CONFIG")
+    if single:
+        return [Path(single)]
+    return sorted(Path(os.environ.get("RETRAIN_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).glob("*.toml"))
+
+
+def build_dags() -> dict[str, DAG]:
+    """One DAG per model config; reading the TOML files is the only work done at parse time."""
+    from retrain.config import load_config
+    from retrain.errors import ConfigError
+
+    dags: dict[str, DAG] = {}
+    owners: dict[str, Path] = {}
+    for path in config_files():
+        try:
+            config = load_config(path)
+            if config.model.name in owners:
+                raise ConfigError(
+                    f"{path}: model.name {config.model.name!r} is already used by {owners[config.model.name]}; "
+                    "every model needs its own name (its DAG id and registry prefix)"
+                )
+        except ConfigError as error:
+            log.error("model config %s does not load: %s", path, error)
+            broken = build_broken_dag(path, error)
+            dags.setdefault(broken.dag_id, broken)
+            continue
+        owners[config.model.name] = path
+        dag = build_dag(path, config)
+        dags[dag.dag_id] = dag
+    return dags
+
+
+globals().update(build_dags())

@@ -1,9 +1,12 @@
-"""`make demo`: twelve months of demo data, then the model_retraining DAG through Airflow, month by month.
+"""`make demo`: twelve months of demo data for the two demo models, then their DAGs through Airflow, month by month.
 
-Airflow runs on a SQLite metadata DB under the demo folder, one DAG run per month in order (dag.test(), the
-same code path the scheduler's tasks take). No services are needed: data and registry are local folders.
-Running it again re-uses the generated data (it is deterministic) and resets the registry and Airflow
-state, so every run tells the same story from the start.
+The models are the configs in config/models/ (`churn`, and `churn_eu`, whose labels arrive a month late);
+their data goes to demo/<model>/. The twelve months end with the last complete month, so the scheduler's
+next run, once a DAG is unpaused in `make airflow`, is a month that has data. Airflow runs on a SQLite
+metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
+model and month, in order, with dag.test() (the code path the scheduler's tasks take). No services are
+needed: data and registry are local folders. Running it again re-uses the generated data when it covers
+the same months and resets the registry and Airflow state, so every run tells the same story from the start.
 """
 
 from __future__ import annotations
@@ -18,28 +21,50 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "config" / "models"
+DEMO_MODELS = {"churn": 0, "churn_eu": 1}  # model name: seed of its synthetic world
+TRAINING_POOL_SLOTS = 2
 
 
-def prepare_data(demo: Path, months: int, start: str) -> Path:
+def demo_months(count: int, start: str | None) -> list[str]:
+    from retrain.months import previous_complete_month, shift_month
+
+    first = start or shift_month(previous_complete_month(datetime.now(UTC)), -(count - 1))
+    return [shift_month(first, i) for i in range(count)]
+
+
+def prepare_data(demo: Path, months: list[str]) -> list[Path]:
+    """Generate each demo model's data unless it is already there for these months; returns the configs."""
+    from retrain.config import load_config
     from retrain.demo_data import write_demo_data
     from retrain.snapshots import list_months
 
-    config = demo / "retrain.toml"
-    have = list_months(str(demo / "labeled")) if config.exists() else []
-    if len(have) == months and have[0] == start:
-        print(f"Re-using the demo data in {demo} ({months} months from {start}).")
-    else:
-        print(f"Generating {months} months of demo data in {demo} ...")
-        shutil.rmtree(demo, ignore_errors=True)
-        write_demo_data(demo, months=months, start=start)
+    configs = [CONFIG_DIR / f"{name}.toml" for name in DEMO_MODELS]
+    for path, (name, seed) in zip(configs, DEMO_MODELS.items(), strict=True):
+        config = load_config(path)
+        folder = Path(config.data.production).parent
+        have = list_months(config.data.production)
+        if have == months:
+            print(f"Re-using the demo data of {name} in {folder} ({months[0]} .. {months[-1]}).")
+            continue
+        print(f"Generating {len(months)} months of demo data for {name} in {folder} ...")
+        shutil.rmtree(folder, ignore_errors=True)
+        write_demo_data(
+            folder,
+            months=len(months),
+            start=months[0],
+            seed=seed,
+            label_delay=config.data.label_delay_months,
+            config=False,
+        )
     for state in ("registry", "airflow"):
         if (demo / state).exists():
             print(f"Resetting {demo / state} from the previous demo run.")
             shutil.rmtree(demo / state)
-    return config
+    return configs
 
 
-def airflow_env(demo: Path, config: Path) -> dict[str, str]:
+def airflow_env(demo: Path) -> dict[str, str]:
     home = demo / "airflow"
     return {
         "AIRFLOW_HOME": str(home),
@@ -48,7 +73,7 @@ def airflow_env(demo: Path, config: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         # dag.test() warns about every branch it skipped; the demo checks each run's state itself.
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
-        "RETRAIN_CONFIG": str(config),
+        "RETRAIN_CONFIG_DIR": str(CONFIG_DIR),
     }
 
 
@@ -60,73 +85,97 @@ def run_months(months: list[str]) -> None:
     if bag.import_errors:
         sys.exit(f"DAG import errors: {bag.import_errors}")
     for month in months:
-        dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("model_retraining")
-        started = time.monotonic()
-        year, number = map(int, month.split("-"))
-        dag_run = dag.test(run_conf={"month": month}, logical_date=datetime(year, number, 1, tzinfo=UTC))
-        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-        ran = [task for task, state in states.items() if state == "success"]
-        print(f"  {month}: DAG run {dag_run.state} in {time.monotonic() - started:4.1f} s ({', '.join(ran)})")
-        if str(dag_run.state) != "success":
-            sys.exit(f"the DAG run for {month} failed: {states}; logs under {os.environ['AIRFLOW_HOME']}/logs")
+        for name in DEMO_MODELS:
+            dag = DagBag(dag_folder=str(ROOT / "dags")).dags[f"retrain__{name}"]
+            started = time.monotonic()
+            year, number = map(int, month.split("-"))
+            dag_run = dag.test(run_conf={"month": month}, logical_date=datetime(year, number, 1, tzinfo=UTC))
+            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+            path = " > ".join(t for t, s in states.items() if s == "success" and t != "wait_for_data")
+            print(f"  {month} {name:<9} {dag_run.state} in {time.monotonic() - started:4.1f} s: {path}")
+            if str(dag_run.state) != "success":
+                sys.exit(
+                    f"the DAG run of {name} for {month} failed: {states}; logs in {os.environ['AIRFLOW_HOME']}/logs"
+                )
 
 
-def _auc(metrics: dict | None) -> str:
-    return f"{metrics['auc']:.4f}" if metrics else "-"
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
-def print_summary(config: Path) -> None:
+def print_summary(config_path: Path) -> None:
     from retrain.config import load_config
     from retrain.registry import Registry
 
-    registry = Registry.for_config(load_config(config))
-    header = (
-        f"{'month':<8} {'drift':<32} {'champion AUC':>12} {'challenger AUC':>14} "
-        f"{'lift [95% interval]':<27} {'decision':<14} {'champion':>8}"
+    config = load_config(config_path)
+    registry = Registry.for_config(config)
+    ledger = registry.ledger()
+    realized = {}
+    for entry in ledger:
+        performance = entry.get("performance") or {}
+        if performance.get("realized_auc") is not None:
+            realized[performance["realized_month"]] = performance["realized_auc"]
+    delay = config.data.label_delay_months
+    print(
+        f"\n{config.model.name}: labels arrive {delay} month{'s' if delay != 1 else ''} late"
+        if delay
+        else f"\n{config.model.name}:"
     )
-    print()
+    header = (
+        f"{'month':<8} {'labels':<8} {'reference':<9} {'drift':<24} {'est. AUC':>8} {'real AUC':>8} "
+        f"{'champion':>8} {'challenger':>10} {'lift [95% interval]':<27} {'decision':<14} {'champion':>8}"
+    )
     print(header)
     print("-" * len(header))
-    for entry in registry.ledger():
+    for entry in ledger:
         drift = entry.get("drift") or {}
-        drifted = "yes: " + ", ".join(drift["drifted_features"]) if drift.get("drifted") else "no"
+        drifted = ", ".join(drift["drifted_features"]) if drift.get("drifted") else "no"
         metrics = entry.get("metrics") or {}
         champion, challenger, lift = (metrics.get(k) for k in ("champion", "challenger", "lift"))
         lift_text = f"{lift['lift']:+.4f} [{lift['low']:+.4f}, {lift['high']:+.4f}]" if lift else "-"
-        version = f"v{entry['champion_version']}" if entry["champion_version"] else "-"
+        reference = entry["reference"]
+        moved = ">" if reference.get("moved") else ""
+        performance = entry.get("performance") or {}
         print(
-            f"{entry['month']:<8} {drifted:<32} {_auc(champion):>12} {_auc(challenger):>14} {lift_text:<27} "
-            f"{entry['outcome']:<14} {version:>8}"
+            f"{entry['month']:<8} {entry['months']['labels_up_to']:<8} {','.join(reference['months']) + moved:<9} "
+            f"{drifted:<24} {_auc(performance.get('estimated_auc')):>8} {_auc(realized.get(entry['month'])):>8} "
+            f"{_auc(champion and champion['auc']):>8} {_auc(challenger and challenger['auc']):>10} {lift_text:<27} "
+            f"{entry['outcome']:<14} {'v' + str(entry['champion_version']) if entry['champion_version'] else '-':>8}"
         )
-    print()
-    print(f"Ledger:  {registry.uri}/ledger/  (retrain registry ledger --config {config})")
-    print(f"Reports: {registry.uri}/runs/<month>/<run>/report.html, with drift.json and evaluation.json")
-    print(f"Airflow: {config.parent / 'airflow'} (SQLite metadata DB and task logs)")
+    print(f"Ledger:  retrain registry ledger --config {config_path.relative_to(ROOT)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default="demo", help="demo folder (default: ./demo)")
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--start", default="2025-01")
+    parser.add_argument("--start", help="first month, YYYY-MM (default: twelve months ending last month)")
     args = parser.parse_args()
     demo = Path(args.dir).resolve()
     started = time.monotonic()
 
-    config = prepare_data(demo, args.months, args.start)
-    env = airflow_env(demo, config)
+    months = demo_months(args.months, args.start)
+    configs = prepare_data(demo, months)
+    env = airflow_env(demo)
     os.environ.update(env)
     (demo / "airflow").mkdir(parents=True)
-    print("Initialising the Airflow metadata DB (SQLite) ...")
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], env={**os.environ, **env}, check=True, capture_output=True
-    )
-    from retrain.months import shift_month
-
-    months = [shift_month(args.start, i) for i in range(args.months)]
-    print(f"Running the model_retraining DAG for {months[0]} .. {months[-1]}, one month at a time:")
+    print("Initialising the Airflow metadata DB (SQLite) and the retrain_training pool ...")
+    for command in (
+        ["db", "migrate"],
+        ["pools", "set", "retrain_training", str(TRAINING_POOL_SLOTS), "retrain: training and evaluation"],
+    ):
+        subprocess.run([sys.executable, "-m", "airflow", *command], env=os.environ, check=True, capture_output=True)
+    print(f"Running retrain__{' and retrain__'.join(DEMO_MODELS)} for {months[0]} .. {months[-1]}, month by month:")
     run_months(months)
-    print_summary(config)
+    for config in configs:
+        print_summary(config)
+    print(
+        "\nReading the tables: `labels` is the last labeled month a run used; `reference` the production month(s)\n"
+        "drift was tested against ('>': this run moved the reference to the month it validated the champion on);\n"
+        "`est. AUC` the champion's AUC estimated before labels, `real AUC` what it was once labels arrived."
+    )
+    print(f"Reports: {demo / 'registry'}/<model>/runs/<month>/<run>/report.html")
+    print(f"Airflow: {demo / 'airflow'} (make airflow opens it: the runs above show in its grid)")
     print(f"\nDone in {time.monotonic() - started:.0f} s.")
 
 

@@ -96,13 +96,21 @@ def demo_dir(demo_source: Path, tmp_path: Path) -> Path:
 
 
 def write_config(
-    path: Path, *, production: str, labeled: str, registry: str, extra: str = "", endpoint_url: str | None = None
+    path: Path,
+    *,
+    production: str,
+    labeled: str,
+    registry: str,
+    extra: str = "",
+    data_extra: str = "",
+    endpoint_url: str | None = None,
+    name: str = "churn",
 ) -> Path:
     """A config for the demo data's columns, pointing wherever a test needs."""
     path.write_text(
         f"""
 [model]
-name = "churn"
+name = "{name}"
 target = "churned"
 numeric_features = ["tenure_months", "monthly_charges", "support_calls", "usage_gb"]
 categorical_features = ["plan", "region"]
@@ -112,6 +120,7 @@ timestamp = "event_time"
 production = "{production}"
 labeled = "{labeled}"
 reference_month = "{DEMO_START}"
+{data_extra}
 
 [registry]
 root = "{registry}"

@@ -20,25 +20,21 @@ EXIT_INTERNAL = 1
 
 def _drift(args: argparse.Namespace) -> int:
     from retrain.config import DriftSpec, load_config
-    from retrain.drift import detect_drift
-    from retrain.snapshots import Schema, infer_schema, read_location, validate
+    from retrain.drift import SnapshotColumns, detect_drift
+    from retrain.snapshots import Schema, SnapshotReader, infer_schema
 
     if args.config:
         config = load_config(args.config)
         schema, spec, storage = Schema.for_model(config.model, labeled=False), config.drift, config.storage
-        columns = schema.columns
     else:
-        schema, spec, storage, columns = None, DriftSpec(), None, None
-    reference, _ = read_location(args.reference, columns, spec=storage)
-    current, _ = read_location(args.current, columns, spec=storage)
+        schema, spec, storage = None, DriftSpec(), None
+    reference = SnapshotReader(args.reference, spec=storage)
+    current = SnapshotReader(args.current, spec=storage)
     if schema is None:
-        schema = infer_schema(reference)
-        missing = [c for c in schema.features if c not in current.columns]
-        if missing:
-            raise RetrainError(f"{args.current}: missing column {missing[0]} (present in {args.reference})")
-    reference, _ = validate(reference, schema, where=args.reference)
-    current, _ = validate(current, schema, where=args.current)
-    report = detect_drift(reference, current, schema, spec)
+        schema = infer_schema(reference.arrow_schema())
+    # Validation streams each snapshot once; the tests then read back one column at a time.
+    rows = tuple(reader.scan(schema).rows for reader in (reference, current))
+    report = detect_drift(SnapshotColumns([reference]), SnapshotColumns([current]), schema, spec, rows=rows)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -118,20 +114,45 @@ def _cycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_performance(performance: dict[str, Any] | None) -> str:
+    """The champion's estimated AUC beside the AUC it was validated with and the AUC it realized."""
+    if not performance:
+        return "-"
+    text = (
+        f"estimated {performance['estimated_auc']:.4f} (validated {performance['validated_auc']:.4f} on "
+        f"{performance['validated_month']})"
+    )
+    if performance.get("realized_auc") is not None:
+        text += f", realized {performance['realized_auc']:.4f} on {performance['realized_month']}"
+    return text
+
+
 def format_cycle(summary: dict[str, Any]) -> str:
     metrics = summary.get("metrics") or {}
     challenger, champion, lift = metrics.get("challenger"), metrics.get("champion"), metrics.get("lift")
     drift = summary.get("drift") or {}
+    months = summary.get("months") or {}
+    reference = summary.get("reference") or {}
     lines = [
         f"{summary['month']}: {summary['outcome']}{' (dry run)' if summary.get('dry_run') else ''}",
         f"  reason:    {summary['reason']}",
         f"  drift:     {'yes: ' + ', '.join(drift['drifted_features']) if drift.get('drifted') else 'no'}",
     ]
+    if reference:
+        moved = f"; moved to {reference['moved_to']}" if reference.get("moved") else ""
+        lines.append(f"  reference: {reference['mode']}: {reference['source']}{moved}")
+    if months:
+        lines.append(
+            f"  months:    drift on production {months['production']}; training {', '.join(months['training'])}; "
+            f"holdout {months['holdout']}"
+        )
+    if summary.get("performance"):
+        lines.append(f"  champion AUC: {format_performance(summary['performance'])}")
     if challenger:
         auc = f"challenger {challenger['auc']:.4f}"
         if champion:
             auc = f"champion {champion['auc']:.4f}, {auc}"
-        lines.append(f"  AUC:       {auc}")
+        lines.append(f"  AUC:       {auc} (holdout of {months.get('holdout', summary['month'])})")
     if lift:
         lines.append(f"  lift:      {lift['lift']:+.4f} [{lift['low']:+.4f}, {lift['high']:+.4f}]")
     lines.append(f"  champion:  {summary['champion_version'] if summary['champion_version'] else 'none'}")
@@ -176,18 +197,43 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def format_ledger(records: list[dict[str, Any]]) -> str:
+    """One line per record. `labels` is the last labeled month the run used; `est. AUC` the champion's AUC
+    estimated on the production month, `real AUC` the champion's realized AUC on the month its labels
+    arrived (taken from the run that had them)."""
     if not records:
         return "ledger is empty"
-    lines = [f"{'recorded at':<29} {'month':<8} {'outcome':<14} {'champion':>8} {'version':>7}  reason"]
+    realized = {}
+    for r in records:
+        performance = r.get("performance") or {}
+        if performance.get("realized_month") and performance.get("realized_auc") is not None:
+            realized[performance["realized_month"]] = performance["realized_auc"]
+    lines = [
+        f"{'recorded at':<29} {'month':<8} {'labels':<8} {'reference':<9} {'est. AUC':>8} {'real AUC':>8} "
+        f"{'outcome':<14} {'champion':>8} {'version':>7}  reason"
+    ]
     for r in records:
         outcome = r["outcome"] + ("*" if r.get("dry_run") else "")
+        months = r.get("months") or {}
+        reference = r.get("reference") or {}
+        reference_text = ",".join(reference.get("months") or []) or "-"
+        if reference.get("moved"):
+            reference_text += ">"
+        performance = r.get("performance") or {}
         lines.append(
-            f"{r.get('recorded_at', ''):<29} {r.get('month') or '-':<8} {outcome:<14} "
+            f"{r.get('recorded_at', ''):<29} {r.get('month') or '-':<8} {months.get('labels_up_to') or '-':<8} "
+            f"{reference_text[:9]:<9} {_auc(performance.get('estimated_auc')):>8} "
+            f"{_auc(realized.get(r.get('month'))):>8} {outcome:<14} "
             f"{r.get('champion_version') or '-':>8} {r.get('version') or '-':>7}  {r['reason']}"
         )
     if any(r.get("dry_run") for r in records):
         lines.append("* dry run: decided, nothing promoted")
+    if any((r.get("reference") or {}).get("moved") for r in records):
+        lines.append("> the run moved the drift reference to the month it validated the champion on")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from retrain.months import MONTH_PATTERN
 ESTIMATORS = ("hist_gradient_boosting", "gradient_boosting")
 CORRECTIONS = ("bonferroni", "bh")
 KS_METHODS = ("auto", "exact", "asymp")
+REFERENCES = ("validated", "training", "fixed")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -75,11 +76,21 @@ class DataSpec:
     labeled: str
     reference_month: str | None = None
     max_null_rate: float = 0.5
+    label_delay_months: int = 0
+    success_marker: str | None = None
+    wait_timeout_minutes: float = 4320.0
+    wait_poke_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.reference_month is not None and not MONTH_PATTERN.match(self.reference_month):
             raise ConfigError(f"data.reference_month must be YYYY-MM, got {self.reference_month!r}")
         _fraction("data.max_null_rate", self.max_null_rate, allow_one=True)
+        if self.label_delay_months < 0:
+            raise ConfigError(f"data.label_delay_months must be >= 0, got {self.label_delay_months}")
+        if self.success_marker is not None and ("/" in self.success_marker or self.success_marker in (".", "..")):
+            raise ConfigError(f"data.success_marker must be a file name, got {self.success_marker!r}")
+        if self.wait_timeout_minutes <= 0 or self.wait_poke_seconds <= 0:
+            raise ConfigError("data.wait_timeout_minutes and data.wait_poke_seconds must be > 0")
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,13 @@ class DriftSpec:
     min_psi: float = 0.1
     max_null_rate_increase: float = 0.1
     dataset_drift_share: float = 0.0
+    reference: str = "validated"
+    max_estimated_auc_drop: float | None = None
 
     def __post_init__(self) -> None:
+        _one_of("drift.reference", self.reference, REFERENCES)
+        if self.max_estimated_auc_drop is not None:
+            _fraction("drift.max_estimated_auc_drop", self.max_estimated_auc_drop, allow_zero=True)
         _fraction("drift.alpha", self.alpha)
         _one_of("drift.correction", self.correction, CORRECTIONS)
         _one_of("drift.ks_method", self.ks_method, KS_METHODS)
@@ -134,9 +150,12 @@ class TrainingSpec:
     seed: int = 42
     window_months: int = 3
     holdout_fraction: float = 0.3
+    max_rows: int | None = None
 
     def __post_init__(self) -> None:
         _one_of("training.estimator", self.estimator, ESTIMATORS)
+        if self.max_rows is not None and self.max_rows < 100:
+            raise ConfigError(f"training.max_rows must be >= 100, got {self.max_rows}")
         if self.window_months < 1:
             raise ConfigError(f"training.window_months must be >= 1, got {self.window_months}")
         _fraction("training.holdout_fraction", self.holdout_fraction)
@@ -163,6 +182,26 @@ class PromotionSpec:
         _non_negative("promotion.max_brier_increase", self.max_brier_increase)
 
 
+CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
+
+
+@dataclass(frozen=True)
+class AirflowSpec:
+    """How the model's DAG is scheduled and labelled in Airflow."""
+
+    SECTION: ClassVar[str] = "airflow"
+    schedule: str = "0 0 1 * *"
+    tags: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ("ml-platform",)
+
+    def __post_init__(self) -> None:
+        fields_ = self.schedule.split()
+        if len(fields_) != 5 or not all(CRON_FIELD.match(f) for f in fields_):
+            raise ConfigError(f"airflow.schedule must be a 5-field cron expression, got {self.schedule!r}")
+        if not self.owners:
+            raise ConfigError("airflow.owners must name at least one owner")
+
+
 @dataclass(frozen=True)
 class Config:
     model: ModelSpec
@@ -172,6 +211,7 @@ class Config:
     drift: DriftSpec = field(default_factory=DriftSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
+    airflow: AirflowSpec = field(default_factory=AirflowSpec)
     source: str = "<memory>"
 
     def with_overrides(self, **overrides: Any) -> Config:
@@ -200,7 +240,7 @@ class Config:
 
 SECTIONS: dict[str, type] = {
     spec.SECTION: spec
-    for spec in (ModelSpec, DataSpec, RegistrySpec, StorageSpec, DriftSpec, TrainingSpec, PromotionSpec)
+    for spec in (ModelSpec, DataSpec, RegistrySpec, StorageSpec, DriftSpec, TrainingSpec, PromotionSpec, AirflowSpec)
 }
 REQUIRED_SECTIONS = ("model", "data", "registry")
 

@@ -19,6 +19,10 @@ class Outcome(StrEnum):
     PROMOTED = "PROMOTED"
     KEPT_CHAMPION = "KEPT_CHAMPION"
     REJECTED = "REJECTED"
+    # Decided by the registry's state, not by the evidence: the champion holds newer data than the run
+    # (a backfill over history), or another run moved it while this one evaluated.
+    SUPERSEDED = "SUPERSEDED"
+    CONFLICT = "CONFLICT"
 
 
 PROMOTING = frozenset({Outcome.BOOTSTRAPPED, Outcome.PROMOTED})
@@ -37,19 +41,39 @@ class Decision:
         return {**asdict(self), "outcome": str(self.outcome), "promotes": self.promotes}
 
 
-def needs_training(*, drifted: bool, force: bool, has_champion: bool) -> bool:
-    """The drift gate: train when features drifted, when forced, or when there is no model at all."""
-    return drifted or force or not has_champion
+@dataclass(frozen=True)
+class Gate:
+    """Whether to train a challenger, which triggers fired, and why, in words."""
+
+    train: bool
+    triggers: tuple[str, ...]
+    reason: str
 
 
-def gate_reason(*, drifted: bool, force: bool, has_champion: bool, drifted_features: list[str]) -> str:
+def drift_gate(
+    *,
+    drifted: bool,
+    force: bool,
+    has_champion: bool,
+    drifted_features: list[str] | None = None,
+    performance_drop: str | None = None,
+) -> Gate:
+    """Train when features drifted, when the champion's estimated AUC fell too far (`performance_drop`
+    says how far), when forced, or when there is no model at all."""
     if not has_champion:
-        return "no champion yet"
+        return Gate(True, ("no_champion",), "no champion yet")
+    triggers, reasons = [], []
     if drifted:
-        return f"drift in {', '.join(drifted_features)}"
+        triggers.append("drift")
+        reasons.append(f"drift in {', '.join(drifted_features or [])}")
+    if performance_drop:
+        triggers.append("estimated_auc")
+        reasons.append(performance_drop)
+    if reasons:
+        return Gate(True, tuple(triggers), " and ".join(reasons))
     if force:
-        return "no drift, retraining forced"
-    return "no feature drifted; retraining skipped"
+        return Gate(True, ("forced",), "no drift, retraining forced")
+    return Gate(False, (), "no feature drifted; retraining skipped")
 
 
 def decide(
@@ -62,6 +86,7 @@ def decide(
     lift: LiftInterval | None = None,
     has_champion: bool | None = None,
     drifted_features: list[str] | None = None,
+    performance_drop: str | None = None,
 ) -> Decision:
     """Decide whether the challenger replaces the champion.
 
@@ -69,8 +94,15 @@ def decide(
     before any model was scored.
     """
     has_champion = champion is not None if has_champion is None else has_champion
-    gate = gate_reason(drifted=drifted, force=force, has_champion=has_champion, drifted_features=drifted_features or [])
-    if not needs_training(drifted=drifted, force=force, has_champion=has_champion):
+    opened = drift_gate(
+        drifted=drifted,
+        force=force,
+        has_champion=has_champion,
+        drifted_features=drifted_features,
+        performance_drop=performance_drop,
+    )
+    gate = opened.reason
+    if not opened.train:
         return Decision(Outcome.NO_DRIFT, gate)
     if challenger is None:
         raise ValueError("a challenger's metrics are needed past the drift gate")

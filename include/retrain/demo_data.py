@@ -1,12 +1,17 @@
-"""Synthetic monthly snapshots for a churn model, with a real signal and a drift that grows over time.
+"""Synthetic monthly snapshots for a churn model, with a real signal and shifts that last.
 
-The story, month by month (month 0 is `start`):
+The story, month by month (month 0 is `start`); every shift, once it happens, stays:
 - months 0-2: a stable world. The first cycle bootstraps a champion, the next ones find no drift.
-- month 3 on: heavy users arrive (`usage_gb` shifts); churn does not depend on usage, so a challenger
-  trained on the new data is no better and the champion is kept.
-- month 4 on: newer customers (`tenure_months` shifts down) and a changing market: the effect of support
-  calls on churn fades and then reverses, so the old champion degrades and challengers get promoted.
-- after month 7 the world settles again, and challengers stop being measurably better.
+- month 3: heavy users arrive (`usage_gb` jumps). Churn does not depend on usage, so a challenger is no
+  better: the champion is kept, and validated on month 3, which becomes the drift reference.
+- month 4: the new normal is the reference now: no drift, no retraining.
+- month 5: newer customers (`tenure_months` drops) and a changed market: support calls, which used to
+  drive churn, now come with loyalty. The champion degrades and a challenger is promoted.
+- month 8: the plan mix moves to premium plans: drift in `plan`, a retrain on the settled world.
+- every other month: no drift against the month the champion was last validated on.
+
+With `label_delay` d, labels lag production by d months: the labeled months run from `start - d` and the
+last d production months have no labels yet.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ class MonthlyWorld:
     usage_shift: float
     tenure_shift: float
     support_effect: float
+    plan_shares: tuple[float, float, float]
 
 
 def world(month_index: int) -> MonthlyWorld:
-    usage_shift = 0.8 if month_index >= 3 else 0.0
-    tenure_shift = -4.0 * max(0, min(month_index, 7) - 3)
-    support_effect = 1.2 - 0.6 * max(0, min(month_index, 7) - 3)
-    return MonthlyWorld(usage_shift=usage_shift, tenure_shift=tenure_shift, support_effect=support_effect)
+    return MonthlyWorld(
+        usage_shift=0.8 if month_index >= 3 else 0.0,
+        tenure_shift=-10.0 if month_index >= 5 else 0.0,
+        support_effect=-0.6 if month_index >= 5 else 1.2,
+        plan_shares=(0.25, 0.3, 0.45) if month_index >= 8 else (0.5, 0.3, 0.2),
+    )
 
 
 def generate_month(month: str, month_index: int, rows: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -48,7 +56,7 @@ def generate_month(month: str, month_index: int, rows: int, rng: np.random.Gener
     charges = rng.normal(70, 20, rows).clip(15, 150).round(2)
     support_calls = rng.poisson(1.5, rows).astype(float)
     usage = rng.lognormal(3.0 + w.usage_shift, 0.6, rows).round(2)
-    plan = rng.choice(PLANS, rows, p=[0.5, 0.3, 0.2])
+    plan = rng.choice(PLANS, rows, p=list(w.plan_shares))
     region = rng.choice(REGIONS, rows)
     logit = (
         -0.8
@@ -83,19 +91,20 @@ def generate_month(month: str, month_index: int, rows: int, rng: np.random.Gener
 CONFIG_TEMPLATE = """\
 # retrain config for the demo data (written by `retrain demo-data`). Paths are relative to this file.
 [model]
-name = "churn"
+name = "{name}"
 target = "churned"
 numeric_features = ["tenure_months", "monthly_charges", "support_calls", "usage_gb"]
 categorical_features = ["plan", "region"]
 timestamp = "event_time"
 
 [data]
-production = "production"
-labeled = "labeled"
+production = "{data}production"
+labeled = "{data}labeled"
 reference_month = "{start}"
+label_delay_months = {label_delay}
 
 [registry]
-root = "registry"
+root = "{registry}"
 
 [training]
 window_months = 3
@@ -108,31 +117,57 @@ min_lift = 0.005
 
 
 def write_demo_data(
-    out: str | Path, *, months: int, start: str = "2025-01", rows: int = 20000, seed: int = 0
+    out: str | Path,
+    *,
+    months: int,
+    start: str = "2025-01",
+    rows: int = 20000,
+    seed: int = 0,
+    label_delay: int = 0,
+    name: str = "churn",
+    config_path: Path | None = None,
+    registry: str | None = None,
+    config: bool = True,
 ) -> Path | None:
     """Write production and labeled snapshots for `months` months under a folder or an s3:// prefix.
 
-    For a folder, also writes `retrain.toml` next to the data and returns its path; an S3 prefix gets only
-    the data (point a config's [data] at `<prefix>/production` and `<prefix>/labeled`).
+    For a folder, also writes a config (`retrain.toml` next to the data unless `config_path` says where;
+    none with `config=False`) and returns its path; an S3 prefix gets only the data (point a config's [data] at
+    `<prefix>/production` and `<prefix>/labeled`).
     """
     import io
+    import os
 
     from retrain.storage import open_store
 
     store = open_store(str(out))
     rng = np.random.default_rng(seed)
-    for index in range(months):
+    for index in range(-label_delay, months):
         month = shift_month(start, index)
+        datasets = (["production"] if index >= 0 else []) + (["labeled"] if index < months - label_delay else [])
         for dataset in ("production", "labeled"):
+            # Both datasets draw every month, so a month's data does not depend on the label delay.
             frame = generate_month(month, index, rows, rng)
+            if dataset not in datasets:
+                continue
             if dataset == "production":
                 frame = frame.drop(columns=["churned"])
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             store.write(f"{dataset}/month={month}/part-0000.parquet", buffer.getvalue())
         log.info("wrote demo month %s", month)
-    if str(out).startswith("s3://"):
+    if str(out).startswith("s3://") or not config:
         return None
-    config_path = Path(out) / "retrain.toml"
-    config_path.write_text(CONFIG_TEMPLATE.format(start=start))
+    config_path = Path(config_path) if config_path else Path(out) / "retrain.toml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.path.relpath(Path(out).resolve(), config_path.parent.resolve())
+    config_path.write_text(
+        CONFIG_TEMPLATE.format(
+            name=name,
+            start=start,
+            label_delay=label_delay,
+            data="" if data == "." else f"{data}/",
+            registry=registry or "registry",
+        )
+    )
     return config_path

@@ -1,39 +1,44 @@
-"""One retraining cycle as steps that take and return small JSON-serialisable dicts.
+"""One retraining cycle as steps that take and return small typed records.
 
-The Airflow DAG runs each step as its own task and passes these dicts through XCom; `run_cycle` runs them
-in one process for the CLI. Heavy artifacts (drift report, challenger model, evaluation) are written to the
-run's working folder in the registry and travel as URIs. Only `promote` and `record` touch the registry's
-history, and both are safe to repeat for the same run id.
+The Airflow DAG runs each step as its own task and passes the records' JSON form through XCom; `run_cycle`
+runs them in one process for the CLI. Heavy artifacts (drift report, challenger model, evaluation) are
+written to the run's working folder in the registry and travel as URIs. Only `promote`, `keep` and
+`record` touch the registry's history, and each is safe to repeat for the same run id.
+
+Which months a run for month M uses:
+- drift: production month M against the reference (`drift.reference`);
+- training and evaluation: the labeled window ending at month M - `data.label_delay_months`, the holdout
+  being a share of that last labeled month;
+- the champion's estimated AUC: its scores on production month M, calibrated on the labeled holdout of the
+  month it was last validated on; its realized AUC on the last labeled month.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from retrain.config import Config
-from retrain.decision import Outcome, decide, gate_reason, needs_training
-from retrain.drift import detect_drift
+from retrain.decision import PROMOTING, Outcome, decide, drift_gate
 from retrain.errors import DataError
-from retrain.evaluation import holdout_mask, paired_bootstrap_lift, score_metrics
 from retrain.months import MONTH_PATTERN, shift_month
-from retrain.registry import Registry, run_key, to_json, utc_now
-from retrain.reports import render_run_report
-from retrain.snapshots import Schema, list_months, month_folder, read_location, read_month, validate
-from retrain.training import deserialize, predict_scores, serialize, train
+from retrain.registry import Champion, Registry, run_key, to_json, utc_now
+from retrain.snapshots import Schema, SnapshotReader, list_months, month_folder, month_readiness, scan_month
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
-CONFLICT = "CONFLICT"
-SUPERSEDED = "SUPERSEDED"
 LIBRARIES = ("retrain", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow", "joblib")
+ESTIMATE_MAX_ROWS = 250_000  # rows of a production month scored for the estimate: the AUC's error is ~0.001
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,105 @@ class Run:
         return run_key(self.run_id)
 
 
+class StepRecord:
+    """A step's result: frozen fields, and the JSON form that crosses a task boundary."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | StepRecord | None) -> Any:
+        if data is None or isinstance(data, cls):
+            return data
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unexpected fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Pulled(StepRecord):
+    """The validated snapshots a run uses, and the registry state it started from."""
+
+    run_id: str
+    run_key: str
+    month: str
+    labeled_month: str
+    champion: dict[str, Any] | None
+    reference: dict[str, Any]
+    production: dict[str, Any]
+    labeled: list[dict[str, Any]]
+    validation: dict[str, Any] | None
+    recorded_outcome: str | None
+
+    @property
+    def training_months(self) -> list[str]:
+        return [snapshot["month"] for snapshot in self.labeled]
+
+
+@dataclass(frozen=True)
+class DriftCheck(StepRecord):
+    drifted: bool
+    share_drifted: float
+    drifted_features: list[str]
+    n_features: int
+    report_uri: str
+    train: bool
+    triggers: list[str]
+    gate: str
+    performance: dict[str, Any] | None
+
+    SUMMARY: ClassVar[tuple[str, ...]] = ("drifted", "share_drifted", "drifted_features", "report_uri", "triggers")
+
+    def summary(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.SUMMARY}
+
+
+@dataclass(frozen=True)
+class Trained(StepRecord):
+    model_uri: str
+    model_sha256: str
+    estimator: str
+    train_rows: int
+    holdout_rows: int
+    window_rows: int
+    max_rows: int | None
+
+
+@dataclass(frozen=True)
+class Evaluation(StepRecord):
+    """The evidence, the pure decision on it, and the outcome this run will have given the registry."""
+
+    decision: dict[str, Any]
+    outcome: str
+    reason: str
+    metrics: dict[str, Any]
+    holdout_month: str
+    evaluation_uri: str
+
+    @property
+    def promotes(self) -> bool:
+        return self.outcome in PROMOTING
+
+
+@dataclass(frozen=True)
+class Promotion(StepRecord):
+    outcome: str
+    version: int | None
+    champion_version: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Kept(StepRecord):
+    """Whether keeping the champion moved its validated month (the drift reference) forward."""
+
+    moved: bool
+    validated_month: str | None
+    note: str
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -64,20 +168,21 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-# -- reading snapshots back, checked against what pull_snapshots saw --------------------------------------
+def _schemas(config: Config) -> tuple[Schema, Schema]:
+    return Schema.for_model(config.model, labeled=False), Schema.for_model(config.model, labeled=True)
 
 
-def _read_checked(lineage: dict[str, Any], schema: Schema, config: Config) -> pd.DataFrame:
-    """Re-read a pulled snapshot; refuse it if its content changed since it was pulled."""
-    frame, snapshot = read_location(lineage["uri"], schema.columns, month=lineage["month"], spec=config.storage)
-    where = f"month {lineage['month']} ({lineage['uri']})" if lineage["month"] else lineage["uri"]
-    if snapshot.sha256 != lineage["sha256"]:
-        raise DataError(f"{where}: snapshot changed since it was pulled (content hash differs); re-run the cycle")
-    frame, _ = validate(frame, schema, where=where, max_null_rate=config.data.max_null_rate)
-    return frame
+def _reader(lineage: dict[str, Any], config: Config) -> SnapshotReader:
+    return SnapshotReader.from_lineage(lineage, config.storage)
+
+
+def _frame(lineage: dict[str, Any], schema: Schema, config: Config, **options: Any) -> pd.DataFrame:
+    return _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate, **options)[0]
 
 
 def _holdout_mask(config: Config, current: pd.DataFrame) -> np.ndarray:
+    from retrain.evaluation import holdout_mask
+
     return holdout_mask(
         current,
         config.model.target,
@@ -87,164 +192,330 @@ def _holdout_mask(config: Config, current: pd.DataFrame) -> np.ndarray:
     )
 
 
-def _labeled_frames(config: Config, pulled: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training rows (the window, minus the holdout) and the holdout (a share of the run's own month)."""
-    schema = Schema.for_model(config.model, labeled=True)
-    frames = [_read_checked(lineage, schema, config) for lineage in pulled["labeled"]]
-    current = frames[-1]
-    mask = _holdout_mask(config, current)
-    training = pd.concat([*frames[:-1], current[~mask]], ignore_index=True)
-    return training, current[mask].reset_index(drop=True)
+def _holdout(config: Config, lineage: dict[str, Any]) -> pd.DataFrame:
+    _, labeled = _schemas(config)
+    month = _frame(lineage, labeled, config)
+    return month[_holdout_mask(config, month)].reset_index(drop=True)
 
 
-def _holdout(config: Config, pulled: dict[str, Any]) -> pd.DataFrame:
-    """The same holdout as `_labeled_frames`, reading only the run's own month."""
-    current = _read_checked(pulled["labeled"][-1], Schema.for_model(config.model, labeled=True), config)
-    return current[_holdout_mask(config, current)].reset_index(drop=True)
+# -- which months -----------------------------------------------------------------------------------------
+
+
+def labeled_month_for(config: Config, month: str) -> str:
+    """The last month whose labels a run for `month` may use."""
+    return shift_month(month, -config.data.label_delay_months)
+
+
+def _training_window(config: Config, month: str) -> list[str]:
+    """The labeled months to train on, oldest first: the window ending at the labeled month, from the
+    first labeled month on; the labeled month itself and every month inside the window must exist."""
+    root, delay = config.data.labeled, config.data.label_delay_months
+    last = labeled_month_for(config, month)
+    available = set(list_months(root, config.storage))
+    delayed = f" (data.label_delay_months={delay}: the run for {month} uses labels up to {last})" if delay else ""
+    if not available or min(available) > last:
+        first = f"the first labeled month is {min(available)}" if available else "there are no labeled months yet"
+        raise DataError(f"{root}: no labeled month up to {last} to train or evaluate on; {first}{delayed}")
+    if last not in available:
+        raise DataError(f"month {last} ({month_folder(root, last)}): no labeled data files for this month{delayed}")
+    wanted = [shift_month(last, -offset) for offset in range(config.training.window_months - 1, -1, -1)]
+    window = [m for m in wanted if m >= min(available)]
+    gaps = [m for m in window if m not in available]
+    if gaps:
+        raise DataError(
+            f"month {gaps[0]} ({month_folder(root, gaps[0])}): labeled month missing inside the "
+            f"{config.training.window_months}-month training window ending {last}"
+        )
+    return window
+
+
+def missing_inputs(config: Config, month: str) -> list[str]:
+    """What a run for `month` still waits for: the production partition, the last labeled partition,
+    and their `data.success_marker` files when one is configured. Empty once everything has landed."""
+    marker = config.data.success_marker
+    needs = [
+        ("production", config.data.production, month),
+        ("labeled", config.data.labeled, labeled_month_for(config, month)),
+    ]
+    missing = []
+    for name, root, wanted in needs:
+        problem = month_readiness(root, wanted, marker=marker, spec=config.storage)
+        if problem:
+            missing.append(f"{name} {problem}")
+    return missing
 
 
 # -- the steps -----------------------------------------------------------------------------------------
 
 
-def pull_snapshots(config: Config, run: Run) -> dict[str, Any]:
-    """Resolve and validate the month's reference, production and labeled snapshots.
+def pull_snapshots(config: Config, run: Run) -> Pulled:
+    """Resolve and validate every snapshot the run will use, streaming them, before anything is written.
 
-    Reference: the champion's training data (from its lineage), else `data.reference_month` of the
-    production dataset. Labeled: the training window ending at the run's month.
+    The registry is checked first, so a registry that cannot be used stops the run before any data step.
     """
     registry = Registry.for_config(config)
-    features = Schema.for_model(config.model, labeled=False)
-    labeled_schema = Schema.for_model(config.model, labeled=True)
+    registry.check()
     recorded = registry.ledger_record(run.month, run.key)
     champion = registry.champion()
+    features, labeled_schema = _schemas(config)
+    limit = config.data.max_null_rate
 
-    _, production = read_month(
-        config.data.production, run.month, features, max_null_rate=config.data.max_null_rate, spec=config.storage
-    )
-    labeled_months = _training_window(config, run.month)
-    labeled = [
-        read_month(
-            config.data.labeled, m, labeled_schema, max_null_rate=config.data.max_null_rate, spec=config.storage
-        )[1]
-        for m in labeled_months
-    ]
-    reference, reference_source = _reference_snapshots(config, registry, champion, features)
-    return {
-        "run_id": run.run_id,
-        "run_key": run.key,
-        "month": run.month,
-        "champion": (
-            {"version": champion.version, "data_month": champion.data_month, "etag": champion.etag}
-            if champion
-            else None
-        ),
-        "reference": reference,
-        "reference_source": reference_source,
-        "production": production.lineage(),
-        "labeled": [snapshot.lineage() for snapshot in labeled],
-        "recorded_outcome": recorded["outcome"] if recorded else None,
-    }
+    def scan(root: str, month: str, schema: Schema) -> dict[str, Any]:
+        return scan_month(root, month, schema, max_null_rate=limit, spec=config.storage).lineage()
 
-
-def _training_window(config: Config, month: str) -> list[str]:
-    """The window's labeled months that exist, oldest first; the run's own month must exist."""
-    available = set(list_months(config.data.labeled, config.storage))
-    wanted = [shift_month(month, -offset) for offset in range(config.training.window_months - 1, -1, -1)]
-    if month not in available:
-        raise DataError(
-            f"month {month} ({month_folder(config.data.labeled, month)}): no labeled data files for this month"
-        )
-    first = min(available)
-    window = [m for m in wanted if m >= first]
-    gaps = [m for m in window if m not in available]
-    if gaps:
-        raise DataError(
-            f"month {gaps[0]} ({month_folder(config.data.labeled, gaps[0])}): labeled month missing inside "
-            f"the {config.training.window_months}-month training window ending {month}"
-        )
-    return window
-
-
-def _reference_snapshots(
-    config: Config, registry: Registry, champion: Any, features: Schema
-) -> tuple[list[dict[str, Any]], str]:
+    production = scan(config.data.production, run.month, features)
+    window = _training_window(config, run.month)
+    labeled = [scan(config.data.labeled, m, labeled_schema) for m in window]
+    validation = None
     if champion is not None:
-        training = registry.metadata(champion.version)["lineage"]["training"]
+        reused = [s for s in labeled if s["month"] == champion.validated_month]
+        validation = (
+            reused[0] if reused else _optional_scan(scan, config.data.labeled, champion.validated_month, labeled_schema)
+        )
+    reference = _reference(config, registry, champion, features, production, scan)
+    _check_kinds([*reference["snapshots"], production, *labeled, *([validation] if validation else [])])
+    return Pulled(
+        run_id=run.run_id,
+        run_key=run.key,
+        month=run.month,
+        labeled_month=labeled_month_for(config, run.month),
+        champion=champion.state() if champion else None,
+        reference=reference,
+        production=production,
+        labeled=labeled,
+        validation=validation,
+        recorded_outcome=recorded["outcome"] if recorded else None,
+    )
+
+
+def _optional_scan(scan: Any, root: str, month: str, schema: Schema) -> dict[str, Any] | None:
+    """A month that only improves the run (the champion's validation data): missing is a warning."""
+    try:
+        return scan(root, month, schema)
+    except DataError as error:
+        log.warning("no estimated AUC this run: the champion's validation month is unreadable (%s)", error)
+        return None
+
+
+def _check_kinds(snapshots: list[dict[str, Any]]) -> None:
+    """A categorical column's values keep one type in every snapshot a run compares or trains on."""
+    seen: dict[str, tuple[str, str]] = {}
+    for snapshot in snapshots:
+        where = f"month {snapshot['month']} ({snapshot['uri']})" if snapshot["month"] else snapshot["uri"]
+        for column, kind in (snapshot.get("kinds") or {}).items():
+            if column in seen and seen[column][0] != kind:
+                raise DataError(
+                    f"column {column} holds {seen[column][0]} values in {seen[column][1]} but {kind} values in "
+                    f"{where}; a categorical column must keep one type"
+                )
+            seen.setdefault(column, (kind, where))
+
+
+def _reference(
+    config: Config,
+    registry: Registry,
+    champion: Champion | None,
+    features: Schema,
+    production: dict[str, Any],
+    scan: Any,
+) -> dict[str, Any]:
+    """The drift reference for `drift.reference`, with where it came from in words."""
+    mode = config.drift.reference
+    if champion is not None and mode == "validated":
+        month = champion.validated_month
+        if month == production["month"]:
+            return _reference_record(
+                mode,
+                [production],
+                f"production month {month}, on which champion version {champion.version} was last validated",
+            )
         try:
-            snapshots = [
-                read_location(item["uri"], features.columns, month=item["month"], spec=config.storage)[1]
-                for item in training
-            ]
+            snapshot = scan(config.data.production, month, features)
         except DataError as error:
             log.warning(
-                "champion v%d's training data is unreadable (%s); using data.reference_month", champion.version, error
+                "champion v%d's validation month is unreadable (%s); using the fixed reference", champion.version, error
             )
         else:
-            return [s.lineage() for s in snapshots], f"training data of champion version {champion.version}"
+            return _reference_record(
+                mode,
+                [snapshot],
+                f"production month {month}, on which champion version {champion.version} was last validated",
+            )
+    if champion is not None and mode == "training":
+        training = registry.metadata(champion.version)["lineage"]["training"]
+        try:
+            snapshots = [scan(config.data.labeled, item["month"], features) for item in training]
+        except DataError as error:
+            log.warning(
+                "champion v%d's training data is unreadable (%s); using the fixed reference", champion.version, error
+            )
+        else:
+            months = ", ".join(s["month"] for s in snapshots)
+            return _reference_record(
+                mode, snapshots, f"labeled months {months}, champion version {champion.version}'s training data"
+            )
     months = list_months(config.data.production, config.storage)
     month = config.data.reference_month or (months[0] if months else None)
     if month is None:
         raise DataError(f"{config.data.production}: no production months to use as the drift reference")
-    _, snapshot = read_month(
-        config.data.production, month, features, max_null_rate=config.data.max_null_rate, spec=config.storage
+    why = "data.reference_month" if config.data.reference_month else "the earliest production month"
+    snapshot = production if month == production["month"] else scan(config.data.production, month, features)
+    return _reference_record(
+        "fixed" if champion is None or mode == "fixed" else mode, [snapshot], f"production month {month} ({why})"
     )
-    return [snapshot.lineage()], f"production month {month} (data.reference_month)"
 
 
-def check_drift(config: Config, pulled: dict[str, Any], run: Run) -> dict[str, Any]:
-    """Test every feature; the report goes to the run folder, the summary and the gate verdict return."""
+def _reference_record(mode: str, snapshots: list[dict[str, Any]], source: str) -> dict[str, Any]:
+    return {"mode": mode, "source": source, "months": [s["month"] for s in snapshots], "snapshots": snapshots}
+
+
+def check_drift(config: Config, pulled: Pulled, run: Run) -> DriftCheck:
+    """Test every feature and estimate the champion's AUC; the gate says whether to train a challenger."""
+    from retrain.drift import SnapshotColumns, detect_drift
+
     registry = Registry.for_config(config)
-    schema = Schema.for_model(config.model, labeled=False)
-    reference = pd.concat([_read_checked(item, schema, config) for item in pulled["reference"]], ignore_index=True)
-    current = _read_checked(pulled["production"], schema, config)
-    report = detect_drift(reference, current, schema, config.drift)
+    features, _ = _schemas(config)
+    references = [_reader(s, config) for s in pulled.reference["snapshots"]]
+    current = _reader(pulled.production, config)
+    rows = (sum(s["rows"] for s in pulled.reference["snapshots"]), pulled.production["rows"])
+    report = detect_drift(SnapshotColumns(references), SnapshotColumns([current]), features, config.drift, rows=rows)
     report_uri = registry.write_run_file(run.month, run.key, "drift.json", to_json(report.to_dict()))
-    has_champion = pulled["champion"] is not None
-    return {
+    performance = estimate_performance(config, pulled, registry) if pulled.champion else None
+    gate = drift_gate(
+        drifted=report.drifted,
+        force=run.force,
+        has_champion=pulled.champion is not None,
+        drifted_features=report.drifted_features,
+        performance_drop=performance_drop(config, performance),
+    )
+    return DriftCheck(
         **report.summary(),
-        "report_uri": report_uri,
-        "train": needs_training(drifted=report.drifted, force=run.force, has_champion=has_champion),
-        "gate": gate_reason(
-            drifted=report.drifted,
-            force=run.force,
-            has_champion=has_champion,
-            drifted_features=report.drifted_features,
-        ),
-    }
+        report_uri=report_uri,
+        train=gate.train,
+        triggers=list(gate.triggers),
+        gate=gate.reason,
+        performance=performance,
+    )
 
 
-def train_challenger(config: Config, pulled: dict[str, Any], run: Run) -> dict[str, Any]:
-    """Fit the challenger on the training window and park it in the run folder."""
-    training, holdout = _labeled_frames(config, pulled)
+def performance_drop(config: Config, performance: dict[str, Any] | None) -> str | None:
+    """The estimated-AUC trigger's reason when it fires, else None."""
+    limit = config.drift.max_estimated_auc_drop
+    if limit is None or performance is None:
+        return None
+    drop = performance["validated_auc"] - performance["estimated_auc"]
+    if drop <= limit:
+        return None
+    return (
+        f"estimated AUC {performance['estimated_auc']:.4f} is {drop:.4f} below the champion's validated AUC "
+        f"{performance['validated_auc']:.4f} (drift.max_estimated_auc_drop={limit})"
+    )
+
+
+def estimate_performance(config: Config, pulled: Pulled, registry: Registry) -> dict[str, Any] | None:
+    """The champion's AUC estimated on the production month before labels, next to the AUC it was
+    validated with, and the AUC realized on the last labeled month by the version that estimated it."""
+    from sklearn.metrics import roc_auc_score
+
+    from retrain.estimation import PerformanceEstimate, expected_auc, fit_calibration
+    from retrain.training import predict_scores
+
+    if pulled.validation is None:
+        return None
+    features, labeled_schema = _schemas(config)
+    version = pulled.champion["version"]
+    model = registry.load_model(version)
+    target = config.model.target
+    holdout = _holdout(config, pulled.validation)
+    validation_scores = predict_scores(model, holdout, config.model)
+    labels = holdout[target].to_numpy().astype(int)
+    calibration = fit_calibration(validation_scores, labels)
+    share = min(1.0, ESTIMATE_MAX_ROWS / max(1, pulled.production["rows"]))
+    production = _frame(pulled.production, features, config, sample=share, seed=config.training.seed)
+    production_scores = predict_scores(model, production, config.model)
+    latest = pulled.labeled[-1]
+    estimated_by = _estimating_version(registry, latest["month"], run_month=pulled.month) or version
+    realized_model = model if estimated_by == version else registry.load_model(estimated_by)
+    realized_share = min(1.0, ESTIMATE_MAX_ROWS / max(1, latest["rows"]))
+    realized = _frame(latest, labeled_schema, config, sample=realized_share, seed=config.training.seed)
+    realized_labels = realized[target].to_numpy().astype(int)
+    realized_auc = (
+        float(roc_auc_score(realized_labels, predict_scores(realized_model, realized, config.model)))
+        if 0 < realized_labels.sum() < len(realized_labels)
+        else None
+    )
+    return PerformanceEstimate(
+        champion_version=version,
+        estimated_auc=expected_auc(production_scores, calibration.apply(production_scores)),
+        validated_auc=float(roc_auc_score(labels, validation_scores)),
+        validated_month=pulled.validation["month"],
+        realized_auc=realized_auc,
+        realized_month=latest["month"],
+        realized_version=estimated_by if realized_auc is not None else None,
+        production_rows_scored=len(production),
+    ).to_dict()
+
+
+def _estimating_version(registry: Registry, month: str, *, run_month: str) -> int | None:
+    """The champion version that estimated `month` in that month's own run, if it ran and still exists."""
+    if month == run_month:
+        return None
+    estimated = [
+        (r.get("recorded_at", ""), (r.get("performance") or {}).get("champion_version"))
+        for r in registry.ledger_records(month)
+    ]
+    versions = [v for _, v in sorted(estimated) if v is not None]
+    return versions[-1] if versions and versions[-1] in registry.versions() else None
+
+
+def train_challenger(config: Config, pulled: Pulled, run: Run) -> Trained:
+    """Fit the challenger on the labeled window (minus the holdout) and park it in the run folder."""
+    import pandas as pd
+
+    from retrain.training import serialize, stratified_sample, train
+
+    _, labeled_schema = _schemas(config)
+    frames = [_frame(lineage, labeled_schema, config) for lineage in pulled.labeled]
+    current = frames.pop()
+    mask = _holdout_mask(config, current)
+    frames.append(current[~mask])
+    window = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    del frames, current
+    training = stratified_sample(window, config.model.target, config.training.max_rows or 0, config.training.seed)
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)
     uri = Registry.for_config(config).write_run_file(run.month, run.key, "challenger.joblib", model_bytes)
-    return {
-        "model_uri": uri,
-        "model_sha256": sha256,
-        "estimator": config.training.estimator,
-        "train_rows": len(training),
-        "holdout_rows": len(holdout),
-    }
+    return Trained(
+        model_uri=uri,
+        model_sha256=sha256,
+        estimator=config.training.estimator,
+        train_rows=len(training),
+        holdout_rows=int(mask.sum()),
+        window_rows=len(window),
+        max_rows=config.training.max_rows,
+    )
 
 
-def evaluate(
-    config: Config, pulled: dict[str, Any], drift: dict[str, Any], trained: dict[str, Any], run: Run
-) -> dict[str, Any]:
-    """Score champion and challenger on the same holdout, bootstrap the lift, and decide."""
+def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained, run: Run) -> Evaluation:
+    """Score champion and challenger on the same holdout, bootstrap the lift, and decide.
+
+    The outcome is the decision unless the champion already holds newer data than this run (a backfill
+    over history), when it is SUPERSEDED: the graph and the logs never say PROMOTED for a run that cannot.
+    """
+    from retrain.evaluation import paired_bootstrap_lift, score_metrics
+    from retrain.training import deserialize, predict_scores
+
     registry = Registry.for_config(config)
-    holdout = _holdout(config, pulled)
+    holdout = _holdout(config, pulled.labeled[-1])
     labels = holdout[config.model.target].to_numpy().astype(int)
     challenger_model = deserialize(
-        registry.read_run_file(run.month, run.key, "challenger.joblib"),
-        trained["model_sha256"],
-        source=trained["model_uri"],
+        registry.read_run_file(run.month, run.key, "challenger.joblib"), trained.model_sha256, source=trained.model_uri
     )
     challenger_scores = predict_scores(challenger_model, holdout, config.model)
     challenger = score_metrics(labels, challenger_scores)
     champion = lift = None
-    if pulled["champion"] is not None:
-        champion_scores = predict_scores(registry.load_model(pulled["champion"]["version"]), holdout, config.model)
+    if pulled.champion is not None:
+        champion_scores = predict_scores(registry.load_model(pulled.champion["version"]), holdout, config.model)
         champion = score_metrics(labels, champion_scores)
         lift = paired_bootstrap_lift(
             labels,
@@ -255,91 +526,104 @@ def evaluate(
             seed=config.training.seed,
         )
     decision = decide(
-        drifted=drift["drifted"],
+        drifted=drift.drifted,
         force=run.force,
         policy=config.promotion,
         challenger=challenger,
         champion=champion,
         lift=lift,
-        drifted_features=drift["drifted_features"],
+        drifted_features=drift.drifted_features,
+        performance_drop=performance_drop(config, drift.performance),
     )
-    result = {
-        "decision": decision.to_dict(),
-        "metrics": {
+    outcome, reason = str(decision.outcome), decision.reason
+    newer = _newer_champion(registry, run)
+    if decision.promotes and newer is not None:
+        outcome, reason = str(Outcome.SUPERSEDED), _superseded(reason, newer, run)
+    result = Evaluation(
+        decision=decision.to_dict(),
+        outcome=outcome,
+        reason=reason,
+        metrics={
             "challenger": challenger.to_dict(),
             "champion": champion.to_dict() if champion else None,
             "lift": lift.to_dict() if lift else None,
         },
-    }
-    result["evaluation_uri"] = registry.write_run_file(run.month, run.key, "evaluation.json", to_json(result))
+        holdout_month=pulled.labeled_month,
+        evaluation_uri=registry.store.uri_for(f"{registry.run_prefix(run.month, run.key)}/evaluation.json"),
+    )
+    registry.write_run_file(run.month, run.key, "evaluation.json", to_json(result.to_dict()))
     return result
 
 
+def _newer_champion(registry: Registry, run: Run) -> Champion | None:
+    current = registry.champion()
+    return current if current is not None and current.data_month > run.month else None
+
+
+def _superseded(reason: str, champion: Champion, run: Run) -> str:
+    return (
+        f"{reason}; not promoted: champion version {champion.version} holds newer data "
+        f"({champion.data_month} > {run.month})"
+    )
+
+
 def _version_metadata(
-    config: Config,
-    pulled: dict[str, Any],
-    drift: dict[str, Any],
-    trained: dict[str, Any],
-    evaluation: dict[str, Any],
-    run: Run,
+    config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained, evaluation: Evaluation, run: Run
 ) -> dict[str, Any]:
-    holdout_source = dict(pulled["labeled"][-1], share=config.training.holdout_fraction)
+    holdout_source = dict(pulled.labeled[-1], share=config.training.holdout_fraction)
     return {
         "model": config.model.name,
         "created_at": utc_now(),
         "run_id": run.run_id,
         "run_key": run.key,
         "data_month": run.month,
-        "estimator": trained["estimator"],
+        "validated_month": evaluation.holdout_month,
+        "estimator": trained.estimator,
         "target": config.model.target,
         "features": {
             "numeric": list(config.model.numeric_features),
             "categorical": list(config.model.categorical_features),
         },
         "lineage": {
-            "training": pulled["labeled"],
+            "training": pulled.labeled,
             "holdout": holdout_source,
-            "production": pulled["production"],
-            "reference": pulled["reference"],
+            "production": pulled.production,
+            "reference": pulled.reference["snapshots"],
         },
-        "rows": {"train": trained["train_rows"], "holdout": trained["holdout_rows"]},
+        "rows": {
+            "train": trained.train_rows,
+            "holdout": trained.holdout_rows,
+            "window": trained.window_rows,
+            "sampled": trained.train_rows < trained.window_rows,
+            "max_rows": trained.max_rows,
+        },
         "thresholds": config.thresholds(),
-        "metrics": evaluation["metrics"],
-        "drift": {k: drift[k] for k in ("drifted", "share_drifted", "drifted_features", "n_features", "report_uri")},
-        "decision": evaluation["decision"],
+        "metrics": evaluation.metrics,
+        "drift": {**drift.summary(), "n_features": drift.n_features, "performance": drift.performance},
+        "decision": evaluation.decision,
         "libraries": library_versions(),
-        "model_sha256": trained["model_sha256"],
+        "model_sha256": trained.model_sha256,
     }
 
 
 def promote(
-    config: Config,
-    pulled: dict[str, Any],
-    drift: dict[str, Any],
-    trained: dict[str, Any],
-    evaluation: dict[str, Any],
-    run: Run,
-) -> dict[str, Any]:
+    config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained, evaluation: Evaluation, run: Run
+) -> Promotion:
     """Publish the challenger as a version and move the champion to it, or say why not.
 
-    Outcomes beyond the decision's own: SUPERSEDED (the champion already holds newer data, as when a
-    backfill runs over history) and CONFLICT (another run moved the champion after this one read it).
+    Beyond the evaluation's outcome: SUPERSEDED (the champion moved to newer data since the evaluation)
+    and CONFLICT (another run moved the champion after this one read it).
     """
     registry = Registry.for_config(config)
     recorded = registry.ledger_record(run.month, run.key)
     if recorded is not None:
-        return {key: recorded.get(key) for key in ("outcome", "version", "champion_version", "reason")}
-    decision = evaluation["decision"]
-    expected = pulled["champion"]
+        return Promotion(
+            recorded["outcome"], recorded.get("version"), recorded.get("champion_version"), recorded["reason"]
+        )
+    newer = _newer_champion(registry, run)
+    if newer is not None:
+        return Promotion(str(Outcome.SUPERSEDED), None, newer.version, _superseded(evaluation.reason, newer, run))
     current = registry.champion()
-    if current is not None and current.data_month > run.month:
-        return {
-            "outcome": SUPERSEDED,
-            "version": None,
-            "champion_version": current.version,
-            "reason": f"{decision['reason']}; not promoted: champion version {current.version} holds newer data "
-            f"({current.data_month} > {run.month})",
-        }
     version = registry.find_version_by_run(run.key)
     if version is None:
         model_bytes = registry.read_run_file(run.month, run.key, "challenger.joblib")
@@ -347,62 +631,89 @@ def promote(
             model_bytes, _version_metadata(config, pulled, drift, trained, evaluation, run)
         )
     if current is not None and current.version == version:
-        return {
-            "outcome": decision["outcome"],
-            "version": version,
-            "champion_version": version,
-            "reason": decision["reason"],
-        }
+        return Promotion(evaluation.outcome, version, version, evaluation.reason)
+    expected = pulled.champion
     moved = registry.move_champion(
         version,
         data_month=run.month,
         expected_etag=expected["etag"] if expected else None,
         run_id=run.run_id,
-        reason=decision["reason"],
+        reason=evaluation.reason,
+        validated_month=evaluation.holdout_month,
+        validated_auc=evaluation.metrics["challenger"]["auc"],
     )
     if not moved:
         winner = registry.champion()
-        return {
-            "outcome": CONFLICT,
-            "version": version,
-            "champion_version": winner.version if winner else None,
-            "reason": f"{decision['reason']}; not promoted: the champion moved to version "
+        return Promotion(
+            str(Outcome.CONFLICT),
+            version,
+            winner.version if winner else None,
+            f"{evaluation.reason}; not promoted: the champion moved to version "
             f"{winner.version if winner else '?'} while this run was evaluating; version {version} "
             "stays in the registry unpromoted",
-        }
-    return {
-        "outcome": decision["outcome"],
-        "version": version,
-        "champion_version": version,
-        "reason": decision["reason"],
-    }
+        )
+    return Promotion(evaluation.outcome, version, version, evaluation.reason)
+
+
+def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Kept:
+    """The champion stays. When this run showed it holding up on a newer month (KEPT_CHAMPION, its AUC at
+    or above promotion.min_auc), that month becomes its validated month, the drift reference."""
+    champion_metrics = evaluation.metrics.get("champion")
+    month = evaluation.holdout_month
+    if evaluation.outcome != Outcome.KEPT_CHAMPION or champion_metrics is None:
+        return Kept(False, None, f"{evaluation.outcome}: the champion was not shown to hold up")
+    if champion_metrics["auc"] < config.promotion.min_auc:
+        return Kept(
+            False, None, f"champion AUC {champion_metrics['auc']:.4f} is below min_auc={config.promotion.min_auc}"
+        )
+    if run.dry_run:
+        return Kept(False, None, "dry run: the validated month stays")
+    registry = Registry.for_config(config)
+    if registry.ledger_record(run.month, run.key) is not None:
+        recorded = registry.ledger_record(run.month, run.key).get("reference") or {}
+        return Kept(bool(recorded.get("moved")), recorded.get("moved_to"), "already recorded")
+    current = registry.champion()
+    if current is None or current.version != pulled.champion["version"]:
+        return Kept(False, None, "the champion changed since this run read it")
+    if current.validated_month >= month and current.document.get("validated_run_id") != run.run_id:
+        return Kept(False, None, f"already validated on {current.validated_month}")
+    if not registry.revalidate(current, month=month, auc=champion_metrics["auc"], run_id=run.run_id):
+        return Kept(False, None, "the champion pointer changed while this run revalidated it")
+    return Kept(True, month, f"champion version {current.version} validated on {month}")
 
 
 def record(
     config: Config,
-    pulled: dict[str, Any],
-    drift: dict[str, Any] | None,
-    evaluation: dict[str, Any] | None,
-    promotion: dict[str, Any] | None,
+    pulled: Pulled,
+    drift: DriftCheck | None,
+    evaluation: Evaluation | None,
+    promotion: Promotion | None,
     run: Run,
+    kept: Kept | None = None,
 ) -> dict[str, Any]:
     """Append the run's ledger record, whatever happened; returns the record that stands."""
+    from retrain.reports import render_run_report
+
     registry = Registry.for_config(config)
     existing = registry.ledger_record(run.month, run.key)
     if existing is not None:
         return existing
-    champion_before = pulled["champion"]["version"] if pulled["champion"] else None
+    champion_before = pulled.champion["version"] if pulled.champion else None
     if promotion is not None:
-        outcome, reason = promotion["outcome"], promotion["reason"]
-        champion_after, version = promotion["champion_version"], promotion["version"]
+        outcome, reason = promotion.outcome, promotion.reason
+        champion_after, version = promotion.champion_version, promotion.version
     elif evaluation is not None:
-        outcome, reason = evaluation["decision"]["outcome"], evaluation["decision"]["reason"]
+        outcome, reason = evaluation.outcome, evaluation.reason
         if run.dry_run:
             reason = f"{reason}; dry run: nothing promoted"
         champion_after, version = champion_before, None
     else:
-        outcome, reason = str(Outcome.NO_DRIFT), drift["gate"] if drift else "no drift"
+        outcome, reason = str(Outcome.NO_DRIFT), drift.gate if drift else "no drift"
         champion_after, version = champion_before, None
+    promoted = (
+        promotion is not None and promotion.outcome in PROMOTING and promotion.version == promotion.champion_version
+    )
+    moved_to = evaluation.holdout_month if promoted else (kept.validated_month if kept and kept.moved else None)
     entry = {
         "kind": "cycle",
         "model": config.model.name,
@@ -410,54 +721,77 @@ def record(
         "run_key": run.key,
         "month": run.month,
         "outcome": outcome,
-        "decision": evaluation["decision"]["outcome"] if evaluation else str(Outcome.NO_DRIFT),
+        "decision": evaluation.decision["outcome"] if evaluation else str(Outcome.NO_DRIFT),
         "reason": reason,
         "dry_run": run.dry_run,
         "forced": run.force,
         "champion_version_before": champion_before,
         "champion_version": champion_after,
         "version": version,
-        "drift": drift and {k: drift[k] for k in ("drifted", "share_drifted", "drifted_features", "report_uri")},
-        "metrics": evaluation["metrics"] if evaluation else None,
+        "drift": drift.summary() if drift else None,
+        "performance": drift.performance if drift else None,
+        "metrics": evaluation.metrics if evaluation else None,
         "thresholds": config.thresholds(),
+        "months": {
+            "production": run.month,
+            "labels_up_to": pulled.labeled_month,
+            "training": pulled.training_months,
+            "holdout": pulled.labeled_month,
+            "reference": pulled.reference["months"],
+        },
+        "reference": {
+            "mode": pulled.reference["mode"],
+            "source": pulled.reference["source"],
+            "months": pulled.reference["months"],
+            "moved": moved_to is not None,
+            "moved_to": moved_to,
+            "note": kept.note if kept else None,
+        },
         "snapshots": {
-            "reference": pulled["reference_source"],
-            "production": {k: pulled["production"][k] for k in ("uri", "rows", "sha256")},
-            "labeled": [{k: s[k] for k in ("uri", "rows", "sha256")} for s in pulled["labeled"]],
+            "reference": [{k: s[k] for k in ("uri", "rows", "fingerprint")} for s in pulled.reference["snapshots"]],
+            "production": {k: pulled.production[k] for k in ("uri", "rows", "fingerprint")},
+            "labeled": [{k: s[k] for k in ("uri", "rows", "fingerprint")} for s in pulled.labeled],
         },
         "recorded_at": utc_now(),
     }
-    entry["report_uri"] = registry.write_run_file(run.month, run.key, "report.html", render_run_report(entry).encode())
+    report = render_run_report(entry)
+    entry["report_uri"] = registry.write_run_file(run.month, run.key, "report.html", report.encode())
     return registry.append_ledger(entry)
 
 
 def run_cycle(config: Config, run: Run) -> dict[str, Any]:
     """The whole loop in one process, for the CLI; the DAG runs the same steps as tasks."""
+    missing = missing_inputs(config, run.month)
+    if missing:
+        from retrain.errors import NotReadyError
+
+        raise NotReadyError(f"data for {run.month} not ready: {'; '.join(missing)}")
     pulled = pull_snapshots(config, run)
-    if pulled["recorded_outcome"] is not None:
+    if pulled.recorded_outcome is not None:
         log.info("run %s already recorded for %s; nothing to redo", run.run_id, run.month)
         return Registry.for_config(config).ledger_record(run.month, run.key)
     drift = check_drift(config, pulled, run)
-    if not drift["train"]:
+    if not drift.train:
         return record(config, pulled, drift, None, None, run)
     trained = train_challenger(config, pulled, run)
     evaluation = evaluate(config, pulled, drift, trained, run)
-    promotion = None
-    if evaluation["decision"]["promotes"] and not run.dry_run:
-        promotion = promote(config, pulled, drift, trained, evaluation, run)
-    return record(config, pulled, drift, evaluation, promotion, run)
+    if evaluation.promotes and not run.dry_run:
+        return record(config, pulled, drift, evaluation, promote(config, pulled, drift, trained, evaluation, run), run)
+    return record(config, pulled, drift, evaluation, None, run, keep(config, pulled, evaluation, run))
 
 
 def summarize(entry: dict[str, Any]) -> dict[str, Any]:
     """The CLI's --json view of a ledger record."""
-    metrics = entry.get("metrics") or {}
     return {
         "outcome": entry["outcome"],
         "month": entry["month"],
         "champion_version": entry["champion_version"],
         "version": entry.get("version"),
         "drift": entry.get("drift"),
-        "metrics": metrics,
+        "performance": entry.get("performance"),
+        "metrics": entry.get("metrics") or {},
+        "months": entry.get("months"),
+        "reference": entry.get("reference"),
         "reason": entry["reason"],
         "dry_run": entry.get("dry_run", False),
         "run_id": entry["run_id"],

@@ -4,7 +4,9 @@ Layout below `<registry root>/<model name>/`:
 
     versions/000001/model.joblib     written once (conditional create), never modified
     versions/000001/metadata.json    written once, after the model; a version exists once this exists
-    champion.json                    the only mutable object, moved by compare-and-swap on its ETag
+    champion.json                    the only mutable object, moved by compare-and-swap on its ETag: the
+                                     champion version and the month it was last validated on (the drift
+                                     reference of `drift.reference = "validated"`), which move together
     ledger/<YYYY-MM>/<run key>.json  one record per cycle (conditional create: one per run id)
     ledger/operator/<...>.json       operator actions such as rollbacks
     runs/<YYYY-MM>/<run key>/        per-run working files and reports (drift, challenger, evaluation)
@@ -60,12 +62,28 @@ def version_prefix(version: int) -> str:
 
 @dataclass(frozen=True)
 class Champion:
-    """The champion pointer as read, with the ETag a compare-and-swap must present."""
+    """The champion pointer as read, with the ETag a compare-and-swap must present.
+
+    `validated_month` is the latest month whose labeled holdout showed this version holding up (the month
+    it was promoted on, moved forward each time a cycle evaluated and kept it); `validated_auc` its AUC there.
+    """
 
     version: int
     data_month: str
     etag: str
     document: dict[str, Any]
+    validated_month: str
+    validated_auc: float | None
+
+    def state(self) -> dict[str, Any]:
+        """What a run records of the champion it started from."""
+        return {
+            "version": self.version,
+            "data_month": self.data_month,
+            "etag": self.etag,
+            "validated_month": self.validated_month,
+            "validated_auc": self.validated_auc,
+        }
 
 
 class Registry:
@@ -91,16 +109,31 @@ class Registry:
         except json.JSONDecodeError:
             raise RegistryError(f"{self.store.uri_for(key)}: not valid JSON") from None
 
+    def check(self) -> None:
+        """Fail before any data step when the registry cannot be used (a file as its root, no bucket)."""
+        self.store.check_root()
+
     def champion(self) -> Champion | None:
         found = self.store.read_optional(CHAMPION_KEY)
         if found is None:
             return None
         data, etag = found
+        where = self.store.uri_for(CHAMPION_KEY)
         try:
             document = json.loads(data)
-            return Champion(int(document["version"]), document["data_month"], etag, document)
+            version, data_month = int(document["version"]), document["data_month"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise RegistryError(f"{self.store.uri_for(CHAMPION_KEY)}: unreadable champion pointer") from None
+            raise RegistryError(f"{where}: unreadable champion pointer") from None
+        if document.get("model", self.model_name) != self.model_name:
+            raise RegistryError(f"{where}: pointer of model {document['model']!r}, not {self.model_name!r}")
+        return Champion(
+            version,
+            data_month,
+            etag,
+            document,
+            validated_month=document.get("validated_month") or data_month,
+            validated_auc=document.get("validated_auc"),
+        )
 
     def versions(self) -> list[int]:
         """Complete versions (metadata written), oldest first. Half-written ones are not versions."""
@@ -146,6 +179,10 @@ class Registry:
         except NotFoundError:
             return None
 
+    def ledger_records(self, month: str) -> list[dict[str, Any]]:
+        """Every cycle record of one month (several when a month was run more than once)."""
+        return [self._read_json(k) for k in self.store.list(f"ledger/{month}/") if k.endswith(".json")]
+
     def ledger(self) -> list[dict[str, Any]]:
         """Every record, in the order they were written."""
         records = [self._read_json(k) for k in self.store.list("ledger/") if k.endswith(".json")]
@@ -171,26 +208,72 @@ class Registry:
         raise RegistryError(f"{self.uri}: could not claim a version number after {MAX_VERSION_ATTEMPTS} tries")
 
     def move_champion(
-        self, version: int, *, data_month: str, expected_etag: str | None, run_id: str, reason: str
+        self,
+        version: int,
+        *,
+        data_month: str,
+        expected_etag: str | None,
+        run_id: str,
+        reason: str,
+        validated_month: str | None = None,
+        validated_auc: float | None = None,
     ) -> bool:
         """Compare-and-swap the champion pointer. False when someone else moved it first."""
         metadata = self.metadata(version)
         previous = self.champion()
+        if previous is not None and previous.etag != expected_etag:
+            return False
         pointer = {
+            "model": self.model_name,
             "version": version,
             "data_month": data_month,
+            "validated_month": validated_month or data_month,
+            "validated_auc": validated_auc,
+            "validated_run_id": run_id,
             "model_sha256": metadata["model_sha256"],
             "previous_version": previous.version if previous else None,
             "run_id": run_id,
             "reason": reason,
             "updated_at": utc_now(),
         }
-        if previous is not None and previous.etag != expected_etag:
-            return False
         moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected_etag) is not None
         if moved:
             log.info("champion of %s is now version %d", self.model_name, version)
         return moved
+
+    def revalidate(self, expected: Champion, *, month: str, auc: float, run_id: str) -> bool:
+        """Move the champion's validated month forward, by compare-and-swap on the pointer as `expected`
+        read it. False when the pointer changed since (a promotion, a rollback, another revalidation)."""
+        if expected.document.get("validated_run_id") == run_id and expected.validated_month == month:
+            return True
+        pointer = {
+            **expected.document,
+            "model": self.model_name,
+            "validated_month": month,
+            "validated_auc": auc,
+            "validated_run_id": run_id,
+            "updated_at": utc_now(),
+        }
+        moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected.etag) is not None
+        if not moved:
+            current = self.champion()
+            # A retried request whose first attempt landed finds its own revalidation in place.
+            return bool(current and current.document.get("validated_run_id") == run_id)
+        log.info("champion version %d of %s validated on %s", expected.version, self.model_name, month)
+        return True
+
+    def validation_of(self, version: int) -> tuple[str, float | None]:
+        """The latest month a version was validated on, and its AUC there: its promotion month, or a later
+        month on which a cycle kept it."""
+        metadata = self.metadata(version)
+        month = metadata.get("validated_month") or metadata["data_month"]
+        auc = ((metadata.get("metrics") or {}).get("challenger") or {}).get("auc")
+        for record in self.ledger():
+            moved = (record.get("reference") or {}).get("moved_to")
+            if record.get("champion_version") == version and moved and moved > month:
+                month = moved
+                auc = ((record.get("metrics") or {}).get("champion") or {}).get("auc", auc)
+        return month, auc
 
     def append_ledger(self, record: dict[str, Any]) -> dict[str, Any]:
         """Add the record of a run once; a record already there for this run wins and is returned."""
@@ -210,12 +293,15 @@ class Registry:
             raise RegistryError(f"version {version} is already the champion")
         run_id = run_id or f"rollback__{utc_now()}"
         metadata = self.metadata(version)
+        validated_month, validated_auc = self.validation_of(version)
         if not self.move_champion(
             version,
             data_month=metadata["data_month"],
             expected_etag=current.etag if current else None,
             run_id=run_id,
             reason=f"rollback: {reason}",
+            validated_month=validated_month,
+            validated_auc=validated_auc,
         ):
             raise RegistryError("the champion moved while rolling back; read it again and retry")
         record = {
@@ -227,6 +313,7 @@ class Registry:
             "reason": reason,
             "champion_version_before": current.version if current else None,
             "champion_version": version,
+            "reference": {"mode": "validated", "moved_to": validated_month, "moved": True},
             "recorded_at": utc_now(),
         }
         key = f"ledger/operator/{record['run_key']}-{uuid.uuid4().hex[:8]}.json"

@@ -34,7 +34,8 @@ def render_run_report(entry: dict[str, Any]) -> str:
         else "&ndash;"
     )
     snapshots = entry.get("snapshots") or {}
-    data_rows = [("reference", escape(str(snapshots.get("reference", ""))))]
+    reference = entry.get("reference") or {}
+    data_rows = [("reference", escape(str(reference.get("source", ""))))]
     if snapshots.get("production"):
         production = snapshots["production"]
         data_rows.append(("production", f"{escape(production['uri'])} ({production['rows']} rows)"))

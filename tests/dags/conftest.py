@@ -34,18 +34,26 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
-@pytest.fixture
-def dag(airflow_db: Path):  # noqa: ANN201 - airflow's DAG type
-    """Parsed afresh for each test: dag.test() folds each run's conf into the DAG object's params."""
+DAG_ID = "retrain__churn"
+
+
+def parse_dag(dag_id: str = DAG_ID):  # noqa: ANN201 - airflow's DAG type
+    """Parsed afresh: dag.test() folds each run's conf into the DAG object's params."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
-    return bag.get_dag("model_retraining")
+    return bag.dags[dag_id]
 
 
 @pytest.fixture
 def retrain_config(s3_demo_config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Demo data in a fresh bucket on the S3 server process; tasks find the config through RETRAIN_CONFIG."""
+    """Demo data in a fresh bucket on the S3 server process; the DAG file finds the config through
+    RETRAIN_CONFIG (one model)."""
     monkeypatch.setenv("RETRAIN_CONFIG", str(s3_demo_config))
     yield s3_demo_config
+
+
+@pytest.fixture
+def dag(airflow_db: Path, retrain_config: Path):  # noqa: ANN201 - airflow's DAG type
+    return parse_dag()

@@ -1,4 +1,5 @@
-"""The DAG file parses cleanly, cheaply, and describes the graph the README promises."""
+"""The DAG file parses cleanly, cheaply, one DAG per model config, and describes the graph the README
+promises."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.dags.conftest import AIRFLOW_ENV, ROOT
 
 EXPECTED_DOWNSTREAM = {
+    "wait_for_data": {"pull_snapshots"},
     "pull_snapshots": {"check_drift"},
     "check_drift": {"train_challenger", "record_decision"},
     "train_challenger": {"evaluate"},
@@ -22,22 +26,85 @@ EXPECTED_DOWNSTREAM = {
 }
 
 PARSE_PROBE = """
-import json, sys
+import json, sys, time
+started = time.perf_counter()
 from airflow.dag_processing.dagbag import DagBag
+imported = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
+parsed = time.perf_counter()
 heavy = [m for m in ("pandas", "sklearn", "scipy", "boto3", "pyarrow", "retrain.pipeline") if m in sys.modules]
-print(json.dumps({"errors": bag.import_errors, "dags": sorted(bag.dag_ids), "heavy": heavy}))
+broken = {d: g.description for d, g in bag.dags.items() if "config-error" in g.tags}
+print(json.dumps({"errors": bag.import_errors, "dags": sorted(bag.dag_ids), "heavy": heavy, "broken": broken,
+                  "parse_seconds": parsed - imported}))
 """
 
 
-def test_parses_without_heavy_imports_or_a_database() -> None:
+def parse_in_a_fresh_process(**env_overrides: str) -> dict:
     # An unreachable metadata DB proves parsing touches no database, connection or variable.
-    env = {**os.environ, **AIRFLOW_ENV, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody@127.0.0.1:1/none"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RETRAIN_CONFIG", "RETRAIN_CONFIG_DIR")}
+    env.update(AIRFLOW_ENV, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql://nobody@127.0.0.1:1/none")
+    env.update(env_overrides)
     result = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(ROOT / "dags")], env=env, capture_output=True, text=True, check=True
     )
-    parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert parsed == {"errors": {}, "dags": ["model_retraining"], "heavy": []}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_one_dag_per_model_config_without_heavy_imports_or_a_database() -> None:
+    parsed = parse_in_a_fresh_process()
+    assert parsed["errors"] == {} and parsed["heavy"] == [] and parsed["broken"] == {}
+    assert parsed["dags"] == ["retrain__churn", "retrain__churn_eu"], "config/models/*.toml by default"
+
+
+def model_config(name: str, **sections: str) -> str:
+    body = {
+        "model": f'name = "{name}"\ntarget = "y"\nnumeric_features = ["x"]',
+        "data": 'production = "data/production"\nlabeled = "data/labeled"',
+        "registry": 'root = "s3://bucket/registry"',
+        **sections,
+    }
+    return "\n".join(f"[{section}]\n{text}\n" for section, text in body.items())
+
+
+@pytest.mark.slow
+def test_fifty_model_configs_parse_in_under_two_seconds(tmp_path: Path) -> None:
+    for i in range(50):
+        (tmp_path / f"model_{i:02d}.toml").write_text(model_config(f"model_{i:02d}"))
+    parsed = parse_in_a_fresh_process(RETRAIN_CONFIG_DIR=str(tmp_path))
+    assert len(parsed["dags"]) == 50 and parsed["errors"] == {} and parsed["heavy"] == []
+    assert parsed["parse_seconds"] < 2.0, f"parsing 50 model configs took {parsed['parse_seconds']:.2f} s"
+
+
+def test_a_bad_config_breaks_only_its_own_dag(tmp_path: Path) -> None:
+    (tmp_path / "good.toml").write_text(model_config("good"))
+    (tmp_path / "typo.toml").write_text(model_config("typo", training="seed = 1.5"))
+    (tmp_path / "twin.toml").write_text(model_config("good"))
+    (tmp_path / "garbled.toml").write_text("[model\nname = ")
+    parsed = parse_in_a_fresh_process(RETRAIN_CONFIG_DIR=str(tmp_path))
+    assert parsed["errors"] == {}, "no file-level import error: it would take the healthy models down"
+    assert parsed["dags"] == ["retrain__garbled", "retrain__good", "retrain__twin", "retrain__typo"]
+    broken = parsed["broken"]
+    assert set(broken) == {"retrain__garbled", "retrain__twin", "retrain__typo"}
+    assert "typo.toml" in broken["retrain__typo"] and "training.seed must be an integer" in broken["retrain__typo"]
+    assert "garbled.toml: invalid TOML" in broken["retrain__garbled"]
+    assert "model.name 'good' is already used by" in broken["retrain__twin"]
+
+
+def test_a_config_sets_schedule_tags_and_owners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.dags.conftest import parse_dag
+
+    path = tmp_path / "weekly.toml"
+    path.write_text(
+        model_config("weekly", airflow='schedule = "0 6 * * 1"\ntags = ["team-a"]\nowners = ["alice", "bob"]')
+    )
+    monkeypatch.setenv("RETRAIN_CONFIG", str(path))
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    dag = parse_dag("retrain__weekly")
+    assert coerce_to_core_timetable(dag.timetable).summary == "0 6 * * 1"
+    assert {"team-a", "ml", "retraining"} <= set(dag.tags)
+    assert {task.owner for task in dag.tasks} == {"alice,bob"}
+    assert [a.name for a in dag.get_task("promote").outlets] == ["retrain_champion__weekly"]
 
 
 def test_owner_tags_retries_and_failure_callback(dag) -> None:  # noqa: ANN001
@@ -54,7 +121,10 @@ def test_owner_tags_retries_and_failure_callback(dag) -> None:  # noqa: ANN001
 def test_task_graph(dag) -> None:  # noqa: ANN001
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == EXPECTED_DOWNSTREAM
     assert dag.get_task("record_decision").trigger_rule == "none_failed_min_one_success"
-    assert [a.name for a in dag.get_task("promote").outlets] == ["retrain_champion"]
+    assert [a.name for a in dag.get_task("promote").outlets] == ["retrain_champion__churn"]
+    sensor = dag.get_task("wait_for_data")
+    assert sensor.mode == "reschedule", "waiting must not hold a worker slot"
+    assert {t.task_id for t in dag.tasks if t.pool == "retrain_training"} == {"train_challenger", "evaluate"}
 
 
 def test_a_scheduled_run_covers_the_whole_previous_month(dag) -> None:  # noqa: ANN001
@@ -84,7 +154,7 @@ def test_params_render_as_a_validated_trigger_form(dag) -> None:  # noqa: ANN001
     assert params.get_param("month").schema["pattern"] == r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-def test_the_dag_module_reads_no_variables_or_connections() -> None:
+def test_the_dag_module_reads_no_variables_or_connections() -> None:  # and no data: only TOML configs
     source = (ROOT / "dags" / "model_retraining.py").read_text()
     for lookup in ("Variable.get", "get_connection", "BaseHook", "open("):
         assert lookup not in source
@@ -129,9 +199,10 @@ def test_the_failure_callback_logs_one_actionable_paragraph(caplog) -> None:  # 
         "dag_run": SimpleNamespace(run_id="manual__x"),
         "exception": ValueError("month 2025-04 (s3://b/p/month=2025-04): missing column spend"),
     }
+    module = _dag_module()
     with caplog.at_level("ERROR"):
-        _dag_module().log_failure(context)
-    (record,) = caplog.records
+        module.log_failure(context)
+    (record,) = [r for r in caplog.records if r.name == module.log.name]
     message = record.getMessage()
     assert "month 2025-04, task pull_snapshots" in message and "missing column spend" in message
     assert "\n" not in message

@@ -5,6 +5,8 @@ dag.test() logs task exceptions instead of raising them, so every test asserts e
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ import pytest
 
 from retrain.config import load_config
 from retrain.registry import Registry
-from tests.conftest import s3_client
+from tests.conftest import DEMO_START, s3_client, upload_tree, write_config
+from tests.dags.conftest import parse_dag
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +41,7 @@ def champion_events() -> list[dict]:
         rows = session.execute(
             select(AssetEvent.extra)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "retrain_champion")
+            .where(AssetModel.name == "retrain_champion__churn")
         ).all()
         return [row[0] for row in rows]
 
@@ -48,6 +51,7 @@ def test_first_run_bootstraps_and_announces_the_champion(dag: Any, retrain_confi
     state, tasks = run(dag, month="2025-01")
     assert state == "success"
     assert tasks == {
+        "wait_for_data": S,
         "pull_snapshots": S,
         "check_drift": S,
         "train_challenger": S,
@@ -71,6 +75,7 @@ def test_no_drift_records_and_skips_training(dag: Any, retrain_config: Path) -> 
     state, tasks = run(dag, month="2025-02")
     assert state == "success"
     assert tasks == {
+        "wait_for_data": S,
         "pull_snapshots": S,
         "check_drift": S,
         "train_challenger": K,
@@ -89,6 +94,7 @@ def test_drift_and_a_kept_champion(dag: Any, retrain_config: Path) -> None:
     state, tasks = run(dag, month="2025-04")
     assert state == "success"
     assert tasks == {
+        "wait_for_data": S,
         "pull_snapshots": S,
         "check_drift": S,
         "train_challenger": S,
@@ -101,17 +107,20 @@ def test_drift_and_a_kept_champion(dag: Any, retrain_config: Path) -> None:
     last = reg.ledger()[-1]
     assert last["outcome"] == "KEPT_CHAMPION" and last["drift"]["drifted_features"] == ["usage_gb"]
     assert reg.versions() == [1] and reg.champion().version == 1
+    assert last["reference"]["months"] == ["2025-01"] and last["reference"]["moved_to"] == "2025-04"
+    assert reg.champion().validated_month == "2025-04", "kept and holding up: the new normal is the reference"
 
 
 def test_drift_and_a_promotion(dag: Any, retrain_config: Path) -> None:
     run(dag, month="2025-01")
     before = len(champion_events())
-    state, tasks = run(dag, month="2025-05")
+    state, tasks = run(dag, month="2025-07")
     assert state == "success"
     assert tasks["promote"] == S and tasks["keep_champion"] == K and tasks["record_decision"] == S
     reg = registry(retrain_config)
     assert reg.ledger()[-1]["outcome"] == "PROMOTED"
-    assert reg.champion().version == 2 and reg.champion().data_month == "2025-05"
+    assert reg.champion().version == 2 and reg.champion().data_month == "2025-07"
+    assert reg.champion().validated_month == "2025-07", "a promotion validates the new champion on its month"
     assert [e["version"] for e in champion_events()[before:]] == [2]
 
 
@@ -122,8 +131,8 @@ def test_a_bad_snapshot_fails_with_nothing_written(dag: Any, retrain_config: Pat
     )
     state, tasks = run(dag, month="2025-01")
     assert state == "failed"
-    assert tasks["pull_snapshots"] == "failed"
-    assert {tasks[t] for t in tasks if t != "pull_snapshots"} == {"upstream_failed"}
+    assert tasks["wait_for_data"] == S and tasks["pull_snapshots"] == "failed"
+    assert {tasks[t] for t in tasks if t not in ("wait_for_data", "pull_snapshots")} == {"upstream_failed"}
     reg = registry(retrain_config)
     assert reg.store.list() == [], "no version, no pointer, no ledger record, no run files"
 
@@ -174,3 +183,99 @@ def test_invalid_params_are_rejected_before_any_task_runs(dag: Any, retrain_conf
     with pytest.raises(ParamValidationError):
         dag.test(run_conf=conf, logical_date=None)
     assert registry(retrain_config).store.list() == []
+
+
+def test_an_unknown_conf_key_fails_the_run_at_its_first_task(
+    dag: Any, retrain_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, tasks = run(dag, month="2025-01", min_lft=0.01)
+    assert state == "failed" and tasks["wait_for_data"] == "failed"
+    assert {tasks[t] for t in tasks if t != "wait_for_data"} == {"upstream_failed"}
+    assert (
+        "unknown key in the run's conf: min_lft; accepted params: month, force_retrain, dry_run, alpha, min_lift"
+        in (caplog.text)
+    )
+    assert registry(retrain_config).store.list() == []
+
+
+def test_a_backfill_that_cannot_promote_never_says_promoted(
+    dag: Any, retrain_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A champion of July exists; a backfill run for April then wins on April's own data, but may not promote.
+    run(dag, month="2025-07")
+    state, tasks = run(parse_dag(), month="2025-02", force_retrain=True)
+    assert state == "success"
+    assert tasks["evaluate"] == S and tasks["promote"] == K and tasks["keep_champion"] == S
+    last = registry(retrain_config).ledger()[-1]
+    assert (last["decision"], last["outcome"]) == ("PROMOTED", "SUPERSEDED")
+    assert "outcome: SUPERSEDED" in caplog.text and "outcome: PROMOTED" not in caplog.text
+    assert registry(retrain_config).champion().validated_month == "2025-07", "an older month never moves it"
+
+
+@pytest.fixture
+def waiting_config(
+    s3_bucket: str, s3_env: str, demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Production data up to January only; the DAG waits at most 12 s, looking every second."""
+    upload_tree(s3_env, demo_source / "labeled", s3_bucket, "data/labeled")
+    upload_tree(
+        s3_env, demo_source / "production" / f"month={DEMO_START}", s3_bucket, f"data/production/month={DEMO_START}"
+    )
+    path = write_config(
+        tmp_path / "retrain.toml",
+        production=f"s3://{s3_bucket}/data/production",
+        labeled=f"s3://{s3_bucket}/data/labeled",
+        registry=f"s3://{s3_bucket}/registry",
+        data_extra='success_marker = "_SUCCESS"\nwait_timeout_minutes = 0.2\nwait_poke_seconds = 1',
+    )
+    monkeypatch.setenv("RETRAIN_CONFIG", str(path))
+    return path
+
+
+def _land(s3_env: str, bucket: str, source: Path, prefix: str) -> None:
+    upload_tree(s3_env, source, bucket, prefix)
+    s3_client(s3_env).put_object(Bucket=bucket, Key=f"{prefix}/_SUCCESS", Body=b"")
+
+
+def test_the_run_waits_for_late_data_without_holding_a_worker(
+    airflow_db: Path, waiting_config: Path, s3_env: str, s3_bucket: str, demo_source: Path
+) -> None:
+    # January's labels are there but carry no _SUCCESS marker yet; its production partition neither.
+    month = "month=2025-01"
+    s3_client(s3_env).delete_object(Bucket=s3_bucket, Key=f"data/production/{month}/part-0000.parquet")
+    s3_client(s3_env).put_object(Bucket=s3_bucket, Key=f"data/labeled/{month}/_SUCCESS", Body=b"")
+    landing = threading.Timer(
+        4.0, _land, (s3_env, s3_bucket, demo_source / "production" / month, f"data/production/{month}")
+    )
+    landing.start()
+    started = time.monotonic()
+    try:
+        dag_run = parse_dag().test(run_conf={"month": "2025-01"}, logical_date=None)
+    finally:
+        landing.join()
+    assert str(dag_run.state) == "success"
+    assert time.monotonic() - started >= 4.0
+    sensor = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "wait_for_data")
+    assert _reschedules(sensor) >= 1, "the sensor gave its slot back between pokes"
+    assert registry(waiting_config).ledger()[0]["outcome"] == "BOOTSTRAPPED"
+
+
+def _reschedules(ti: Any) -> int:
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(select(func.count()).select_from(TaskReschedule).where(TaskReschedule.ti_id == ti.id))
+
+
+def test_data_that_never_lands_fails_the_run_naming_what_is_missing(
+    airflow_db: Path, waiting_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, tasks = run(parse_dag(), month="2025-03")
+    assert state == "failed" and tasks["wait_for_data"] == "failed"
+    assert {tasks[t] for t in tasks if t != "wait_for_data"} == {"upstream_failed"}
+    assert "data for 2025-03 still missing after" in caplog.text
+    assert "production month 2025-03" in caplog.text and "no data files yet" in caplog.text
+    assert "labeled month 2025-03" in caplog.text and "no _SUCCESS marker yet" in caplog.text
+    assert registry(waiting_config).store.list() == []

@@ -34,16 +34,16 @@ def test_backfill_runs_every_month_in_order_and_reprocessing_writes_nothing_twic
     # No scheduled run for the current month: only the backfill's runs should exist.
     env = {"RETRAIN_CONFIG": str(config_path), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
     with AirflowStack(home, extra_env=env) as stack:
-        stack.wait_until(lambda: stack.dag_is_parsed("model_retraining"), timeout=180, what="the DAG to be parsed")
+        stack.wait_until(lambda: stack.dag_is_parsed("retrain__churn"), timeout=180, what="the DAG to be parsed")
         # A paused DAG's backfill runs stay queued; and a backfill has its own max-active-runs (default 10),
         # so one at a time must be asked for to chain promotions month by month.
-        stack.cli("dags", "unpause", "model_retraining")
+        stack.cli("dags", "unpause", "retrain__churn")
         # Logical dates are data-interval starts: 2025-01-01 is the run for January.
         stack.cli(
             "backfill",
             "create",
             "--dag-id",
-            "model_retraining",
+            "retrain__churn",
             "--from-date",
             "2025-01-01",
             "--to-date",
@@ -57,7 +57,7 @@ def test_backfill_runs_every_month_in_order_and_reprocessing_writes_nothing_twic
             return bool(stack.query("SELECT 1 FROM backfill WHERE completed_at IS NOT NULL"))
 
         stack.wait_until(backfill_done, timeout=600, what="6 backfill runs to finish")
-        runs = stack.runs("model_retraining", "backfill")
+        runs = stack.runs("retrain__churn", "backfill")
         assert [state for _, state, *_ in runs] == ["success"] * len(MONTHS), stack.log_tail("scheduler")
         starts = [start for *_, start, _ in runs]
         ends = [end for *_, end in runs]
@@ -77,7 +77,7 @@ def test_backfill_runs_every_month_in_order_and_reprocessing_writes_nothing_twic
             "backfill",
             "create",
             "--dag-id",
-            "model_retraining",
+            "retrain__churn",
             "--from-date",
             "2025-02-01",
             "--to-date",
@@ -90,13 +90,13 @@ def test_backfill_runs_every_month_in_order_and_reprocessing_writes_nothing_twic
         reprocessed = {run_id for _, _, run_id, *_ in runs[1:3]}
 
         def reprocess_done() -> bool:
-            rows = {run_id: (state, end) for _, state, run_id, _, end in stack.runs("model_retraining")}
+            rows = {run_id: (state, end) for _, state, run_id, _, end in stack.runs("retrain__churn")}
             return all(
                 rows[r][0] in ("success", "failed") and rows[r][1] and rows[r][1] > ends[-1] for r in reprocessed
             )
 
         stack.wait_until(reprocess_done, timeout=300, what="the reprocessed runs to finish")
-        assert {run_id: state for _, state, run_id, *_ in stack.runs("model_retraining")} == {
+        assert {run_id: state for _, state, run_id, *_ in stack.runs("retrain__churn")} == {
             run_id: "success" for _, _, run_id, *_ in runs
         }
         assert registry.ledger() == ledger, "same decisions, no second ledger record"

@@ -51,27 +51,45 @@ def cycle(config_path: Path, month: str, run_id: str | None = None, **flags: Any
 
 
 def test_month_after_month(config_path: Path) -> None:
-    outcomes = [cycle(config_path, f"2025-0{m}")["outcome"] for m in range(1, 6)]
-    assert outcomes == ["BOOTSTRAPPED", "NO_DRIFT", "NO_DRIFT", "KEPT_CHAMPION", "PROMOTED"]
+    months = [f"2025-0{m}" for m in range(1, 8)]
+    outcomes = [cycle(config_path, month)["outcome"] for month in months]
+    assert outcomes == [
+        "BOOTSTRAPPED",
+        "NO_DRIFT",
+        "NO_DRIFT",
+        "KEPT_CHAMPION",  # usage jumps, churn does not care: the champion holds up on April...
+        "NO_DRIFT",  # ...so April is the reference now, and May's usage is no alarm
+        "REJECTED",  # tenure jumps and the market turns: a challenger with two old months is not good enough
+        "PROMOTED",  # one more month of the new world, and it is
+    ]
 
     registry = Registry.for_config(load_config(config_path))
     assert registry.versions() == [1, 2]
     champion = registry.champion()
-    assert (champion.version, champion.data_month) == (2, "2025-05")
+    assert (champion.version, champion.data_month, champion.validated_month) == (2, "2025-07", "2025-07")
     assert champion.document["previous_version"] == 1
 
     ledger = registry.ledger()
-    assert [r["month"] for r in ledger] == ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
-    assert [r["champion_version"] for r in ledger] == [1, 1, 1, 1, 2]
+    assert [r["month"] for r in ledger] == months
+    assert [r["champion_version"] for r in ledger] == [1, 1, 1, 1, 1, 1, 2]
+    assert [r["reference"]["months"] for r in ledger] == [["2025-01"]] * 4 + [["2025-04"]] * 3
+    assert [r["reference"]["moved_to"] for r in ledger] == ["2025-01", None, None, "2025-04", None, None, "2025-07"]
     kept = ledger[3]
     assert kept["drift"]["drifted_features"] == ["usage_gb"]
     assert kept["metrics"]["lift"]["low"] <= 0 and "not significant" in kept["reason"]
+    assert ledger[4]["drift"]["drifted_features"] == []
+    for entry in ledger[1:5]:  # before the market turns, the covariate shifts leave the estimate right
+        performance = entry["performance"]
+        assert performance["realized_month"] == entry["month"] and performance["validated_month"] <= entry["month"]
+        assert performance["estimated_auc"] == pytest.approx(performance["realized_auc"], abs=0.02)
+    june = ledger[5]["performance"]
+    assert june["estimated_auc"] - june["realized_auc"] > 0.2, "a concept change is what only labels reveal"
 
     metadata = registry.metadata(2)
-    assert metadata["data_month"] == "2025-05" and metadata["run_id"] == "test__2025-05"
-    assert [s["month"] for s in metadata["lineage"]["training"]] == ["2025-03", "2025-04", "2025-05"]
-    assert all(len(s["sha256"]) == 64 and s["rows"] == 20000 for s in metadata["lineage"]["training"])
-    assert metadata["lineage"]["reference"][0]["month"] == "2025-01", "v1's training data was the reference"
+    assert metadata["data_month"] == "2025-07" and metadata["run_id"] == "test__2025-07"
+    assert [s["month"] for s in metadata["lineage"]["training"]] == ["2025-05", "2025-06", "2025-07"]
+    assert all(len(s["fingerprint"]) == 64 and s["rows"] == 20000 for s in metadata["lineage"]["training"])
+    assert metadata["lineage"]["reference"][0]["month"] == "2025-04", "the month v1 was last validated on"
     assert metadata["thresholds"]["promotion"]["min_lift"] == 0.005
     assert metadata["metrics"]["lift"]["low"] > 0
     assert metadata["drift"]["drifted"] is True
@@ -115,7 +133,8 @@ def steps_until_promotion(config_path: Path, run: Run) -> tuple:
 
 
 def test_a_backfill_over_history_never_replaces_a_newer_champion(config_path: Path) -> None:
-    # By 2025-08 support calls have reversed their effect on churn, so a model of 2025-02 wins on 2025-02.
+    # By 2025-08 support calls have turned from a churn signal to a loyalty one, so a model of 2025-02
+    # wins on 2025-02.
     assert cycle(config_path, "2025-08")["outcome"] == "BOOTSTRAPPED"
     entry = cycle(config_path, "2025-02", run_id="backfill__2025-02")
     assert entry["decision"] == "PROMOTED", "the challenger wins on its own month..."
@@ -130,7 +149,7 @@ def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
     config_path: Path, crash_after: str
 ) -> None:
     cycle(config_path, "2025-01")
-    run = Run(run_id="test__2025-05", month="2025-05")
+    run = Run(run_id="test__2025-07", month="2025-07")
     config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
     registry = Registry.for_config(config)
     model_bytes = registry.read_run_file(run.month, run.key, "challenger.joblib")
@@ -147,7 +166,7 @@ def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
             registry.move_champion(
                 version,
                 data_month=run.month,
-                expected_etag=pulled["champion"]["etag"],
+                expected_etag=pulled.champion["etag"],
                 run_id=run.run_id,
                 reason="crash test",
             )
@@ -162,7 +181,7 @@ def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
     assert entry["outcome"] == "PROMOTED" and entry["version"] == expected_version
     assert registry.champion().version == expected_version
     assert registry.versions() == [1, expected_version]
-    assert [r["month"] for r in registry.ledger()] == ["2025-01", "2025-05"]
+    assert [r["month"] for r in registry.ledger()] == ["2025-01", "2025-07"]
 
 
 def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
@@ -176,12 +195,12 @@ def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
         "--config",
         str(config_path),
         "--month",
-        "2025-05",
+        "2025-07",
         "--run-id",
         "killed-run",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    evaluation_key = f"runs/2025-05/{run_key('killed-run')}/evaluation.json"
+    evaluation_key = f"runs/2025-07/{run_key('killed-run')}/evaluation.json"
     deadline = time.monotonic() + 120
     while not registry.store.exists(evaluation_key) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -191,7 +210,7 @@ def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
     champion = registry.champion()
     assert champion.version in (1, 2)
     registry.load_model(champion.version)
-    entry = cycle(config_path, "2025-05", run_id="killed-run")
+    entry = cycle(config_path, "2025-07", run_id="killed-run")
     assert entry["outcome"] == "PROMOTED"
     assert registry.versions() == [1, 2] and registry.champion().version == 2
     assert [r["run_id"] for r in registry.ledger()].count("killed-run") == 1
@@ -208,17 +227,17 @@ def _promote_in_process(
     results: Any,
 ) -> None:
     config = load_config(config_path)
-    run = Run(run_id=run_id, month="2025-05")
+    run = Run(run_id=run_id, month="2025-07")
     barrier.wait()
     outcome = promote(config, pulled, drift, trained, evaluation, run)
     record(config, pulled, drift, evaluation, outcome, run)
-    results[run_id] = outcome
+    results[run_id] = outcome.to_dict()
 
 
 def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> None:
     cycle(config_path, "2025-01")
     prepared = {
-        run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-05"))
+        run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-07"))
         for run_id in ("racer-a", "racer-b")
     }
     context = multiprocessing.get_context("spawn")
@@ -273,7 +292,7 @@ def test_storage_outage_mid_cycle_ends_in_one_clear_error_and_an_intact_registry
     )
 
     cycle(config_path, "2025-01")
-    run = Run(run_id="outage", month="2025-05")
+    run = Run(run_id="outage", month="2025-07")
     config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
     proxy.stop()
     try:

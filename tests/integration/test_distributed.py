@@ -29,33 +29,33 @@ def test_a_manual_trigger_with_params_runs_on_celery_workers(services: None, tmp
     home.mkdir()
     env = {"RETRAIN_CONFIG": str(config_path), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
     with AirflowStack(home, executor="CeleryExecutor", extra_env=env) as stack:
-        stack.wait_until(lambda: stack.dag_is_parsed("model_retraining"), timeout=180, what="the DAG to be parsed")
-        assert stack.api("PATCH", "/api/v2/dags/model_retraining", {"is_paused": False})[0] == 200
+        stack.wait_until(lambda: stack.dag_is_parsed("retrain__churn"), timeout=180, what="the DAG to be parsed")
+        assert stack.api("PATCH", "/api/v2/dags/retrain__churn", {"is_paused": False})[0] == 200
 
         status, error = stack.api(
-            "POST", "/api/v2/dags/model_retraining/dagRuns", {"logical_date": None, "conf": {"month": "2025-13"}}
+            "POST", "/api/v2/dags/retrain__churn/dagRuns", {"logical_date": None, "conf": {"month": "2025-13"}}
         )
         assert status == 400 and "month" in str(error), "an invalid param is refused before any run exists"
-        assert stack.runs("model_retraining") == []
+        assert stack.runs("retrain__churn") == []
 
         status, created = stack.api(
             "POST",
-            "/api/v2/dags/model_retraining/dagRuns",
+            "/api/v2/dags/retrain__churn/dagRuns",
             {"logical_date": None, "conf": {"month": "2025-01", "min_lift": 0.01}},
         )
         assert status == 200, created
         run_id = created["dag_run_id"]
 
         def finished() -> bool:
-            return stack.api("GET", f"/api/v2/dags/model_retraining/dagRuns/{run_id}")[1]["state"] in (
+            return stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}")[1]["state"] in (
                 "success",
                 "failed",
             )
 
         stack.wait_until(finished, timeout=300, what="the triggered run to finish")
-        _, run = stack.api("GET", f"/api/v2/dags/model_retraining/dagRuns/{run_id}")
+        _, run = stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}")
         assert run["state"] == "success", stack.log_tail("celery-worker")
-        _, instances = stack.api("GET", f"/api/v2/dags/model_retraining/dagRuns/{run_id}/taskInstances")
+        _, instances = stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}/taskInstances")
         ran = {ti["task_id"]: ti for ti in instances["task_instances"] if ti["state"] == "success"}
         assert {"pull_snapshots", "check_drift", "train_challenger", "evaluate", "promote", "record_decision"} <= set(
             ran

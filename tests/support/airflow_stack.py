@@ -64,9 +64,17 @@ def _admin(statement: str) -> None:
 class AirflowStack:
     """Start with `with AirflowStack(home, executor=...) as stack:`; components stop and the DB is dropped."""
 
-    def __init__(self, home: Path, *, executor: str = "LocalExecutor", extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        executor: str = "LocalExecutor",
+        extra_env: dict[str, str] | None = None,
+        training_slots: int = 2,
+    ):
         self.home = home
         self.executor = executor
+        self.training_slots = training_slots
         self.database = f"retrain_test_{uuid.uuid4().hex[:10]}"
         self.api_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -99,6 +107,8 @@ class AirflowStack:
     def __enter__(self) -> AirflowStack:
         _admin(f'CREATE DATABASE "{self.database}"')
         self.cli("db", "migrate")
+        # As the setup scripts do: training and evaluation queue in this pool.
+        self.cli("pools", "set", "retrain_training", str(self.training_slots), "retrain: training and evaluation")
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")

@@ -88,7 +88,7 @@ def test_demo_data_then_cycle_then_registry_commands(tmp_path: Path, capsys: pyt
 
 def test_rollback_moves_the_champion_back_and_is_recorded(demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
     config = str(demo_dir / "retrain.toml")
-    for month in ("2025-01", "2025-05"):
+    for month in ("2025-01", "2025-07"):
         assert main(["cycle", "--config", config, "--month", month, "--force"]) == 0
     capsys.readouterr()
     assert main(["registry", "rollback", "1", "--reason", "bad predictions", "--config", config]) == 0

@@ -23,7 +23,7 @@ AIRFLOW_SERVICES = [
 ]
 DEFAULTED = re.compile(r"^\$\{(\w+):-[^}]+\}$")
 # Variables the app reads that a deployment may leave unset.
-OPTIONAL_VARIABLES = {"RETRAIN_DEBUG", "AWS_ENDPOINT_URL_S3", "AWS_REGION"}
+OPTIONAL_VARIABLES = {"RETRAIN_DEBUG", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "RETRAIN_CONFIG"}
 
 
 def environment(service: str) -> dict[str, str]:
@@ -66,7 +66,7 @@ def test_images_are_pinned_and_the_image_extends_the_matching_airflow() -> None:
 def test_every_variable_the_app_reads_is_set_for_airflow() -> None:
     sources = [p.read_text() for folder in ("include", "dags") for p in (ROOT / folder).rglob("*.py")]
     read = {name for text in sources for name in re.findall(r"os\.environ\.get\(\"(\w+)\"", text)}
-    assert {"RETRAIN_CONFIG", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"} <= read
+    assert {"RETRAIN_CONFIG_DIR", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"} <= read
     for service in AIRFLOW_SERVICES:
         env = environment(service)
         missing = read - OPTIONAL_VARIABLES - set(env)
@@ -93,16 +93,18 @@ def test_every_mounted_path_exists_and_include_is_on_the_python_path() -> None:
     assert binds["/opt/airflow/include"] == "./include" and binds["/opt/airflow/dags"] == "./dags"
 
 
-def test_the_retrain_config_in_the_stack_loads_and_uses_the_bucket_minio_init_creates() -> None:
+def test_the_model_configs_in_the_stack_load_and_use_the_bucket_minio_init_creates() -> None:
     env = environment("airflow-worker")
-    container_path = Path(env["RETRAIN_CONFIG"])
+    container_path = Path(env["RETRAIN_CONFIG_DIR"])
     binds = mounts("airflow-worker")
     host_folder = next(source for target, source in binds.items() if container_path.is_relative_to(target))
     target = next(t for t, s in binds.items() if s == host_folder)
-    config = load_config(ROOT / host_folder / container_path.relative_to(target))
+    configs = [load_config(p) for p in sorted((ROOT / host_folder / container_path.relative_to(target)).glob("*.toml"))]
+    assert configs, "the stack needs at least one model config"
     bucket = expand(environment("minio-init")["RETRAIN_BUCKET"])
-    for location in (config.data.production, config.data.labeled, config.registry.root):
-        assert location.startswith(f"s3://{bucket}/")
+    for config in configs:
+        for location in (config.data.production, config.data.labeled, config.registry.root):
+            assert location.startswith(f"s3://{bucket}/")
     assert "mc mb --ignore-existing" in " ".join(SERVICES["minio-init"]["command"])
     assert "9000" in SERVICES["minio"]["ports"][0]
 

@@ -28,11 +28,15 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
     assert config.drift.alpha == 0.05 and config.drift.correction == "bonferroni"
     assert config.training.estimator == "hist_gradient_boosting"
     assert config.model.features == ("a", "c")
+    assert (config.drift.reference, config.drift.max_estimated_auc_drop) == ("validated", None)
+    assert (config.data.label_delay_months, config.data.success_marker) == (0, None)
+    assert config.training.max_rows is None and config.airflow.schedule == "0 0 1 * *"
 
 
-def test_the_example_config_in_the_repository_loads() -> None:
-    config = load_config(Path(__file__).resolve().parents[2] / "config" / "retrain.toml")
-    assert config.model.name == "churn"
+def test_the_model_configs_in_the_repository_load() -> None:
+    configs = [load_config(p) for p in sorted((Path(__file__).resolve().parents[2] / "config").rglob("*.toml"))]
+    assert {c.model.name for c in configs} == {"churn", "churn_eu"}
+    assert {c.data.label_delay_months for c in configs} == {0, 1}
 
 
 @pytest.mark.parametrize(
@@ -54,6 +58,14 @@ def test_the_example_config_in_the_repository_loads() -> None:
         ({"model": {"target": "a"}}, "column 'a' is listed twice"),
         ({"data": {"reference_month": "2025-13"}}, "data.reference_month must be YYYY-MM"),
         ({"surprise": {"x": 1}}, "unknown section [surprise]"),
+        ({"drift": {"reference": "training_window"}}, "drift.reference must be one of validated, training, fixed"),
+        ({"drift": {"max_estimated_auc_drop": 1.5}}, "drift.max_estimated_auc_drop must be in [0, 1)"),
+        ({"data": {"label_delay_months": -1}}, "data.label_delay_months must be >= 0"),
+        ({"data": {"success_marker": "../_SUCCESS"}}, "data.success_marker must be a file name"),
+        ({"data": {"wait_timeout_minutes": 0}}, "data.wait_timeout_minutes and data.wait_poke_seconds must be > 0"),
+        ({"training": {"max_rows": 10}}, "training.max_rows must be >= 100"),
+        ({"airflow": {"schedule": "@monthly"}}, "airflow.schedule must be a 5-field cron expression"),
+        ({"airflow": {"owners": []}}, "airflow.owners must name at least one owner"),
     ],
 )
 def test_bad_values_name_the_key(changes: dict, message: str) -> None:

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from retrain.estimation import expected_auc, fit_calibration
+
+
+def test_expected_auc_is_the_roc_auc_of_every_row_counted_once_per_class() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=5000).round(2)  # rounded: plenty of ties
+    p = rng.uniform(size=5000)
+    weighted = roc_auc_score(np.r_[np.ones(5000), np.zeros(5000)], np.r_[scores, scores], sample_weight=np.r_[p, 1 - p])
+    assert expected_auc(scores, p) == pytest.approx(weighted, abs=1e-12)
+
+
+def test_known_answers() -> None:
+    # Perfectly separated expectations: every likely positive scores above every likely negative.
+    assert expected_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.0, 0.0, 1.0, 1.0])) == 1.0
+    # Scores that carry no information about the (calibrated) probability: AUC one half.
+    assert expected_auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0.1, 0.9, 0.3, 0.7])) == 0.5
+    assert np.isnan(expected_auc(np.array([0.2, 0.4]), np.array([0.0, 0.0]))), "no expected positive"
+
+
+def world(rng: np.random.Generator, rows: int, shift: float, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two features, the label's log-odds linear in them; `shift` and `spread` move the first feature only."""
+    x1 = rng.normal(shift, spread, rows)
+    x2 = rng.normal(0.0, 1.0, rows)
+    p = 1 / (1 + np.exp(-(1.5 * x1 - 0.8 * x2 - 0.5)))
+    return np.c_[x1, x2], (rng.random(rows) < p).astype(int)
+
+
+def model_scores(features: np.ndarray) -> np.ndarray:
+    """A fixed 'champion': right direction, wrong scale, so its raw scores are not probabilities."""
+    return np.tanh(0.4 * features[:, 0] - 0.2 * features[:, 1])
+
+
+@pytest.mark.parametrize(("shift", "spread"), [(0.0, 1.0), (-1.0, 1.0), (0.7, 1.0), (0.0, 0.4), (0.5, 1.8)])
+def test_under_covariate_shift_the_estimate_matches_the_realized_auc(shift: float, spread: float) -> None:
+    rng = np.random.default_rng(7)
+    validation_x, validation_y = world(rng, 40_000, 0.0)
+    calibration = fit_calibration(model_scores(validation_x), validation_y)
+    production_x, production_y = world(rng, 200_000, shift, spread)
+    scores = model_scores(production_x)
+    estimate = expected_auc(scores, calibration.apply(scores))
+    realized = roc_auc_score(production_y, scores)
+    assert estimate == pytest.approx(realized, abs=0.01)
+    if spread != 1.0:
+        # A narrower or wider first feature changes the AUC the champion reaches; the estimate follows it.
+        assert abs(realized - roc_auc_score(validation_y, model_scores(validation_x))) > 0.05
+
+
+def test_a_concept_change_is_what_the_estimate_cannot_see() -> None:
+    rng = np.random.default_rng(8)
+    validation_x, validation_y = world(rng, 40_000, 0.0)
+    calibration = fit_calibration(model_scores(validation_x), validation_y)
+    production_x, _ = world(rng, 100_000, 0.0)
+    flipped = (rng.random(100_000) < 1 / (1 + np.exp(-(-1.5 * production_x[:, 0])))).astype(int)
+    scores = model_scores(production_x)
+    assert expected_auc(scores, calibration.apply(scores)) > 0.8
+    assert roc_auc_score(flipped, scores) < 0.3
+
+
+def test_calibration_is_monotone_and_bounded() -> None:
+    rng = np.random.default_rng(9)
+    x, y = world(rng, 20_000, 0.0)
+    calibration = fit_calibration(model_scores(x), y)
+    grid = np.linspace(-2, 2, 101)
+    mapped = calibration.apply(grid)
+    assert np.all(np.diff(mapped) >= 0) and mapped.min() >= 0 and mapped.max() <= 1
+    assert calibration.to_dict().keys() == {"scores", "probabilities"}

@@ -1,0 +1,249 @@
+"""Which months a run uses, which drift reference, and when the reference moves: known answers on tiny data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.config import load_config
+from retrain.errors import DataError, RegistryError
+from retrain.pipeline import Evaluation, Pulled, Run, keep, missing_inputs, pull_snapshots
+from retrain.registry import Registry
+from tests.conftest import write_config
+
+MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
+
+
+def month_frame(rows: int, seed: int, labeled: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "tenure_months": rng.normal(24, 5, rows),
+            "monthly_charges": rng.normal(70, 20, rows),
+            "support_calls": rng.poisson(1.5, rows).astype(float),
+            "usage_gb": rng.lognormal(3, 0.6, rows),
+            "plan": rng.choice(["basic", "premium"], rows),
+            "region": rng.choice(["north", "south"], rows),
+            "event_time": pd.Timestamp("2025-01-01", tz="UTC"),
+        }
+    )
+    if labeled:
+        frame["churned"] = np.arange(rows) % 2
+    return frame
+
+
+def write_months(root: Path, months: list[str], labeled: bool) -> None:
+    for i, month in enumerate(months):
+        folder = root / f"month={month}"
+        folder.mkdir(parents=True)
+        month_frame(200, i, labeled).to_parquet(folder / "part-0.parquet")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    write_months(tmp_path / "production", MONTHS, labeled=False)
+    write_months(tmp_path / "labeled", MONTHS, labeled=True)
+    return tmp_path
+
+
+def config_for(data: Path, *, drift: str = "", delay: int = 0, window: int = 3):  # noqa: ANN201
+    path = write_config(
+        data / "retrain.toml",
+        production=str(data / "production"),
+        labeled=str(data / "labeled"),
+        registry=str(data / "registry"),
+        data_extra=f"label_delay_months = {delay}",
+        extra=f"[drift]\n{drift}\n",
+    )
+    config = load_config(path)
+    return config.with_overrides(**{"training.window_months": window})
+
+
+def install_champion(config, *, data_month: str, validated_month: str, training: list[str]) -> Registry:  # noqa: ANN001
+    """A champion as a promotion leaves it: an immutable version whose lineage names its training months."""
+    registry = Registry.for_config(config)
+    lineage = [{"uri": f"{config.data.labeled}/month={m}", "month": m} for m in training]
+    version = registry.publish_version(
+        b"model bytes", {"data_month": data_month, "model_sha256": "0" * 64, "lineage": {"training": lineage}}
+    )
+    registry.move_champion(
+        version,
+        data_month=data_month,
+        expected_etag=None,
+        run_id=f"run-{data_month}",
+        reason="test",
+        validated_month=validated_month,
+        validated_auc=0.8,
+    )
+    return registry
+
+
+# -- label delay: which labeled months a run trains and evaluates on ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delay", "window", "month", "expected"),
+    [
+        (0, 3, "2025-05", ["2025-03", "2025-04", "2025-05"]),
+        (1, 3, "2025-05", ["2025-02", "2025-03", "2025-04"]),
+        (2, 2, "2025-05", ["2025-02", "2025-03"]),
+        (0, 3, "2025-02", ["2025-01", "2025-02"]),  # the window starts at the first labeled month
+        (2, 3, "2025-03", ["2025-01"]),
+    ],
+)
+def test_the_labeled_window_ends_label_delay_months_before_the_run(
+    data: Path, delay: int, window: int, month: str, expected: list[str]
+) -> None:
+    pulled = pull_snapshots(config_for(data, delay=delay, window=window), Run("r", month))
+    assert pulled.training_months == expected
+    assert pulled.labeled_month == expected[-1]
+    assert pulled.production["month"] == month, "drift is always checked on the run's own production month"
+
+
+def test_a_delay_that_leaves_no_labeled_month_is_one_clear_error(data: Path) -> None:
+    with pytest.raises(DataError) as error:
+        pull_snapshots(config_for(data, delay=1), Run("r", "2025-01"))
+    message = str(error.value)
+    assert "no labeled month up to 2024-12" in message and "the first labeled month is 2025-01" in message
+    assert "data.label_delay_months=1: the run for 2025-01 uses labels up to 2024-12" in message
+
+
+def test_a_missing_labeled_month_inside_the_window_is_named(data: Path) -> None:
+    (data / "labeled" / "month=2025-03" / "part-0.parquet").unlink()
+    with pytest.raises(DataError, match=r"month 2025-03 .*labeled month missing inside the 3-month training window"):
+        pull_snapshots(config_for(data), Run("r", "2025-04"))
+    with pytest.raises(DataError, match=r"month 2025-03 .*no labeled data files for this month"):
+        pull_snapshots(config_for(data, delay=1), Run("r", "2025-04"))
+
+
+def test_readiness_names_the_missing_partitions_and_markers(data: Path) -> None:
+    config = config_for(data, delay=1)
+    assert missing_inputs(config, "2025-05") == []
+    missing = missing_inputs(config, "2025-06")
+    assert len(missing) == 1 and missing[0].startswith("production month 2025-06") and "no data files yet" in missing[0]
+    marked = config.with_overrides(**{"data.success_marker": "_SUCCESS"})
+    assert [m.split(" (")[0] for m in missing_inputs(marked, "2025-05")] == [
+        "production month 2025-05",
+        "labeled month 2025-04",
+    ]
+    (data / "production" / "month=2025-05" / "_SUCCESS").touch()
+    (data / "labeled" / "month=2025-04" / "_SUCCESS").touch()
+    assert missing_inputs(marked, "2025-05") == []
+
+
+# -- the drift reference ---------------------------------------------------------------------------------
+
+
+def test_before_any_champion_every_mode_uses_the_reference_month(data: Path) -> None:
+    for mode in ("validated", "training", "fixed"):
+        pulled = pull_snapshots(config_for(data, drift=f'reference = "{mode}"'), Run("r", "2025-03"))
+        assert pulled.reference["months"] == ["2025-01"] and pulled.reference["mode"] == "fixed"
+        assert "data.reference_month" in pulled.reference["source"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "months", "source"),
+    [
+        ("validated", ["2025-03"], "production month 2025-03, on which champion version 1 was last validated"),
+        ("training", ["2025-01", "2025-02"], "labeled months 2025-01, 2025-02, champion version 1's training data"),
+        ("fixed", ["2025-01"], "production month 2025-01 (data.reference_month)"),
+    ],
+)
+def test_each_reference_mode_with_a_champion(data: Path, mode: str, months: list[str], source: str) -> None:
+    config = config_for(data, drift=f'reference = "{mode}"')
+    install_champion(config, data_month="2025-02", validated_month="2025-03", training=["2025-01", "2025-02"])
+    pulled = pull_snapshots(config, Run("r", "2025-05"))
+    assert (pulled.reference["mode"], pulled.reference["months"], pulled.reference["source"]) == (mode, months, source)
+    uris = [s["uri"] for s in pulled.reference["snapshots"]]
+    dataset = "labeled" if mode == "training" else "production"
+    assert all(f"/{dataset}/month=" in uri for uri in uris)
+
+
+def evaluation(outcome: str, champion_auc: float | None, holdout_month: str = "2025-04") -> Evaluation:
+    return Evaluation(
+        decision={"outcome": outcome},
+        outcome=outcome,
+        reason="test",
+        metrics={"champion": None if champion_auc is None else {"auc": champion_auc}, "challenger": {"auc": 0.7}},
+        holdout_month=holdout_month,
+        evaluation_uri="x",
+    )
+
+
+def started_from(registry: Registry) -> Pulled:
+    champion = registry.champion()
+    return Pulled("r", "k", "2025-04", "2025-04", champion.state(), {}, {}, [], None, None)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "auc", "dry_run", "moves", "note"),
+    [
+        ("KEPT_CHAMPION", 0.75, False, True, "validated on 2025-04"),
+        ("KEPT_CHAMPION", 0.65, False, False, "below min_auc=0.7"),
+        ("KEPT_CHAMPION", 0.75, True, False, "dry run"),
+        ("REJECTED", 0.75, False, False, "REJECTED: the champion was not shown to hold up"),
+        ("SUPERSEDED", 0.75, False, False, "SUPERSEDED"),
+    ],
+)
+def test_a_kept_champion_moves_its_validated_month_only_when_it_held_up(
+    data: Path, outcome: str, auc: float, dry_run: bool, moves: bool, note: str
+) -> None:
+    config = config_for(data)
+    registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
+    kept = keep(config, started_from(registry), evaluation(outcome, auc), Run("r", "2025-04", dry_run=dry_run))
+    assert kept.moved is moves and note in kept.note
+    assert registry.champion().validated_month == ("2025-04" if moves else "2025-01")
+    if moves:
+        assert registry.champion().validated_auc == 0.75 and registry.champion().version == 1
+
+
+def test_the_reference_moves_by_compare_and_swap_and_never_backwards(data: Path) -> None:
+    config = config_for(data)
+    registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
+    stale = started_from(registry)
+    assert keep(config, stale, evaluation("KEPT_CHAMPION", 0.8), Run("first", "2025-04")).moved
+    assert keep(config, stale, evaluation("KEPT_CHAMPION", 0.8), Run("first", "2025-04")).moved, "a retry: same answer"
+    older = keep(
+        config, started_from(registry), evaluation("KEPT_CHAMPION", 0.8, "2025-03"), Run("backfill", "2025-03")
+    )
+    assert not older.moved and "already validated on 2025-04" in older.note
+    registry.move_champion(1, data_month="2025-05", expected_etag=registry.champion().etag, run_id="x", reason="x")
+    raced = keep(config, stale, evaluation("KEPT_CHAMPION", 0.8, "2025-05"), Run("late", "2025-05"))
+    assert not raced.moved and registry.champion().validated_month == "2025-05"
+
+
+def test_a_rollback_resets_the_reference_to_the_versions_last_validation(data: Path) -> None:
+    config = config_for(data)
+    registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
+    assert keep(config, started_from(registry), evaluation("KEPT_CHAMPION", 0.81), Run("kept", "2025-04")).moved
+    registry.append_ledger(
+        {
+            "month": "2025-04",
+            "run_key": "kept",
+            "champion_version": 1,
+            "reference": {"moved_to": "2025-04"},
+            "metrics": {"champion": {"auc": 0.81}},
+            "recorded_at": "2025-05-01",
+        }
+    )
+    version = registry.publish_version(b"v2", {"data_month": "2025-05", "model_sha256": "1" * 64, "lineage": {}})
+    registry.move_champion(
+        version,
+        data_month="2025-05",
+        expected_etag=registry.champion().etag,
+        run_id="promo",
+        reason="x",
+        validated_month="2025-05",
+    )
+    registry.rollback(1, reason="v2 misbehaves")
+    champion = registry.champion()
+    assert (champion.version, champion.validated_month, champion.validated_auc) == (1, "2025-04", 0.81)
+
+
+def test_a_registry_root_that_is_a_file_stops_the_run_before_any_data_step(data: Path) -> None:
+    (data / "registry").write_text("not a folder")
+    with pytest.raises(RegistryError, match=r"registry: is a file, not a folder"):
+        pull_snapshots(config_for(data), Run("r", "2025-02"))
