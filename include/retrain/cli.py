@@ -19,6 +19,7 @@ EXIT_INTERNAL = 1
 
 
 def _drift(args: argparse.Namespace) -> int:
+    from retrain.allocation import reuse_freed_memory
     from retrain.config import DriftSpec, load_config
     from retrain.drift import SnapshotColumns, detect_drift
     from retrain.snapshots import Schema, SnapshotReader, infer_schema
@@ -28,13 +29,23 @@ def _drift(args: argparse.Namespace) -> int:
         schema, spec, storage = Schema.for_model(config.model, labeled=False), config.drift, config.storage
     else:
         schema, spec, storage = None, DriftSpec(), None
+    reuse_freed_memory()
     reference = SnapshotReader(args.reference, spec=storage)
     current = SnapshotReader(args.current, spec=storage)
     if schema is None:
         schema = infer_schema(reference.arrow_schema())
-    # Validation streams each snapshot once; the tests then read back one column at a time.
-    rows = tuple(reader.scan(schema).rows for reader in (reference, current))
+    # Each column is read once, validated as it is read (text in a number, infinities, mixed categorical
+    # types); Parquet footers give the row counts, a CSV is counted by validating it.
+    counted = ((reader, reader.row_count()) for reader in (reference, current))
+    rows = tuple(count if count is not None else reader.scan(schema).rows for reader, count in counted)
+    for reader, count in zip((reference, current), rows, strict=True):
+        if count == 0:
+            raise RetrainError(f"{reader.where}: empty snapshot (0 rows)")
     report = detect_drift(SnapshotColumns([reference]), SnapshotColumns([current]), schema, spec, rows=rows)
+    for feature in report.features:
+        for side, reader in (("reference", reference), ("current", current)):
+            if getattr(feature, f"null_rate_{side}") == 1.0:
+                raise RetrainError(f"{reader.where}: column {feature.name} is entirely null")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

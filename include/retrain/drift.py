@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from scipy import special
 
 from retrain.errors import DataError
 from retrain.ks import StatTestResult, ks_p_values, ks_statistic, ks_test, without_nan
@@ -120,6 +119,8 @@ def chi_square_from_counts(reference: dict[str, int], current: dict[str, int]) -
         return StatTestResult(0.0, 1.0, 0.0)
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
+    from scipy import special
+
     p_value = float(special.chdtrc(table.shape[1] - 1, statistic))
     return StatTestResult(statistic, p_value, psi(table[0], table[1]))
 
@@ -143,30 +144,24 @@ class _Measured:
     null_current: float
 
 
-def _ks_feature(reference: Columns, current: Columns, name: str) -> tuple[float, int, int, float, float]:
+def _ks_feature(reference: Columns, current: Columns, name: str, method: str) -> _Measured:
     ref, cur = reference.numeric(name), current.numeric(name)
     ref_present, cur_present = without_nan(ref), without_nan(cur)
     null_ref = 1 - len(ref_present) / len(ref) if len(ref) else 0.0
     null_cur = 1 - len(cur_present) / len(cur) if len(cur) else 0.0
-    return ks_statistic(ref_present, cur_present), len(ref_present), len(cur_present), null_ref, null_cur
+    n1, n2 = len(ref_present), len(cur_present)
+    statistic, p_value = ks_statistic(ref_present, cur_present), math.nan
+    if not math.isnan(statistic):
+        statistics, p_values = ks_p_values(np.array([statistic]), np.array([n1]), np.array([n2]), method)
+        statistic, p_value = float(statistics[0]), float(p_values[0])
+    return _Measured(StatTestResult(statistic, p_value, statistic), n1, n2, null_ref, null_cur)
 
 
 def _ks_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
-    # Each worker reads its feature's two columns and resolves the statistic; Arrow and numpy release the
-    # GIL, so reading and testing overlap, and only a few columns are in memory at once.
+    # Each worker reads its feature's two columns and resolves the statistic and its p-value; Arrow and
+    # numpy release the GIL, so reading and testing overlap, and only a few columns are in memory at once.
     with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1)) as pool:
-        measured = list(pool.map(lambda name: _ks_feature(reference, current, name), names))
-    statistics = np.array([m[0] for m in measured], dtype=np.float64)
-    n1 = np.array([m[1] for m in measured], dtype=np.int64)
-    n2 = np.array([m[2] for m in measured], dtype=np.int64)
-    p_values = np.full(len(names), np.nan)
-    valid = ~np.isnan(statistics)
-    if valid.any():
-        statistics[valid], p_values[valid] = ks_p_values(statistics[valid], n1[valid], n2[valid], spec.ks_method)
-    return [
-        _Measured(StatTestResult(float(d), float(p), float(d)), int(a), int(b), m[3], m[4])
-        for d, p, a, b, m in zip(statistics, p_values, n1, n2, measured, strict=True)
-    ]
+        return list(pool.map(lambda name: _ks_feature(reference, current, name, spec.ks_method), names))
 
 
 def _chi_square_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
