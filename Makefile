@@ -27,11 +27,13 @@ lint: install
 demo: install
 	$(BIN)/python scripts/demo.py --dir $(DEMO_DIR)
 
+AIRFLOW_PORT ?= 8080
 airflow: install
-	$(BIN)/python scripts/airflow_standalone.py --dir $(DEMO_DIR)
+	$(BIN)/python scripts/airflow_standalone.py --dir $(DEMO_DIR) --port $(AIRFLOW_PORT)
 
 bench: install
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_scale.py
 
 # Regenerate constraints.txt from a fresh resolve of requirements-dev.txt.
 lock:
@@ -45,4 +47,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(DEMO_DIR)
+	rm -rf $(VENV) .pytest_cache $(DEMO_DIR) .bench-data

@@ -22,8 +22,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from retrain.config import ModelSpec, TrainingSpec
-from retrain.ks import ks_test
 from retrain.evaluation import paired_bootstrap_lift
+from retrain.ks import ks_test
 from retrain.training import predict_scores, train
 
 

@@ -91,7 +91,17 @@ def _demo_data(args: argparse.Namespace) -> int:
         raise RetrainError("--rows must be at least 200")
     if not is_month(args.start):
         raise RetrainError(f"--start must be YYYY-MM, got {args.start!r}")
-    config_path = write_demo_data(args.out, months=args.months, start=args.start, rows=args.rows, seed=args.seed)
+    if args.label_delay < 0:
+        raise RetrainError("--label-delay must be >= 0")
+    config_path = write_demo_data(
+        args.out,
+        months=args.months,
+        start=args.start,
+        rows=args.rows,
+        seed=args.seed,
+        label_delay=args.label_delay,
+        name=args.name,
+    )
     print(f"wrote {args.months} months of production and labeled snapshots under {args.out}")
     if config_path:
         print(f"config: {config_path}")
@@ -266,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", default="2025-01")
     demo.add_argument("--rows", type=int, default=20000)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--label-delay", type=int, default=0, help="labels lag production by this many months")
+    demo.add_argument("--name", default="churn", help="model name in the written config")
     demo.set_defaults(handler=_demo_data)
 
     cycle = commands.add_parser("cycle", help="run one full retraining cycle for a month")

@@ -28,6 +28,8 @@ def holdout_mask(
     labels = frame[target].to_numpy()
     mask = np.zeros(len(frame), dtype=bool)
     rng = np.random.default_rng(seed)
+    # Nanoseconds as integers (a missing time sorts first, as the oldest): never an array of Timestamps.
+    moments = frame[timestamp].to_numpy(dtype="datetime64[ns]").view(np.int64) if timestamp else None
     for label in (0, 1):
         rows = np.flatnonzero(labels == label)
         take = int(round(fraction * len(rows)))
@@ -37,7 +39,7 @@ def holdout_mask(
                 f"{fraction:.0%} for evaluation"
             )
         if timestamp:
-            order = np.argsort(frame[timestamp].to_numpy()[rows], kind="stable")
+            order = np.argsort(moments[rows], kind="stable")
             mask[rows[order[-take:]]] = True
         else:
             mask[rng.choice(rows, size=take, replace=False)] = True

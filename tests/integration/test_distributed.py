@@ -1,11 +1,14 @@
-"""The distributed deployment the compose file describes: CeleryExecutor, PostgreSQL metadata DB and a
-Redis broker (the local services), with a manual trigger through the REST API the UI's trigger form uses.
+"""The distributed deployment the compose file describes, with a fleet of models: CeleryExecutor with two
+workers, a PostgreSQL metadata DB and a Redis broker (the local services).
 
 Skips with a reason where PostgreSQL or Redis is absent; mandatory in CI (RETRAIN_REQUIRE_SERVICES=1).
+The tests share one deployment and run in file order: the last one kills a worker.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,52 +20,175 @@ from tests.support.airflow_stack import POSTGRES_SERVICE, REDIS_SERVICE, Airflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
+FLEET = ["m1", "m2", "m3"]
+MONTHS = ["2025-01", "2025-02", "2025-03"]
 
-@pytest.fixture
-def services() -> None:
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, Path]]:
+    """Five model configs in one folder (three for the backfill, one to trigger by hand, one slow to train),
+    one registry root for all, and a CeleryExecutor deployment with two workers."""
     require({**POSTGRES_SERVICE, **REDIS_SERVICE}, "the CeleryExecutor deployment needs its database and broker")
-
-
-def test_a_manual_trigger_with_params_runs_on_celery_workers(services: None, tmp_path: Path) -> None:
-    config_path = write_demo_data(tmp_path / "demo", months=2, start="2025-01", rows=4000)
-    home = tmp_path / "airflow"
+    root = tmp_path_factory.mktemp("fleet")
+    models = root / "models"
+    for seed, name in enumerate([*FLEET, "manual", "slow"]):
+        slow = name == "slow"
+        path = write_demo_data(
+            root / "data" / name,
+            months=len(MONTHS),
+            start=MONTHS[0],
+            rows=30000 if slow else 4000,
+            seed=seed,
+            name=name,
+            config_path=models / f"{name}.toml",
+            registry=str(root / "registry"),
+        )
+        if slow:  # the classic GradientBoosting takes long enough to lose a worker in the middle of it
+            path.write_text(path.read_text().replace("[training]", '[training]\nestimator = "gradient_boosting"'))
+    home = root / "airflow"
     home.mkdir()
-    env = {"RETRAIN_CONFIG": str(config_path), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
-    with AirflowStack(home, executor="CeleryExecutor", extra_env=env) as stack:
-        stack.wait_until(lambda: stack.dag_is_parsed("retrain__churn"), timeout=180, what="the DAG to be parsed")
-        assert stack.api("PATCH", "/api/v2/dags/retrain__churn", {"is_paused": False})[0] == 200
-
-        status, error = stack.api(
-            "POST", "/api/v2/dags/retrain__churn/dagRuns", {"logical_date": None, "conf": {"month": "2025-13"}}
+    env = {
+        "RETRAIN_CONFIG_DIR": str(models),
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        # A lost worker's task stops heartbeating; notice it in seconds rather than the default 5 minutes.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+    }
+    with AirflowStack(home, executor="CeleryExecutor", extra_env=env, workers=2) as stack:
+        stack.wait_until(
+            lambda: all(stack.dag_is_parsed(f"retrain__{m}") for m in [*FLEET, "manual", "slow"]),
+            timeout=180,
+            what="the five DAGs to be parsed",
         )
-        assert status == 400 and "month" in str(error), "an invalid param is refused before any run exists"
-        assert stack.runs("retrain__churn") == []
+        yield stack, models
 
-        status, created = stack.api(
-            "POST",
-            "/api/v2/dags/retrain__churn/dagRuns",
-            {"logical_date": None, "conf": {"month": "2025-01", "min_lift": 0.01}},
+
+def registry(models: Path, name: str) -> Registry:
+    return Registry.for_config(load_config(models / f"{name}.toml"))
+
+
+def worker_of(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """The workers whose logs show they executed this task of this run."""
+    return [
+        worker
+        for worker in stack.workers
+        if any(
+            "Executing workload" in line and dag_id in line and run_id in line and f"task_id='{task_id}'" in line
+            for line in (stack.home / f"{worker}.log").read_text(errors="replace").splitlines()
         )
-        assert status == 200, created
-        run_id = created["dag_run_id"]
+    ]
 
-        def finished() -> bool:
-            return stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}")[1]["state"] in (
-                "success",
-                "failed",
-            )
 
-        stack.wait_until(finished, timeout=300, what="the triggered run to finish")
-        _, run = stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}")
-        assert run["state"] == "success", stack.log_tail("celery-worker")
-        _, instances = stack.api("GET", f"/api/v2/dags/retrain__churn/dagRuns/{run_id}/taskInstances")
-        ran = {ti["task_id"]: ti for ti in instances["task_instances"] if ti["state"] == "success"}
-        assert {"pull_snapshots", "check_drift", "train_challenger", "evaluate", "promote", "record_decision"} <= set(
-            ran
+def test_a_manual_trigger_with_params_runs_on_celery_workers(fleet: tuple[AirflowStack, Path]) -> None:
+    stack, models = fleet
+    dag = "retrain__manual"
+    assert stack.api("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})[0] == 200
+    status, error = stack.api(
+        "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {"month": "2025-13"}}
+    )
+    assert status == 400 and "month" in str(error), "an invalid param is refused before any run exists"
+    assert stack.runs(dag) == []
+
+    status, created = stack.api(
+        "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01", "min_lift": 0.01}}
+    )
+    assert status == 200, created
+    run_id = created["dag_run_id"]
+
+    def finished() -> bool:
+        return stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
+
+    stack.wait_until(finished, timeout=300, what="the triggered run to finish")
+    _, run = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")
+    assert run["state"] == "success", stack.log_tail("celery-worker-1") + stack.log_tail("celery-worker-2")
+    _, instances = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances")
+    ran = {ti["task_id"]: ti for ti in instances["task_instances"] if ti["state"] == "success"}
+    assert {"wait_for_data", "pull_snapshots", "check_drift", "train_challenger", "evaluate", "promote"} <= set(ran)
+    assert all(ti["queue"] == "default" for ti in ran.values())
+    assert ran["train_challenger"]["pool"] == "retrain_training" and ran["evaluate"]["pool"] == "retrain_training"
+
+    (entry,) = registry(models, "manual").ledger()
+    assert (entry["outcome"], entry["month"], entry["run_id"]) == ("BOOTSTRAPPED", "2025-01", run_id)
+    assert entry["thresholds"]["promotion"]["min_lift"] == 0.01
+
+
+def test_three_models_backfilled_at_once_across_both_workers(fleet: tuple[AirflowStack, Path]) -> None:
+    stack, models = fleet
+    for name in FLEET:
+        stack.cli("dags", "unpause", f"retrain__{name}")
+    for name in FLEET:  # one backfill per model, all three at once; each chains its own months
+        stack.cli(
+            "backfill", "create", "--dag-id", f"retrain__{name}", "--from-date", "2025-01-01",
+            "--to-date", "2025-03-01", "--max-active-runs", "1",
+        )  # fmt: skip
+
+    def done() -> bool:
+        return len(stack.query("SELECT 1 FROM backfill WHERE completed_at IS NOT NULL")) == len(FLEET)
+
+    stack.wait_until(done, timeout=900, what="three backfills of three months")
+    spans = []
+    for name in FLEET:
+        runs = stack.runs(f"retrain__{name}", "backfill")
+        assert [state for _, state, *_ in runs] == ["success"] * len(MONTHS), stack.log_tail("scheduler")
+        starts, ends = [r[3] for r in runs], [r[4] for r in runs]
+        assert all(ends[i] <= starts[i + 1] for i in range(len(runs) - 1)), f"{name}: one month at a time, in order"
+        spans.append((starts[0], ends[-1]))
+        ledger = registry(models, name).ledger()
+        assert [r["month"] for r in ledger] == MONTHS, "exactly one ledger record per run"
+        assert [r["run_id"] for r in ledger] == [run_id for _, _, run_id, *_ in runs]
+        assert ledger[0]["outcome"] == "BOOTSTRAPPED"
+    assert max(start for start, _ in spans) < min(end for _, end in spans), "the three models ran concurrently"
+    workers = {
+        worker
+        for name in FLEET
+        for _, _, run_id, *_ in stack.runs(f"retrain__{name}", "backfill")
+        for worker in worker_of(stack, f"retrain__{name}", run_id, "pull_snapshots")
+    }
+    assert workers == set(stack.workers), "both workers took tasks"
+
+
+def test_a_worker_killed_while_training_is_detected_and_the_task_finishes_on_the_other(
+    fleet: tuple[AirflowStack, Path],
+) -> None:
+    stack, models = fleet
+    dag = "retrain__slow"
+    assert stack.api("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})[0] == 200
+    status, created = stack.api(
+        "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01"}}
+    )
+    assert status == 200, created
+    run_id = created["dag_run_id"]
+
+    def training() -> bool:
+        rows = stack.query(
+            "SELECT state FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'train_challenger'",
+            dag,
+            run_id,
         )
-        assert all(ti["executor"] in (None, "CeleryExecutor") and ti["queue"] == "default" for ti in ran.values())
-        assert "celery" in stack.log_tail("celery-worker", 400).lower()
+        return bool(rows) and rows[0][0] == "running" and bool(worker_of(stack, dag, run_id, "train_challenger"))
 
-        (entry,) = Registry.for_config(load_config(config_path)).ledger()
-        assert (entry["outcome"], entry["month"], entry["run_id"]) == ("BOOTSTRAPPED", "2025-01", run_id)
-        assert entry["thresholds"]["promotion"]["min_lift"] == 0.01
+    stack.wait_until(training, timeout=300, what="the slow model to start training")
+    time.sleep(2)  # well inside the fit
+    (victim,) = worker_of(stack, dag, run_id, "train_challenger")
+    survivor = next(w for w in stack.workers if w != victim)
+    stack.kill(victim)
+
+    def finished() -> bool:
+        return stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
+
+    stack.wait_until(finished, timeout=600, what="the run to finish on the surviving worker")
+    _, run = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")
+    assert run["state"] == "success", stack.log_tail("scheduler") + stack.log_tail(survivor)
+    ((tries,),) = stack.query(
+        "SELECT try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'train_challenger'",
+        dag,
+        run_id,
+    )
+    assert tries >= 2, "Airflow noticed the lost task and tried it again"
+    assert survivor in worker_of(stack, dag, run_id, "train_challenger")
+    slow = registry(models, "slow")
+    (entry,) = slow.ledger()
+    assert (entry["outcome"], entry["run_id"]) == ("BOOTSTRAPPED", run_id), "exactly one ledger record"
+    assert slow.versions() == [1] and slow.champion().version == 1, "one version, one champion move"
+    assert slow.champion().document["run_id"] == run_id

@@ -3,8 +3,10 @@ database, in a temp AIRFLOW_HOME, every component its own process on 127.0.0.1."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -71,10 +73,12 @@ class AirflowStack:
         executor: str = "LocalExecutor",
         extra_env: dict[str, str] | None = None,
         training_slots: int = 2,
+        workers: int = 1,
     ):
         self.home = home
         self.executor = executor
         self.training_slots = training_slots
+        self.workers = [f"celery-worker-{i + 1}" for i in range(workers)] if executor == "CeleryExecutor" else []
         self.database = f"retrain_test_{uuid.uuid4().hex[:10]}"
         self.api_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -112,26 +116,39 @@ class AirflowStack:
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
-        if self.executor == "CeleryExecutor":
-            self.start("celery-worker", "celery", "worker", "--concurrency", "2")
+        for name in self.workers:
+            self.start(name, "celery", "worker", "--concurrency", "2", "--celery-hostname", f"{name}@%h")
         self.wait_until(lambda: reachable("127.0.0.1", self.api_port), timeout=120, what="the api-server")
         return self
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes.values():
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
         _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        # A session of its own: killing a component kills everything it forked (a worker's task runners).
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component and everything it forked, as a machine failure would."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
     def cli(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True)

@@ -98,3 +98,62 @@ def test_rollback_moves_the_champion_back_and_is_recorded(demo_dir: Path, capsys
     assert (last["outcome"], last["reason"], last["champion_version"]) == ("ROLLED_BACK", "bad predictions", 1)
     assert main(["registry", "rollback", "7", "--reason", "x", "--config", config]) == 2
     assert "no version 7" in capsys.readouterr().err
+
+
+IMPORT_PROBE = """
+import sys
+from retrain.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = ["pandas", "sklearn", "scipy.stats", "boto3", "retrain.pipeline", "matplotlib", "airflow"]
+print(" ".join(m for m in heavy if m in sys.modules) or "-")
+print("numpy" in sys.modules)
+"""
+
+
+def imported_by(*args: str) -> tuple[str, bool]:
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, check=True)
+    heavy, numpy = result.stdout.strip().splitlines()[-2:]
+    return heavy, numpy == "True"
+
+
+def test_help_and_drift_import_only_what_they_use(demo_source: Path, tmp_path: Path) -> None:
+    assert imported_by("--help") == ("-", False), "--help needs no numerical library at all"
+    january, june = (str(demo_source / "production" / f"month=2025-0{m}") for m in (1, 6))
+    heavy, _ = imported_by("drift", january, june, "--json")
+    # Samples this small take branches of the KS distribution only scipy.stats implements.
+    assert heavy == "scipy.stats", f"retrain drift imported {heavy}"
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("a", 0.0), ("b", 0.02)):
+        values = {"same": rng.normal(size=250_000), "shifted": rng.normal(shift, 1, 250_000)}
+        values["same"][::50] = np.nan
+        pd.DataFrame(values).to_parquet(tmp_path / f"{name}.parquet")
+    heavy, _ = imported_by("drift", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--json")
+    assert heavy == "-", f"retrain drift on large samples imported {heavy}"
+
+
+def test_drift_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("a,b\n1,2\n3,4\n")
+    extra = tmp_path / "extra.csv"
+    extra.write_text("a,b\n1,2\n3,4,5\n")
+    result = run_cli("drift", str(good), str(extra))
+    assert result.returncode == 2 and "extra.csv: line 3: 3 fields where the header has 2" in result.stderr
+    infinite = tmp_path / "inf.csv"
+    infinite.write_text("a,b\n1,2\ninf,4\n")
+    result = run_cli("drift", str(good), str(infinite))
+    assert result.returncode == 2 and "column a holds an infinite value (row 1: inf)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_registry_root_that_is_a_file_fails_before_any_data_step(demo_dir: Path) -> None:
+    (demo_dir / "registry").write_text("oops")
+    result = run_cli("cycle", "--config", str(demo_dir / "retrain.toml"), "--month", "2025-01")
+    assert result.returncode == 2, result.stderr
+    assert f"{demo_dir / 'registry'}: is a file, not a folder" in result.stderr
+    assert "internal error" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

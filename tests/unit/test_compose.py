@@ -18,6 +18,7 @@ AIRFLOW_SERVICES = [
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-worker",
+    "airflow-worker-2",
     "airflow-triggerer",
     "airflow-init",
 ]
@@ -125,3 +126,16 @@ def test_the_ui_always_asks_for_a_login() -> None:
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/secrets/")
     init = " ".join(SERVICES["airflow-init"]["command"])
     assert "passwords.json" in init and "chmod 600" in init
+
+
+def test_two_workers_with_memory_for_the_measured_task_peaks_and_the_training_pool() -> None:
+    workers = [name for name, service in SERVICES.items() if service.get("command") == "celery worker"]
+    assert workers == ["airflow-worker", "airflow-worker-2"]
+    for name in workers:
+        limit = SERVICES[name]["mem_limit"]
+        assert limit.endswith("g") and int(limit[:-1]) >= 2 * 3.3, "both pool slots of a 10M-row month fit"
+        assert environment(name)["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "4"
+    init = " ".join(SERVICES["airflow-init"]["command"])
+    assert 'airflow pools set retrain_training "$${RETRAIN_TRAINING_POOL_SLOTS}"' in init
+    assert DEFAULTED.match(environment("airflow-init")["RETRAIN_TRAINING_POOL_SLOTS"])
+    assert "RETRAIN_TRAINING_POOL_SLOTS=" in (ROOT / ".env.example").read_text()

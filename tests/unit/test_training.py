@@ -71,3 +71,63 @@ def test_a_model_file_is_loaded_only_when_its_checksum_matches() -> None:
     tampered[len(data) // 2] ^= 0xFF
     with pytest.raises(IntegrityError, match="refusing to load"):
         deserialize(bytes(tampered), sha, source="model.joblib")
+
+
+def test_category_codes_train_exactly_the_model_the_ordinal_encoder_did() -> None:
+    """Categoricals reach the estimator as codes of their sorted categories, as OrdinalEncoder gave them."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+    from retrain.training import _categories_as_strings
+
+    data, test = labeled(3000, 0), labeled(500, 1)
+    spec = TrainingSpec(seed=5)
+    ours = train(data.astype({"color": "category"}), MODEL, spec)
+    encoder = make_pipeline(
+        FunctionTransformer(_categories_as_strings, feature_names_out="one-to-one"),
+        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan),
+    )
+    before = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [("categorical", encoder, ["color"]), ("numeric", "passthrough", ["x", "noise"])],
+                    verbose_feature_names_out=False,
+                ),
+            ),
+            ("classifier", HistGradientBoostingClassifier(categorical_features=[True, False, False], random_state=5)),
+        ]
+    ).fit(data[list(MODEL.features)], data["y"])
+    np.testing.assert_array_equal(predict_scores(ours, test, MODEL), predict_scores(before, test, MODEL))
+
+
+def test_more_categories_than_the_estimator_takes_share_one_code_for_the_rarest() -> None:
+    from retrain.training import CategoryCodes
+
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, 401)
+    cities = pd.Series(rng.choice([f"c{i:03d}" for i in range(400)], 20000, p=weights / weights.sum()))
+    codes = CategoryCodes().fit(cities.to_frame("city"))
+    kept, rare = codes.categories_[0], codes.infrequent_[0]
+    assert len(kept) == 254 and len(kept) + len(rare) == cities.nunique()
+    assert "c000" in kept and all(cities.value_counts()[r] <= cities.value_counts()[k] for r in rare[:5] for k in kept)
+    encoded = codes.transform(pd.DataFrame({"city": [rare[0], kept[0], "unseen", None]}))[:, 0]
+    assert encoded[0] == 254 and encoded[1] == 0 and np.isnan(encoded[2]) and np.isnan(encoded[3])
+    frame = pd.DataFrame({"x": rng.normal(size=20000), "city": cities, "y": rng.integers(0, 2, 20000)})
+    model = ModelSpec(name="m", target="y", numeric_features=("x",), categorical_features=("city",))
+    assert predict_scores(train(frame, model, TrainingSpec()), frame, model).shape == (20000,), "400 cities train"
+
+
+def test_max_rows_takes_a_stratified_seeded_sample() -> None:
+    from retrain.training import stratified_sample
+
+    frame = labeled(10000, 3)
+    sample = stratified_sample(frame, "y", 1000, seed=1)
+    assert len(sample) == pytest.approx(1000, abs=2)
+    assert sample["y"].mean() == pytest.approx(frame["y"].mean(), abs=0.002), "each class keeps its share"
+    assert sample.equals(stratified_sample(frame, "y", 1000, seed=1)), "seeded"
+    assert not sample.equals(stratified_sample(frame, "y", 1000, seed=2))
+    assert stratified_sample(frame, "y", 20000, seed=1) is frame, "a window under the cap is used whole"
