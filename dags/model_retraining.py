@@ -42,7 +42,6 @@ Reports and the ledger live in the registry: `retrain registry ledger --config {
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,6 @@ from airflow.sdk import (
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_DIR = ROOT / "config" / "models"
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 TRAINING_POOL = "retrain_training"
 
@@ -198,8 +195,10 @@ def _waited_seconds(context: dict[str, Any]) -> float:
 
 def build_dag(config_path: Path, config: Any) -> DAG:
     """The retraining DAG of one model config."""
+    from retrain.fleet import dag_id as dag_id_for
+
     path = str(config_path)
-    dag_id = f"retrain__{config.model.name}"
+    dag_id = dag_id_for(config.model.name)
     champion = Asset(name=f"retrain_champion__{config.model.name}", uri=f"x-retrain://{config.model.name}/champion")
     wait_timeout = config.data.wait_timeout_minutes * 60
     with DAG(
@@ -375,7 +374,9 @@ def build_broken_dag(config_path: Path, error: Exception) -> DAG:
     """A config that does not load breaks only its own DAG: paused, its description the error, its one task
     failing with it. (Airflow marks every DAG of a file with an import error stale, so raising here would
     take the healthy models down too.)"""
-    dag_id = f"retrain__{config_path.stem}"
+    from retrain.fleet import dag_id as dag_id_for
+
+    dag_id = dag_id_for(config_path.stem)
     message = f"{error}"
     with DAG(
         dag_id=dag_id,
@@ -399,18 +400,11 @@ def build_broken_dag(config_path: Path, error: Exception) -> DAG:
     return dag
 
 
-def config_files() -> list[Path]:
-    """`RETRAIN_CONFIG` (one file), else every `*.toml` in `RETRAIN_CONFIG_DIR` (default config/models)."""
-    single = os.environ.get("RETRAIN_CONFIG")
-    if single:
-        return [Path(single)]
-    return sorted(Path(os.environ.get("RETRAIN_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).glob("*.toml"))
-
-
 def build_dags() -> dict[str, DAG]:
     """One DAG per model config; reading the TOML files is the only work done at parse time."""
     from retrain.config import load_config
     from retrain.errors import ConfigError
+    from retrain.fleet import config_files
 
     dags: dict[str, DAG] = {}
     owners: dict[str, Path] = {}

@@ -88,6 +88,10 @@ def write_cli_env(home: Path, env: dict[str, str]) -> Path:
     return path
 
 
+def _interrupt(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -126,6 +130,10 @@ def main() -> None:
     print(f"Logs:         {logs}/<component>.log; task logs under {home / 'logs'}")
     print(f"CLI:          source {write_cli_env(home, env)} && airflow dags list   (same home, same DB)")
     print("Stop:         Ctrl+C (stops every component)\n", flush=True)
+    # Ctrl+C, or a `kill` of this script, stops every component (a shell starting it in the background
+    # would otherwise leave SIGINT ignored).
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, _interrupt)
     try:
         while all(process.poll() is None for process in processes.values()):
             time.sleep(1)

@@ -89,8 +89,13 @@ def run_months(months: list[str]) -> None:
             dag = DagBag(dag_folder=str(ROOT / "dags")).dags[f"retrain__{name}"]
             started = time.monotonic()
             year, number = map(int, month.split("-"))
-            dag_run = dag.test(run_conf={"month": month}, logical_date=datetime(year, number, 1, tzinfo=UTC))
-            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+            first_day = datetime(year, number, 1, tzinfo=UTC)
+            # Run ids come from run_after: the month's first day names the month in the grid.
+            dag_run = dag.test(run_conf={"month": month}, logical_date=first_day, run_after=first_day)
+            instances = sorted(
+                dag_run.get_task_instances(), key=lambda ti: ti.start_date or datetime.max.replace(tzinfo=UTC)
+            )
+            states = {ti.task_id: str(ti.state) for ti in instances}
             path = " > ".join(t for t, s in states.items() if s == "success" and t != "wait_for_data")
             print(f"  {month} {name:<9} {dag_run.state} in {time.monotonic() - started:4.1f} s: {path}")
             if str(dag_run.state) != "success":

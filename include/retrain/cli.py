@@ -258,6 +258,33 @@ def format_ledger(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from retrain.registry import Registry
+    from retrain.reports import render_history
+
+    config = _load(args)
+    registry = Registry.for_config(config)
+    out = Path(args.out)
+    champion = registry.champion()
+
+    def link_for(record: dict[str, Any]) -> str | None:
+        # A local registry's reports are files: link them relative to the page, so the folder can move.
+        uri = record.get("report_uri")
+        if not uri or "://" in uri:
+            return uri
+        return os.path.relpath(uri, out.resolve().parent)
+
+    page = render_history(
+        config.model.name, registry.ledger(), champion=champion.version if champion else None, link_for=link_for
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"wrote the history of {config.model.name} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -290,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     cycle.add_argument("--alpha", type=float, help="override drift.alpha for this run")
     cycle.add_argument("--min-lift", type=float, help="override promotion.min_lift for this run")
     cycle.set_defaults(handler=_cycle)
+
+    report = commands.add_parser("report", help="HTML reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    history = report_commands.add_parser("history", help="a model's history: AUC, outcomes, drift, the ledger")
+    history.add_argument("--config", required=True)
+    history.add_argument("--out", required=True, help="the HTML file to write")
+    history.set_defaults(handler=_report)
 
     registry = commands.add_parser("registry", help="inspect and operate the model registry")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)

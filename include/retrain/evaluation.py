@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,9 +80,25 @@ class LiftInterval:
     confidence: float
     resamples: int
     share_not_positive: float
+    samples: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "samples"}
+
+
+def lift_histogram(samples: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
+    """The bootstrap lifts as a histogram, small enough to store beside the evaluation."""
+    counts, edges = np.histogram(samples, bins=bins)
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict[str, Any]:
+    """The ROC curve thinned to at most `max_points` points (first and last kept), and its AUC."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auc": float(roc_auc_score(labels, scores))}
 
 
 class _RankedScores:
@@ -180,4 +196,5 @@ def paired_bootstrap_lift(
         confidence=confidence,
         resamples=len(lift_samples),
         share_not_positive=float(np.mean(lift_samples <= 0)),
+        samples=lift_samples,
     )

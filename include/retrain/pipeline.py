@@ -28,7 +28,7 @@ import numpy as np
 
 from retrain.config import Config
 from retrain.decision import PROMOTING, Outcome, decide, drift_gate
-from retrain.errors import DataError
+from retrain.errors import DataError, NotFoundError
 from retrain.months import MONTH_PATTERN, shift_month
 from retrain.registry import Champion, Registry, run_key, to_json, utc_now
 from retrain.snapshots import Schema, SnapshotReader, list_months, month_folder, month_readiness, scan_month
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PULLED_FILE = "pulled.json"  # the state a run started from, in its run folder
 LIBRARIES = ("retrain", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow", "joblib")
 ESTIMATE_MAX_ROWS = 100_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.002
 
@@ -103,13 +104,21 @@ class DriftCheck(StepRecord):
     share_drifted: float
     drifted_features: list[str]
     n_features: int
+    effects: dict[str, float | None]
     report_uri: str
     train: bool
     triggers: list[str]
     gate: str
     performance: dict[str, Any] | None
 
-    SUMMARY: ClassVar[tuple[str, ...]] = ("drifted", "share_drifted", "drifted_features", "report_uri", "triggers")
+    SUMMARY: ClassVar[tuple[str, ...]] = (
+        "drifted",
+        "share_drifted",
+        "drifted_features",
+        "effects",
+        "report_uri",
+        "triggers",
+    )
 
     def summary(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.SUMMARY}
@@ -277,6 +286,9 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     registry.check()
     recorded = registry.ledger_record(run.month, run.key)
     champion = registry.champion()
+    resumed = _resumed(registry, champion, run)
+    if resumed is not None:
+        return dataclasses.replace(resumed, recorded_outcome=recorded["outcome"] if recorded else None)
     features, labeled_schema = _schemas(config)
     limit = config.data.max_null_rate
 
@@ -294,7 +306,7 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
         )
     reference = _reference(config, registry, champion, features, production, scan)
     _check_kinds([*reference["snapshots"], production, *labeled, *([validation] if validation else [])])
-    return Pulled(
+    pulled = Pulled(
         run_id=run.run_id,
         run_key=run.key,
         month=run.month,
@@ -306,6 +318,25 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
         validation=validation,
         recorded_outcome=recorded["outcome"] if recorded else None,
     )
+    registry.write_run_file(run.month, run.key, PULLED_FILE, to_json(pulled.to_dict()))
+    return pulled
+
+
+def _resumed(registry: Registry, champion: Champion | None, run: Run) -> Pulled | None:
+    """A run that already moved the champion pointer (and was then interrupted before its ledger record)
+    resumes from the state it started from: pulled afresh, its own promotion would look like the champion
+    it started from, and its own month like the drift reference."""
+    if champion is None or run.run_id not in (
+        champion.document.get("run_id"),
+        champion.document.get("validated_run_id"),
+    ):
+        return None
+    try:
+        started = json.loads(registry.read_run_file(run.month, run.key, PULLED_FILE))
+    except NotFoundError:
+        return None
+    log.info("run %s moved the champion before it was interrupted; resuming from its first pull", run.run_id)
+    return Pulled.from_dict(started)
 
 
 def _optional_scan(scan: Any, root: str, month: str, schema: Schema) -> dict[str, Any] | None:
@@ -524,8 +555,8 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
     The outcome is the decision unless the champion already holds newer data than this run (a backfill
     over history), when it is SUPERSEDED: the graph and the logs never say PROMOTED for a run that cannot.
     """
-    from retrain.evaluation import paired_bootstrap_lift, score_metrics
-    from retrain.training import deserialize, predict_scores
+    from retrain.evaluation import lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
+    from retrain.training import deserialize, permutation_importances, predict_scores
 
     registry = Registry.for_config(config)
     holdout = _holdout(config, pulled.labeled[-1])
@@ -535,10 +566,15 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
     )
     challenger_scores = predict_scores(challenger_model, holdout, config.model)
     challenger = score_metrics(labels, challenger_scores)
+    details: dict[str, Any] = {
+        "roc": {"challenger": roc_points(labels, challenger_scores)},
+        "importances": permutation_importances(challenger_model, holdout, config.model, config.training.seed),
+    }
     champion = lift = None
     if pulled.champion is not None:
         champion_scores = predict_scores(registry.load_model(pulled.champion["version"]), holdout, config.model)
         champion = score_metrics(labels, champion_scores)
+        details["roc"]["champion"] = roc_points(labels, champion_scores)
         lift = paired_bootstrap_lift(
             labels,
             champion_scores,
@@ -573,7 +609,9 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
         holdout_month=pulled.labeled_month,
         evaluation_uri=registry.store.uri_for(f"{registry.run_prefix(run.month, run.key)}/evaluation.json"),
     )
-    registry.write_run_file(run.month, run.key, "evaluation.json", to_json(result.to_dict()))
+    if lift is not None:
+        details["lift_histogram"] = lift_histogram(lift.samples)
+    registry.write_run_file(run.month, run.key, "evaluation.json", to_json({**result.to_dict(), "details": details}))
     return result
 
 
@@ -776,7 +814,11 @@ def record(
         },
         "recorded_at": utc_now(),
     }
-    report = render_run_report(entry)
+    report = render_run_report(
+        entry,
+        registry.read_run_json(run.month, run.key, "drift.json"),
+        registry.read_run_json(run.month, run.key, "evaluation.json") if evaluation else None,
+    )
     entry["report_uri"] = registry.write_run_file(run.month, run.key, "report.html", report.encode())
     return registry.append_ledger(entry)
 

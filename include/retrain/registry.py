@@ -332,3 +332,18 @@ class Registry:
 
     def read_run_file(self, month: str, key: str, name: str) -> bytes:
         return self.store.read(f"{self.run_prefix(month, key)}/{name}")
+
+    def read_run_json(self, month: str, key: str, name: str) -> dict[str, Any] | None:
+        """A run's JSON working file, or None when the run did not get that far."""
+        try:
+            return self._read_json(f"{self.run_prefix(month, key)}/{name}")
+        except NotFoundError:
+            return None
+
+    def find_run(self, key: str) -> dict[str, Any] | None:
+        """The ledger record of a run, by its run key, whatever its month."""
+        suffix = f"/{key}.json"
+        for name in self.store.list("ledger/"):
+            if name.endswith(suffix) and not name.startswith("ledger/operator/"):
+                return self._read_json(name)
+        return None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,13 @@ def test_demo_data_then_cycle_then_registry_commands(tmp_path: Path, capsys: pyt
     assert main(["registry", "ledger", "--config", config]) == 0
     ledger = capsys.readouterr().out
     assert "2024-11" in ledger and "BOOTSTRAPPED" in ledger and "2024-12" in ledger
+
+    history = tmp_path / "pages" / "history.html"
+    assert main(["report", "history", "--config", config, "--out", str(history)]) == 0
+    page = history.read_text()
+    assert "churn &middot; model history" in page and page.count("data:image/svg+xml") == 3
+    links = re.findall(r'<a href="([^"]+)">2024-1[12]</a>', page)
+    assert len(links) == 2 and all((history.parent / link).is_file() for link in links), "relative links to reports"
 
 
 def test_rollback_moves_the_champion_back_and_is_recorded(demo_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,184 @@
+"""Charts for the reports: matplotlib figures rendered to SVG and embedded as data URIs.
+
+A data URI keeps a report one self-contained file with no network resource, and keeps the SVG out of the
+page's own markup (text inside it is drawn as paths, so no label can become markup either). The figure API
+is used directly (no pyplot), so rendering needs no display and no global state.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+CHAMPION, CHALLENGER, REFERENCE, CURRENT = "#4c72b0", "#dd8452", "#8c8c8c", "#c44e52"
+OUTCOME_COLOURS = {
+    "BOOTSTRAPPED": "#55a868",
+    "PROMOTED": "#55a868",
+    "KEPT_CHAMPION": "#4c72b0",
+    "NO_DRIFT": "#b0b0b0",
+    "REJECTED": "#c44e52",
+    "SUPERSEDED": "#8172b3",
+    "CONFLICT": "#937860",
+    "ROLLED_BACK": "#da8bc3",
+}
+
+
+def _figure(width: float = 6.0, height: float = 3.0) -> Any:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return figure
+
+
+def _data_uri(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def distribution(feature: dict[str, Any]) -> str | None:
+    """Reference against current: a step histogram of shares for a numeric feature, paired bars for a
+    categorical one. None when the drift report holds no distribution for it."""
+    shown = feature.get("distribution")
+    if not shown:
+        return None
+    figure = _figure(4.2, 2.6)
+    axes = figure.add_subplot()
+    if "edges" in shown:
+        edges = shown["edges"]
+        for counts, colour, label in (
+            (shown["reference"], REFERENCE, "reference"),
+            (shown["current"], CURRENT, "current"),
+        ):
+            axes.stairs(counts, edges, color=colour, label=label, linewidth=1.6)
+        axes.set_ylabel("share of rows")
+    else:
+        labels = shown["categories"]
+        positions = range(len(labels))
+        width = 0.4
+        axes.bar([p - width / 2 for p in positions], shown["reference"], width, color=REFERENCE, label="reference")
+        axes.bar([p + width / 2 for p in positions], shown["current"], width, color=CURRENT, label="current")
+        axes.set_xticks(list(positions), [_short(label) for label in labels], rotation=45, ha="right", fontsize=7)
+        axes.set_ylabel("share of rows")
+    axes.set_title(_short(feature["name"], 40), fontsize=10)
+    axes.legend(fontsize=7, frameon=False)
+    return _data_uri(figure)
+
+
+def roc_curves(curves: dict[str, dict[str, list[float]]]) -> str | None:
+    """ROC curves of champion and challenger on the same holdout."""
+    if not curves:
+        return None
+    figure = _figure(4.0, 3.6)
+    axes = figure.add_subplot()
+    for name, colour in (("champion", CHAMPION), ("challenger", CHALLENGER)):
+        curve = curves.get(name)
+        if curve:
+            axes.plot(curve["fpr"], curve["tpr"], color=colour, label=f"{name} (AUC {curve['auc']:.4f})")
+    axes.plot([0, 1], [0, 1], color="#cccccc", linestyle=":", linewidth=1)
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.legend(fontsize=8, frameon=False, loc="lower right")
+    return _data_uri(figure)
+
+
+def lift_distribution(histogram: dict[str, Any], lift: dict[str, Any], min_lift: float) -> str | None:
+    """The paired bootstrap's AUC lifts, with the interval and promotion.min_lift marked."""
+    if not histogram:
+        return None
+    figure = _figure(5.0, 2.8)
+    axes = figure.add_subplot()
+    axes.stairs(histogram["counts"], histogram["edges"], fill=True, color="#c6d4e8")
+    axes.axvspan(lift["low"], lift["high"], color=CHALLENGER, alpha=0.15, label=f"{lift['confidence']:.0%} interval")
+    axes.axvline(lift["lift"], color=CHALLENGER, label=f"observed lift {lift['lift']:+.4f}")
+    axes.axvline(min_lift, color="#222222", linestyle="--", label=f"min_lift {min_lift:g}")
+    axes.axvline(0.0, color="#999999", linewidth=0.8)
+    axes.set_xlabel("challenger AUC - champion AUC")
+    axes.set_ylabel("resamples")
+    axes.legend(fontsize=7, frameon=False)
+    return _data_uri(figure)
+
+
+def importances(names: Sequence[str], means: Sequence[float], stds: Sequence[float]) -> str | None:
+    """Permutation importances, largest first: the AUC lost when a feature is shuffled."""
+    if not names:
+        return None
+    order = sorted(range(len(names)), key=lambda i: means[i])
+    figure = _figure(5.0, 0.35 * len(names) + 0.8)
+    axes = figure.add_subplot()
+    axes.barh(
+        [_short(names[i]) for i in order], [means[i] for i in order], xerr=[stds[i] for i in order], color=CHALLENGER
+    )
+    axes.set_xlabel("AUC lost when the feature is shuffled")
+    axes.tick_params(axis="y", labelsize=8)
+    return _data_uri(figure)
+
+
+def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str | None:
+    """AUC per month: the champion as evaluated, estimated and realized, and each challenger."""
+    if not months:
+        return None
+    figure = _figure(7.5, 3.2)
+    axes = figure.add_subplot()
+    styles = {
+        "champion (holdout)": {"color": CHAMPION, "marker": "o"},
+        "champion (estimated)": {"color": CHAMPION, "linestyle": "--", "marker": "."},
+        "champion (realized)": {"color": CHAMPION, "linestyle": ":", "marker": "x"},
+        "challenger (holdout)": {"color": CHALLENGER, "linestyle": "none", "marker": "s"},
+    }
+    positions = list(range(len(months)))
+    for name, values in series.items():
+        points = [(p, v) for p, v in zip(positions, values, strict=True) if v is not None]
+        if points:
+            axes.plot([p for p, _ in points], [v for _, v in points], label=name, **styles.get(name, {}))
+    axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel("ROC AUC")
+    axes.legend(fontsize=7, frameon=False, ncols=2)
+    return _data_uri(figure)
+
+
+def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int | None]) -> str | None:
+    """One mark per month, coloured by outcome, at the height of the champion version after it."""
+    if not months:
+        return None
+    figure = _figure(7.5, 2.2)
+    axes = figure.add_subplot()
+    positions = list(range(len(months)))
+    heights = [c if c is not None else 0 for c in champions]
+    axes.step(positions, heights, where="mid", color="#cccccc", linewidth=1)
+    for outcome in dict.fromkeys(outcomes):
+        chosen = [i for i, o in enumerate(outcomes) if o == outcome]
+        axes.scatter(
+            chosen, [heights[i] for i in chosen], color=OUTCOME_COLOURS.get(outcome, "#333333"), label=outcome, s=40
+        )
+    axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel("champion version")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
+    return _data_uri(figure)
+
+
+def drift_heatmap(features: list[str], months: list[str], effects: list[list[float | None]]) -> str | None:
+    """Features by months, shaded by drift effect (KS statistic or PSI); blank where not tested."""
+    if not features or not months:
+        return None
+    import numpy as np
+
+    figure = _figure(7.5, 0.35 * len(features) + 1.2)
+    axes = figure.add_subplot()
+    grid = np.array([[math.nan if v is None else v for v in row] for row in effects], dtype=float)
+    image = axes.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="Reds", vmin=0)
+    axes.set_xticks(range(len(months)), months, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(len(features)), [_short(f) for f in features], fontsize=8)
+    figure.colorbar(image, ax=axes, label="effect")
+    return _data_uri(figure)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    """A label as matplotlib should draw it: shortened, and with `$` escaped (it would start mathtext)."""
+    text = str(text)
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")

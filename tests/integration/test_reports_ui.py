@@ -1,0 +1,205 @@
+"""The reports plugin in a real Airflow api-server: authentication on every route, no way out of the
+registry, and the run report tab and the history page in a real browser (headless Chromium via Selenium).
+
+Needs PostgreSQL (a scheduler runs the DAG) and Debian's chromium and chromium-driver; skips with a reason
+where they are absent, and fails instead in CI (RETRAIN_REQUIRE_SERVICES=1), whose script installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from retrain.demo_data import write_demo_data
+from tests.support.airflow_stack import POSTGRES_SERVICE, ROOT, AirflowStack, require
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+DAG = "retrain__churn"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, str]]:
+    """An api-server with the plugin, a scheduler, and one finished run of the churn model."""
+    require(POSTGRES_SERVICE, "a scheduler and the api-server share the metadata DB")
+    root = tmp_path_factory.mktemp("reports-ui")
+    write_demo_data(root / "data", months=1, start="2025-01", rows=4000, config_path=root / "models" / "churn.toml")
+    home = root / "airflow"
+    home.mkdir()
+    env = {
+        "RETRAIN_CONFIG_DIR": str(root / "models"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    }
+    with AirflowStack(home, extra_env=env) as stack:
+        stack.wait_until(lambda: stack.dag_is_parsed(DAG), timeout=180, what="the DAG to be parsed")
+        assert stack.api("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})[0] == 200
+        status, created = stack.api(
+            "POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01"}}
+        )
+        assert status == 200, created
+        run_id = created["dag_run_id"]
+
+        def finished() -> bool:
+            return stack.api("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
+
+        stack.wait_until(finished, timeout=300, what="the run to finish")
+        assert stack.api("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}")[1]["state"] == "success"
+        yield stack, run_id
+
+
+def get(stack: AirflowStack, path: str, token: str | None = None) -> tuple[int, str, dict[str, str]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.api_port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace"), dict(error.headers)
+
+
+def token(stack: AirflowStack) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.api_port}/auth/token",
+        data=json.dumps({"username": "admin", "password": stack.admin_password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["access_token"]
+
+
+def test_every_route_requires_a_login(deployment: tuple[AirflowStack, str]) -> None:
+    stack, run_id = deployment
+    routes = ["/retrain/", f"/retrain/history/{DAG}", f"/retrain/runs/{DAG}/{run_id}"]
+    for route in routes:
+        status, body, _ = get(stack, route)
+        assert status in (401, 403), f"{route} answered {status} to an anonymous request"
+        assert "BOOTSTRAPPED" not in body
+        assert get(stack, route, token="not-a-token")[0] in (401, 403)
+    good = token(stack)
+    for route in routes:
+        assert get(stack, route, good)[0] == 200, route
+
+
+def test_the_run_report_and_the_history_served_from_the_registry(deployment: tuple[AirflowStack, str]) -> None:
+    stack, run_id = deployment
+    good = token(stack)
+    status, page, headers = get(stack, f"/retrain/runs/{DAG}/{run_id}", good)
+    assert status == 200 and "BOOTSTRAPPED" in page and "no champion yet; first model" in page
+    assert "data:image/svg+xml;base64," in page, "charts are inline"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    status, history, _ = get(stack, f"/retrain/history/{DAG}", good)
+    assert status == 200 and "model history" in history and f"/retrain/runs/{DAG}/" in history
+    status, index, _ = get(stack, "/retrain/", good)
+    assert status == 200 and f'href="/retrain/history/{DAG}"' in index
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/retrain/runs/retrain__churn/..%2F..%2Fchampion.json",
+        "/retrain/runs/retrain__churn/..%2F..%2F..%2Fmodels%2Fchurn.toml",
+        "/retrain/runs/..%2F..%2Fetc/passwd",
+        "/retrain/history/..%2Fchurn",
+        "/retrain/history/retrain__churn%2F..%2F..",
+        "/retrain/runs/retrain__nobody/x",
+        "/retrain/history/example_bash_operator",
+    ],
+)
+def test_keys_from_the_url_never_escape_the_registry(deployment: tuple[AirflowStack, str], path: str) -> None:
+    stack, _ = deployment
+    status, body, _ = get(stack, path, token(stack))
+    assert status in (404, 422), f"{path} answered {status}"
+    assert '"version"' not in body and "[model]" not in body and "root:" not in body
+
+
+def browser_available() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    if not missing:
+        return
+    if os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1":
+        pytest.fail(
+            f"{' and '.join(missing)} required (RETRAIN_REQUIRE_SERVICES=1): apt-get install chromium chromium-driver"
+        )
+    pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} absent)")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    browser_available()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_logged_in_user_sees_the_report_tab_and_the_history_in_the_ui(
+    deployment: tuple[AirflowStack, str],
+    browser,
+    tmp_path: Path,  # noqa: ANN001 - selenium's driver
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    stack, run_id = deployment
+    base = f"http://127.0.0.1:{stack.api_port}"
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{base}/")
+    wait.until(seen.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(stack.admin_password)
+    browser.save_screenshot(str(tmp_path / "1-login.png"))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda driver: "/auth/login" not in driver.current_url)
+
+    browser.get(f"{base}/dags/{DAG}/runs/{run_id}/plugin/retrain-report")
+    frame = wait.until(seen.presence_of_element_located((By.TAG_NAME, "iframe")))
+    assert frame.get_attribute("src").endswith(f"/retrain/runs/{DAG}/{quote(run_id, safe='')}")
+    browser.switch_to.frame(frame)
+    decision = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#decision .outcome")))
+    assert decision.text == "BOOTSTRAPPED"
+    assert "no champion yet; first model" in browser.find_element(By.CSS_SELECTOR, "#decision .reason").text
+    charts = browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/svg+xml']")
+    assert charts and all(chart.size["width"] > 100 for chart in charts), "at least one chart is drawn"
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(tmp_path / "2-run-report-tab.png"))
+
+    browser.get(f"{base}/dags/{DAG}/plugin/retrain-history")
+    frame = wait.until(seen.presence_of_element_located((By.TAG_NAME, "iframe")))
+    browser.switch_to.frame(frame)
+    heading = wait.until(seen.presence_of_element_located((By.TAG_NAME, "h1")))
+    assert "model history" in heading.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#ledger a"), "each month links to its report"
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(tmp_path / "3-history.png"))
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["1-login.png", "2-run-report-tab.png", "3-history.png"]

@@ -1,0 +1,164 @@
+"""Run reports and histories: every section for every outcome, self-contained, and hostile text escaped."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.config import DriftSpec
+from retrain.drift import detect_drift
+from retrain.evaluation import lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
+from retrain.reports import render_history, render_run_report
+from retrain.snapshots import Schema
+
+HOSTILE = '<script>alert("x")</script>'
+SECTIONS = ["decision", "drift", "distributions", "evaluation", "importances", "data"]
+OUTCOMES = ["NO_DRIFT", "BOOTSTRAPPED", "PROMOTED", "KEPT_CHAMPION", "REJECTED", "SUPERSEDED", "CONFLICT"]
+
+
+def drift_report(feature: str = "spend") -> dict:
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({feature: rng.normal(0, 1, 3000), "plan": rng.choice(["a", "b", HOSTILE], 3000)})
+    current = pd.DataFrame({feature: rng.normal(0.5, 1, 3000), "plan": rng.choice(["a", "b"], 3000)})
+    schema = Schema(numeric=(feature,), categorical=("plan",))
+    return detect_drift(reference, current, schema, DriftSpec()).to_dict()
+
+
+def evaluation_details() -> tuple[dict, dict]:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    champion, challenger = labels * 0.4 + rng.normal(size=2000), labels * 0.6 + rng.normal(size=2000)
+    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=200)
+    metrics = {
+        "champion": score_metrics(labels, 1 / (1 + np.exp(-champion))).to_dict(),
+        "challenger": score_metrics(labels, 1 / (1 + np.exp(-challenger))).to_dict(),
+        "lift": lift.to_dict(),
+    }
+    details = {
+        "roc": {"champion": roc_points(labels, champion), "challenger": roc_points(labels, challenger)},
+        "lift_histogram": lift_histogram(lift.samples),
+        "importances": {"features": ["spend", HOSTILE], "means": [0.12, 0.01], "stds": [0.01, 0.002]},
+    }
+    return metrics, details
+
+
+def entry(outcome: str, metrics: dict | None) -> dict:
+    return {
+        "model": "churn",
+        "month": "2025-04",
+        "run_id": f"manual__{HOSTILE}",
+        "outcome": outcome,
+        "reason": f"drift in spend; {HOSTILE}",
+        "dry_run": False,
+        "champion_version_before": 1,
+        "champion_version": 1,
+        "version": None,
+        "recorded_at": "2025-05-01T00:00:00+00:00",
+        "metrics": metrics,
+        "performance": {
+            "estimated_auc": 0.81,
+            "validated_auc": 0.83,
+            "validated_month": "2025-03",
+            "realized_auc": 0.8,
+            "realized_month": "2025-04",
+        },
+        "months": {
+            "production": "2025-04",
+            "labels_up_to": "2025-04",
+            "training": ["2025-03", "2025-04"],
+            "holdout": "2025-04",
+            "reference": ["2025-03"],
+        },
+        "reference": {
+            "mode": "validated",
+            "source": "production month 2025-03",
+            "months": ["2025-03"],
+            "moved": False,
+            "moved_to": None,
+        },
+        "snapshots": {
+            "reference": [{"uri": f"s3://b/{HOSTILE}", "rows": 10, "fingerprint": "f"}],
+            "production": {"uri": "p", "rows": 5, "fingerprint": "f"},
+            "labeled": [],
+        },
+        "thresholds": {"promotion": {"min_lift": 0.005}, "drift": {"alpha": 0.05}},
+    }
+
+
+def assert_self_contained_and_escaped(page: str) -> None:
+    assert "<script" not in page.lower(), "no script, and hostile text is escaped"
+    assert "&lt;script&gt;" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page), "no network resource"
+    assert "@import" not in page and "url(" not in page
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_every_section_for_every_outcome(outcome: str) -> None:
+    evaluated = outcome != "NO_DRIFT"
+    metrics, details = evaluation_details()
+    page = render_run_report(
+        entry(outcome, metrics if evaluated else None),
+        drift_report(),
+        {"details": details} if evaluated else None,
+    )
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page
+    decision = page.index('id="decision"')
+    assert page.index(outcome, decision) < page.index('id="drift"'), "the decision and its reason come first"
+    assert_self_contained_and_escaped(page)
+    if evaluated:
+        charts = page[page.index('id="evaluation"') :].count("data:image/svg+xml;base64,")
+        assert charts >= 3, "ROC curves, the lift's distribution and the importances"
+    else:
+        assert "Not evaluated" in page and "No challenger was trained" in page
+
+
+def test_the_drift_table_is_sorted_by_effect_and_drifted_features_are_charted_first() -> None:
+    report = drift_report()
+    page = render_run_report(entry("NO_DRIFT", None), report, None)
+    table = page[page.index('id="drift"') : page.index('id="distributions"')]
+    by_effect = sorted(report["features"], key=lambda f: -f["effect"])
+    assert [table.index(f">{f['name']}<") for f in by_effect] == sorted(
+        table.index(f">{f['name']}<") for f in by_effect
+    )
+    assert 'alt="distribution of spend"' in page and 'alt="distribution of plan"' in page
+    assert "production month 2025-03" in page and "alpha = 0.05" in page
+
+
+def test_a_run_without_stored_evidence_still_renders() -> None:
+    page = render_run_report(entry("NO_DRIFT", None))
+    assert "No drift report was stored" in page and "BOOTSTRAPPED" not in page
+
+
+def test_history_has_its_charts_and_links_each_month_to_its_report() -> None:
+    metrics, _ = evaluation_details()
+    report = drift_report()
+    effects = {f["name"]: f["effect"] for f in report["features"]}
+    records = []
+    for i, (month, outcome) in enumerate(
+        [("2025-01", "BOOTSTRAPPED"), ("2025-02", "NO_DRIFT"), ("2025-03", "PROMOTED")]
+    ):
+        record = entry(outcome, metrics if outcome != "NO_DRIFT" else None)
+        record.update(month=month, recorded_at=f"2025-0{i + 2}-01", run_id=f"run-{i}", champion_version=1 + (i == 2))
+        record["drift"] = {"drifted": i == 2, "drifted_features": ["spend"] if i == 2 else [], "effects": effects}
+        records.append(record)
+    records.append(
+        {
+            "kind": "rollback",
+            "outcome": "ROLLED_BACK",
+            "reason": HOSTILE,
+            "champion_version": 1,
+            "recorded_at": "2025-05-01",
+        }
+    )
+    page = render_history(
+        "churn", records, champion=1, link_for=lambda r: f"/reports/{r['run_id']}" if "run_id" in r else None
+    )
+    for section in ("auc", "timeline", "heatmap", "ledger"):
+        assert f'<section id="{section}">' in page
+    assert page.count("data:image/svg+xml;base64,") == 3
+    assert '<a href="/reports/run-0">2025-01</a>' in page and "ROLLED_BACK" in page
+    assert_self_contained_and_escaped(page)
