@@ -188,6 +188,57 @@ def log_failure(context: dict[str, Any]) -> None:
     )
 
 
+def _airflow_url() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback=None) or "http://localhost:8080"
+
+
+def _notifiers(config: Any, message: Any) -> list[tuple[str, Any]]:
+    """Airflow's own notifiers for the channels the model's [notify] names."""
+    channels = []
+    if config.notify.email_to:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        email = SmtpNotifier(
+            to=list(config.notify.email_to),
+            from_email=config.notify.email_from,
+            subject=message.subject,
+            html_content=message.html,
+            smtp_conn_id=config.notify.email_conn_id,
+        )
+        channels.append(("email", email))
+    if config.notify.slack_webhook_conn_id:
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        channels.append(
+            (
+                "slack",
+                SlackWebhookNotifier(slack_webhook_conn_id=config.notify.slack_webhook_conn_id, text=message.text),
+            )
+        )
+    return channels
+
+
+def _send(config: Any, message: Any, context: dict[str, Any], month: str, kind: str) -> None:
+    """Send a message on every channel, once per run and kind; a message that cannot go is logged, never raised
+    (a notification must never fail or retry the run)."""
+    from retrain.notify import claim
+    from retrain.registry import Registry
+
+    run_id = context["dag_run"].run_id
+    for channel, notifier in _notifiers(config, message):
+        try:
+            if not claim(Registry.for_config(config), month, run_id, f"{kind}-{channel}"):
+                log.info("the %s %s notification of this run was already sent", kind, channel)
+                continue
+            # notify(), not the notifier's __call__: the message is data, never rendered as a template.
+            notifier.notify(context)
+            log.info("%s notification sent by %s: %s", kind, channel, message.subject)
+        except Exception as error:  # noqa: BLE001 - SMTP, HTTP, a missing connection: all only logged
+            log.warning("%s notification by %s not sent: %s: %s", kind, channel, type(error).__name__, error)
+
+
 def _waited_seconds(context: dict[str, Any]) -> float:
     first = context["ti"].get_first_reschedule_date(context)
     return 0.0 if first is None else (datetime.now(UTC) - first).total_seconds()
@@ -201,6 +252,26 @@ def build_dag(config_path: Path, config: Any) -> DAG:
     dag_id = dag_id_for(config.model.name)
     champion = Asset(name=f"retrain_champion__{config.model.name}", uri=f"x-retrain://{config.model.name}/champion")
     wait_timeout = config.data.wait_timeout_minutes * 60
+
+    def notify_failure(context: dict[str, Any]) -> None:
+        """After the last retry only (Airflow calls on_failure_callback then, and never on a retry)."""
+        from retrain.config import load_config
+        from retrain.notify import failure_message, run_link
+
+        try:
+            current = load_config(path)
+            if not current.notify.enabled:
+                return
+            month = _run_month(context)
+            ti = context.get("ti") or context.get("task_instance")
+            link = run_link(_airflow_url(), dag_id, context["dag_run"].run_id)
+            error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
+            _send(
+                current, failure_message(current.model.name, month, ti.task_id, error, link), context, month, "failure"
+            )
+        except Exception as error:  # noqa: BLE001 - a failure report must never fail itself
+            log.warning("failure notification not sent: %s: %s", type(error).__name__, error)
+
     with DAG(
         dag_id=dag_id,
         description=f"Drift-gated monthly retraining of {config.model.name}",
@@ -217,7 +288,7 @@ def build_dag(config_path: Path, config: Any) -> DAG:
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=10),
             "retry_policy": RETRY_POLICY,
-            "on_failure_callback": log_failure,
+            "on_failure_callback": [log_failure, notify_failure],
         },
         params=PARAMS,
         auto_register=False,
@@ -353,6 +424,11 @@ def build_dag(config_path: Path, config: Any) -> DAG:
                 Kept.from_dict(_pulled(context, "keep_champion", "kept")),
             )
             log.info("%s %s: %s", run.month, entry["outcome"], entry["reason"])
+            if config.notify.enabled and entry["outcome"] in config.notify.outcomes:
+                from retrain.notify import decision_message, report_link
+
+                link = report_link(_airflow_url(), dag_id, run.run_id)
+                _send(config, decision_message(entry, link), context, run.month, "decision")
             return summarize(entry)
 
         ready = wait_for_data()

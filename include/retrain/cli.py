@@ -215,7 +215,36 @@ def _registry(args: argparse.Namespace) -> int:
     elif args.registry_command == "rollback":
         entry = registry.rollback(args.version, reason=args.reason)
         print(f"champion is now version {entry['champion_version']} (was {entry['champion_version_before']})")
+        if config.mlflow.tracking_uri is not None:
+            _print_mirror(_mirror(config, registry), strict=False)
+    elif args.registry_command == "sync-mlflow":
+        if config.mlflow.tracking_uri is None:
+            raise RetrainError(f"{config.source}: no [mlflow] section: nothing to mirror to")
+        _print_mirror(_mirror(config, registry), strict=True)
     return 0
+
+
+def _mirror(config: Any, registry: Any) -> dict[str, Any]:
+    from retrain.mlflow_mirror import sync
+
+    return sync(config, registry)
+
+
+def _print_mirror(result: dict[str, Any], *, strict: bool) -> None:
+    """One line on MLflow's state; an unreachable MLflow is an error only when the mirror was the point."""
+    if not result["synced"]:
+        message = f"MLflow at {result['tracking_uri']} not brought up to date: {result['error']}"
+        if strict:
+            raise RetrainError(message)
+        print(f"warning: {message}; run `retrain registry sync-mlflow` once it is back", file=sys.stderr)
+        return
+    if result["version"] is None:
+        print(f"MLflow {result['registered_model']}: no champion to mirror yet")
+        return
+    print(
+        f"MLflow {result['registered_model']}@{result['alias']} -> version {result['version']} "
+        f"(registry version {result['champion']})"
+    )
 
 
 def _auc(value: float | None) -> str:
@@ -332,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", "a version's metadata"),
         ("ledger", "every cycle's decision, oldest first"),
         ("rollback", "make an earlier version the champion"),
+        ("sync-mlflow", "bring the MLflow Model Registry mirror up to date with the champion"),
     ):
         sub = registry_commands.add_parser(name, help=help_text)
         sub.add_argument("--config", required=True)

@@ -183,6 +183,52 @@ class PromotionSpec:
 
 
 CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
+OUTCOMES = ("NO_DRIFT", "BOOTSTRAPPED", "PROMOTED", "KEPT_CHAMPION", "REJECTED", "SUPERSEDED", "CONFLICT")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class NotifySpec:
+    """Who hears of a run, through Airflow's notifiers: e-mail (SMTP provider) and Slack (incoming
+    webhook). Off until a recipient or a webhook connection is named; failures are always sent."""
+
+    SECTION: ClassVar[str] = "notify"
+    outcomes: tuple[str, ...] = ("PROMOTED", "REJECTED", "CONFLICT", "SUPERSEDED")
+    email_to: tuple[str, ...] = ()
+    email_from: str | None = None
+    email_conn_id: str = "smtp_default"
+    slack_webhook_conn_id: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [o for o in self.outcomes if o not in OUTCOMES]
+        if unknown:
+            raise ConfigError(f"notify.outcomes: unknown outcome {unknown[0]!r} (known: {', '.join(OUTCOMES)})")
+        for address in (*self.email_to, *([self.email_from] if self.email_from else [])):
+            if not EMAIL.match(address):
+                raise ConfigError(f"notify: {address!r} is not an e-mail address")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email_to or self.slack_webhook_conn_id)
+
+
+@dataclass(frozen=True)
+class MlflowSpec:
+    """The MLflow Model Registry the champion is mirrored to (off until tracking_uri is set)."""
+
+    SECTION: ClassVar[str] = "mlflow"
+    tracking_uri: str | None = None
+    registered_model: str | None = None
+    alias: str = "champion"
+    experiment: str | None = None
+    timeout_seconds: float = 10.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0:
+            raise ConfigError(f"mlflow.timeout_seconds must be > 0, got {self.timeout_seconds}")
+        if self.max_retries < 0:
+            raise ConfigError(f"mlflow.max_retries must be >= 0, got {self.max_retries}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +258,8 @@ class Config:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     airflow: AirflowSpec = field(default_factory=AirflowSpec)
+    notify: NotifySpec = field(default_factory=NotifySpec)
+    mlflow: MlflowSpec = field(default_factory=MlflowSpec)
     source: str = "<memory>"
 
     def with_overrides(self, **overrides: Any) -> Config:
@@ -240,7 +288,18 @@ class Config:
 
 SECTIONS: dict[str, type] = {
     spec.SECTION: spec
-    for spec in (ModelSpec, DataSpec, RegistrySpec, StorageSpec, DriftSpec, TrainingSpec, PromotionSpec, AirflowSpec)
+    for spec in (
+        ModelSpec,
+        DataSpec,
+        RegistrySpec,
+        StorageSpec,
+        DriftSpec,
+        TrainingSpec,
+        PromotionSpec,
+        AirflowSpec,
+        NotifySpec,
+        MlflowSpec,
+    )
 }
 REQUIRED_SECTIONS = ("model", "data", "registry")
 
@@ -320,6 +379,8 @@ def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Pa
         if section not in document:
             raise ConfigError(f"{source}: missing section [{section}]")
     parts = {name: _build(spec, document.get(name, {}), source) for name, spec in SECTIONS.items()}
+    if "mlflow" in document and parts["mlflow"].tracking_uri is None:
+        raise ConfigError(f"{source}: [mlflow] needs mlflow.tracking_uri (leave the section out to mirror nothing)")
     base = base or Path.cwd()
     parts["data"] = dataclasses.replace(
         parts["data"],

@@ -814,6 +814,10 @@ def record(
         },
         "recorded_at": utc_now(),
     }
+    if config.mlflow.tracking_uri is not None:
+        from retrain.mlflow_mirror import sync
+
+        entry["mlflow"] = sync(config, registry)
     report = render_run_report(
         entry,
         registry.read_run_json(run.month, run.key, "drift.json"),
@@ -867,6 +871,7 @@ def summarize(entry: dict[str, Any]) -> dict[str, Any]:
         "dry_run": entry.get("dry_run", False),
         "run_id": entry["run_id"],
         "report_uri": entry.get("report_uri"),
+        "mlflow": entry.get("mlflow"),
     }
 
 

@@ -31,6 +31,8 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
     assert (config.drift.reference, config.drift.max_estimated_auc_drop) == ("validated", None)
     assert (config.data.label_delay_months, config.data.success_marker) == (0, None)
     assert config.training.max_rows is None and config.airflow.schedule == "0 0 1 * *"
+    assert not config.notify.enabled and config.notify.outcomes == ("PROMOTED", "REJECTED", "CONFLICT", "SUPERSEDED")
+    assert config.mlflow.tracking_uri is None and config.mlflow.alias == "champion"
 
 
 def test_the_model_configs_in_the_repository_load() -> None:
@@ -66,6 +68,10 @@ def test_the_model_configs_in_the_repository_load() -> None:
         ({"training": {"max_rows": 10}}, "training.max_rows must be >= 100"),
         ({"airflow": {"schedule": "@monthly"}}, "airflow.schedule must be a 5-field cron expression"),
         ({"airflow": {"owners": []}}, "airflow.owners must name at least one owner"),
+        ({"notify": {"outcomes": ["PROMOTED", "PROMOTE"]}}, "notify.outcomes: unknown outcome 'PROMOTE'"),
+        ({"notify": {"email_to": ["oncall"]}}, "notify: 'oncall' is not an e-mail address"),
+        ({"mlflow": {"registered_model": "churn"}}, "[mlflow] needs mlflow.tracking_uri"),
+        ({"mlflow": {"tracking_uri": "http://m", "max_retries": -1}}, "mlflow.max_retries must be >= 0"),
     ],
 )
 def test_bad_values_name_the_key(changes: dict, message: str) -> None:

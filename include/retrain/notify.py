@@ -1,0 +1,85 @@
+"""What a run tells people: the message of a decision or of a failure, as plain text and HTML.
+
+The engine only writes the words; Airflow's notifiers (the SMTP and Slack providers') deliver them, from
+the DAG. A run claims each channel once in its run folder before sending, so a message goes out at most
+once per run, whatever retries and re-runs follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from retrain.registry import Registry, run_key
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    text: str
+    html: str
+
+
+def report_link(base_url: str, dag_id: str, run_id: str) -> str:
+    """The run's report tab in the Airflow UI."""
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/plugin/retrain-report"
+
+
+def run_link(base_url: str, dag_id: str, run_id: str) -> str:
+    """The run's page in the Airflow UI."""
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def decision_message(entry: dict[str, Any], link: str) -> Message:
+    """A run's decision: model, month, outcome, reason, the AUC lift with its interval, what drifted."""
+    metrics = entry.get("metrics") or {}
+    lift = metrics.get("lift")
+    drift = entry.get("drift") or {}
+    performance = entry.get("performance") or {}
+    lines = [
+        ("model", entry.get("model", "")),
+        ("month", entry["month"]),
+        ("outcome", entry["outcome"] + (" (dry run)" if entry.get("dry_run") else "")),
+        ("reason", entry["reason"]),
+        (
+            "AUC lift",
+            f"{lift['lift']:+.4f} ({lift['confidence']:.0%} interval [{lift['low']:+.4f}, {lift['high']:+.4f}])"
+            if lift
+            else "not evaluated",
+        ),
+        ("drifted features", ", ".join(drift.get("drifted_features") or []) or "none"),
+        ("champion", f"version {entry.get('champion_version') or 'none'}"),
+    ]
+    if performance.get("estimated_auc") is not None:
+        lines.append(("estimated champion AUC", f"{performance['estimated_auc']:.4f}"))
+    lines.append(("report", link))
+    subject = f"[retrain] {entry.get('model', '')} {entry['month']}: {entry['outcome']}"
+    return _message(subject, lines, link)
+
+
+def failure_message(model: str, month: str, task: str, error: str, link: str) -> Message:
+    """A run that failed after its last retry: where, and why."""
+    lines = [("model", model), ("month", month), ("failed task", task), ("error", error), ("run", link)]
+    return _message(f"[retrain] {model} {month}: FAILED in {task}", lines, link)
+
+
+def _message(subject: str, lines: list[tuple[str, str]], link: str) -> Message:
+    text = "\n".join(f"{name}: {value}" for name, value in lines)
+    rows = "".join(
+        f"<tr><th align='left'>{escape(name)}</th><td>{escape(str(value))}</td></tr>"
+        for name, value in lines
+        if name not in ("report", "run")
+    )
+    html = f"<p>{escape(subject)}</p><table>{rows}</table><p><a href='{escape(link)}'>Open the run in Airflow</a></p>"
+    return Message(subject=subject, text=text, html=html)
+
+
+def claim(registry: Registry, month: str, run_id: str, channel: str) -> bool:
+    """True for the first claim of a channel by a run; False for every later one."""
+    import uuid
+
+    key = f"{registry.run_prefix(month, run_key(run_id))}/notified-{channel}.json"
+    token = f'{{"claimed_by": "{uuid.uuid4().hex}"}}\n'.encode()
+    return registry.store.create(key, token) and registry.store.read(key) == token

@@ -1,0 +1,128 @@
+"""The MLflow Model Registry mirror against a real `mlflow server` (SQLite backend store, local artifact
+folder) on 127.0.0.1: promotion, rollback, MLflow down and back up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrain.cli import main
+from retrain.config import load_config
+from retrain.pipeline import Run, run_cycle
+from retrain.registry import Registry
+from tests.conftest import write_config
+from tests.support.local_servers import MlflowServer, closed_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path / "mlflow")
+    (tmp_path / "mlflow").mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+def mirrored_config(demo_dir: Path, tmp_path: Path, tracking_uri: str) -> Path:
+    return write_config(
+        tmp_path / "retrain.toml",
+        production=str(demo_dir / "production"),
+        labeled=str(demo_dir / "labeled"),
+        registry=str(tmp_path / "registry"),
+        extra=f'[mlflow]\ntracking_uri = "{tracking_uri}"\nregistered_model = "churn-classifier"\n'
+        "timeout_seconds = 5\nmax_retries = 0\n",
+    )
+
+
+def cycle(config_path: Path, month: str) -> dict[str, Any]:
+    return run_cycle(load_config(config_path), Run(run_id=f"test__{month}", month=month))
+
+
+def mlflow_state(uri: str) -> tuple[dict[str, dict[str, str]], str | None]:
+    """Each MLflow version's tags by version number, and the version the champion alias points to."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)
+    versions = {v.version: dict(v.tags) for v in client.search_model_versions("name = 'churn-classifier'")}
+    try:
+        alias = client.get_model_version_by_alias("churn-classifier", "champion").version
+    except MlflowException:
+        alias = None
+    return versions, alias
+
+
+def test_promotions_and_a_rollback_move_the_champion_alias(
+    mlflow_server: MlflowServer, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = mirrored_config(demo_dir, tmp_path, mlflow_server.uri)
+    first = cycle(config_path, "2025-01")
+    assert first["outcome"] == "BOOTSTRAPPED" and first["mlflow"]["synced"] is True
+    versions, alias = mlflow_state(mlflow_server.uri)
+    assert list(versions) == ["1"] and alias == "1"
+    tags = versions["1"]
+    assert tags["retrain.version"] == "1" and tags["retrain.data_month"] == "2025-01"
+    assert tags["retrain.run_id"] == "test__2025-01" and float(tags["retrain.auc"]) > 0.7
+    registry = Registry.for_config(load_config(config_path))
+    assert tags["retrain.sha256"] == registry.metadata(1)["model_sha256"]
+    assert tags["retrain.registry_uri"].endswith("churn/versions/000001/model.joblib")
+
+    assert cycle(config_path, "2025-02")["outcome"] == "NO_DRIFT"
+    assert mlflow_state(mlflow_server.uri) == (versions, "1"), "nothing new to mirror: nothing logged twice"
+
+    promoted = cycle(config_path, "2025-07")
+    assert promoted["outcome"] == "PROMOTED"
+    versions, alias = mlflow_state(mlflow_server.uri)
+    assert sorted(versions) == ["1", "2"] and alias == "2"
+    assert versions["2"]["retrain.drifted_features"] == "tenure_months,usage_gb"
+    assert versions["2"]["retrain.lift"] != "none" and versions["2"]["retrain.lift_interval"].startswith("[")
+
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(f"models:/churn-classifier@champion")  # noqa: F541 - the alias URI
+    assert hasattr(model, "predict_proba"), "the scikit-learn flavour loads back"
+
+    capsys.readouterr()
+    assert main(["registry", "rollback", "1", "--reason", "v2 misbehaves", "--config", str(config_path)]) == 0
+    assert "MLflow churn-classifier@champion -> version 1" in capsys.readouterr().out
+    assert mlflow_state(mlflow_server.uri)[1] == "1"
+
+
+def test_an_unreachable_mlflow_never_blocks_a_promotion_and_is_caught_up_later(
+    mlflow_server: MlflowServer, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = mirrored_config(demo_dir, tmp_path, mlflow_server.uri)
+    cycle(config_path, "2025-01")
+    mlflow_server.stop()
+    promoted = cycle(config_path, "2025-07")
+    assert promoted["outcome"] == "PROMOTED" and promoted["champion_version"] == 2, "the registry moved on"
+    assert promoted["mlflow"]["synced"] is False and promoted["mlflow"]["error"]
+    ledger = Registry.for_config(load_config(config_path)).ledger()
+    assert ledger[-1]["mlflow"]["synced"] is False, "the ledger says MLflow is behind"
+
+    mlflow_server.start()
+    assert mlflow_state(mlflow_server.uri)[1] == "1", "MLflow still has the old champion"
+    capsys.readouterr()
+    for _ in range(2):  # catching up is idempotent
+        assert main(["registry", "sync-mlflow", "--config", str(config_path)]) == 0
+    assert "churn-classifier@champion -> version 2 (registry version 2)" in capsys.readouterr().out
+    versions, alias = mlflow_state(mlflow_server.uri)
+    assert sorted(versions) == ["1", "2"] and alias == "2"
+
+    cycle(config_path, "2025-08")
+    assert mlflow_state(mlflow_server.uri) == (versions, "2"), "a later cycle keeps it in step, adding nothing"
+
+
+def test_a_closed_port_fails_fast(demo_dir: Path, tmp_path: Path) -> None:
+    import time
+
+    config_path = mirrored_config(demo_dir, tmp_path, f"http://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    entry = cycle(config_path, "2025-01")
+    assert entry["outcome"] == "BOOTSTRAPPED" and entry["mlflow"]["synced"] is False
+    assert time.monotonic() - started < 60
