@@ -165,8 +165,26 @@ def _engine(context: dict[str, Any], config_path: str) -> tuple[Any, Any]:
     return config, run
 
 
-def _pulled(context: dict[str, Any], task_id: str, key: str = "return_value") -> Any:
-    return context["ti"].xcom_pull(task_ids=task_id, key=key)
+# Each step's record, and the task and XCom key it travels under.
+STEP_RECORDS = {
+    "pulled": ("Pulled", "pull_snapshots", "return_value"),
+    "drift": ("DriftCheck", "check_drift", "drift"),
+    "trained": ("Trained", "train_challenger", "return_value"),
+    "evaluation": ("Evaluation", "evaluate", "evaluation"),
+    "promotion": ("Promotion", "promote", "promotion"),
+    "kept": ("Kept", "keep_champion", "kept"),
+}
+
+
+def _records(context: dict[str, Any], *names: str) -> list[Any]:
+    """The typed records of earlier steps, from XCom (None for a step that did not run)."""
+    from retrain import pipeline
+
+    records = []
+    for name in names:
+        kind, task_id, key = STEP_RECORDS[name]
+        records.append(getattr(pipeline, kind).from_dict(context["ti"].xcom_pull(task_ids=task_id, key=key)))
+    return records
 
 
 def log_failure(context: dict[str, Any]) -> None:
@@ -327,11 +345,10 @@ def build_dag(config_path: Path, config: Any) -> DAG:
 
         @task.branch
         def check_drift() -> str:
-            from retrain.pipeline import Pulled
             from retrain.pipeline import check_drift as check
 
             context = get_current_context()
-            pulled = Pulled.from_dict(_pulled(context, "pull_snapshots"))
+            (pulled,) = _records(context, "pulled")
             if pulled.recorded_outcome is not None:
                 log.info("run already recorded as %s; going straight to its record", pulled.recorded_outcome)
                 return "record_decision"
@@ -343,27 +360,19 @@ def build_dag(config_path: Path, config: Any) -> DAG:
 
         @task(pool=TRAINING_POOL)
         def train_challenger() -> dict[str, Any]:
-            from retrain.pipeline import Pulled
             from retrain.pipeline import train_challenger as fit
 
             context = get_current_context()
             config, run = _engine(context, path)
-            return fit(config, Pulled.from_dict(_pulled(context, "pull_snapshots")), run).to_dict()
+            return fit(config, *_records(context, "pulled"), run).to_dict()
 
         @task.branch(pool=TRAINING_POOL)
         def evaluate() -> str:
-            from retrain.pipeline import DriftCheck, Pulled, Trained
             from retrain.pipeline import evaluate as score
 
             context = get_current_context()
             config, run = _engine(context, path)
-            evaluation = score(
-                config,
-                Pulled.from_dict(_pulled(context, "pull_snapshots")),
-                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
-                Trained.from_dict(_pulled(context, "train_challenger")),
-                run,
-            )
+            evaluation = score(config, *_records(context, "pulled", "drift", "trained"), run)
             context["ti"].xcom_push(key="evaluation", value=evaluation.to_dict())
             log.info("outcome: %s (%s)", evaluation.outcome, evaluation.reason)
             return "promote" if evaluation.promotes and not run.dry_run else "keep_champion"
@@ -372,19 +381,11 @@ def build_dag(config_path: Path, config: Any) -> DAG:
         def promote() -> None:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from retrain.pipeline import DriftCheck, Evaluation, Pulled, Trained
             from retrain.pipeline import promote as publish
 
             context = get_current_context()
             config, run = _engine(context, path)
-            promotion = publish(
-                config,
-                Pulled.from_dict(_pulled(context, "pull_snapshots")),
-                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
-                Trained.from_dict(_pulled(context, "train_challenger")),
-                Evaluation.from_dict(_pulled(context, "evaluate", "evaluation")),
-                run,
-            )
+            promotion = publish(config, *_records(context, "pulled", "drift", "trained", "evaluation"), run)
             context["ti"].xcom_push(key="promotion", value=promotion.to_dict())
             if promotion.champion_version != promotion.version:
                 # No asset event: downstream deployments must only hear of a champion that really moved.
@@ -398,31 +399,26 @@ def build_dag(config_path: Path, config: Any) -> DAG:
 
         @task
         def keep_champion() -> str:
-            from retrain.pipeline import Evaluation, Pulled, keep
+            from retrain.pipeline import keep
 
             context = get_current_context()
             config, run = _engine(context, path)
-            evaluation = Evaluation.from_dict(_pulled(context, "evaluate", "evaluation"))
-            kept = keep(config, Pulled.from_dict(_pulled(context, "pull_snapshots")), evaluation, run)
+            pulled, evaluation = _records(context, "pulled", "evaluation")
+            kept = keep(config, pulled, evaluation, run)
             context["ti"].xcom_push(key="kept", value=kept.to_dict())
             log.info("champion kept (%s): %s; %s", evaluation.outcome, evaluation.reason, kept.note)
             return evaluation.outcome
 
         @task(trigger_rule="none_failed_min_one_success")
         def record_decision() -> dict[str, Any]:
-            from retrain.pipeline import DriftCheck, Evaluation, Kept, Promotion, Pulled, record, summarize
+            from retrain.pipeline import record, summarize
 
             context = get_current_context()
             config, run = _engine(context, path)
-            entry = record(
-                config,
-                Pulled.from_dict(_pulled(context, "pull_snapshots")),
-                DriftCheck.from_dict(_pulled(context, "check_drift", "drift")),
-                Evaluation.from_dict(_pulled(context, "evaluate", "evaluation")),
-                Promotion.from_dict(_pulled(context, "promote", "promotion")),
-                run,
-                Kept.from_dict(_pulled(context, "keep_champion", "kept")),
+            pulled, drift, evaluation, promotion, kept = _records(
+                context, "pulled", "drift", "evaluation", "promotion", "kept"
             )
+            entry = record(config, pulled, drift, evaluation, promotion, run, kept)
             log.info("%s %s: %s", run.month, entry["outcome"], entry["reason"])
             if config.notify.enabled and entry["outcome"] in config.notify.outcomes:
                 from retrain.notify import decision_message, report_link

@@ -90,18 +90,9 @@ def test_a_manual_trigger_with_params_runs_on_celery_workers(fleet: tuple[Airflo
     assert status == 400 and "month" in str(error), "an invalid param is refused before any run exists"
     assert stack.runs(dag) == []
 
-    status, created = stack.api(
-        "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01", "min_lift": 0.01}}
-    )
-    assert status == 200, created
-    run_id = created["dag_run_id"]
-
-    def finished() -> bool:
-        return stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
-
-    stack.wait_until(finished, timeout=300, what="the triggered run to finish")
-    _, run = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")
-    assert run["state"] == "success", stack.log_tail("celery-worker-1") + stack.log_tail("celery-worker-2")
+    run_id = stack.trigger(dag, {"month": "2025-01", "min_lift": 0.01})
+    state = stack.wait_for_run(dag, run_id, timeout=300)
+    assert state == "success", stack.log_tail("celery-worker-1") + stack.log_tail("celery-worker-2")
     _, instances = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances")
     ran = {ti["task_id"]: ti for ti in instances["task_instances"] if ti["state"] == "success"}
     assert {"wait_for_data", "pull_snapshots", "check_drift", "train_challenger", "evaluate", "promote"} <= set(ran)
@@ -153,12 +144,7 @@ def test_a_worker_killed_while_training_is_detected_and_the_task_finishes_on_the
 ) -> None:
     stack, models = fleet
     dag = "retrain__slow"
-    assert stack.api("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})[0] == 200
-    status, created = stack.api(
-        "POST", f"/api/v2/dags/{dag}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01"}}
-    )
-    assert status == 200, created
-    run_id = created["dag_run_id"]
+    run_id = stack.trigger(dag, {"month": "2025-01"})
 
     def training() -> bool:
         rows = stack.query(
@@ -174,12 +160,8 @@ def test_a_worker_killed_while_training_is_detected_and_the_task_finishes_on_the
     survivor = next(w for w in stack.workers if w != victim)
     stack.kill(victim)
 
-    def finished() -> bool:
-        return stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
-
-    stack.wait_until(finished, timeout=600, what="the run to finish on the surviving worker")
-    _, run = stack.api("GET", f"/api/v2/dags/{dag}/dagRuns/{run_id}")
-    assert run["state"] == "success", stack.log_tail("scheduler") + stack.log_tail(survivor)
+    state = stack.wait_for_run(dag, run_id, timeout=600)
+    assert state == "success", stack.log_tail("scheduler") + stack.log_tail(survivor)
     ((tries,),) = stack.query(
         "SELECT try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'train_challenger'",
         dag,

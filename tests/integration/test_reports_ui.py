@@ -42,18 +42,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airfl
     }
     with AirflowStack(home, extra_env=env) as stack:
         stack.wait_until(lambda: stack.dag_is_parsed(DAG), timeout=180, what="the DAG to be parsed")
-        assert stack.api("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})[0] == 200
-        status, created = stack.api(
-            "POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": None, "conf": {"month": "2025-01"}}
-        )
-        assert status == 200, created
-        run_id = created["dag_run_id"]
-
-        def finished() -> bool:
-            return stack.api("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}")[1]["state"] in ("success", "failed")
-
-        stack.wait_until(finished, timeout=300, what="the run to finish")
-        assert stack.api("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}")[1]["state"] == "success"
+        run_id = stack.trigger(DAG, {"month": "2025-01"})
+        assert stack.wait_for_run(DAG, run_id, timeout=300) == "success"
         yield stack, run_id
 
 

@@ -208,6 +208,23 @@ class AirflowStack:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """Unpause a DAG and trigger a run through the REST API the UI's trigger form uses; its run id."""
+        assert self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})[0] == 200
+        status, created = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        assert status == 200, created
+        return created["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")[1]["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, *, timeout: float) -> str:
+        """Wait until a run succeeds or fails; its final state."""
+        self.wait_until(
+            lambda: self.run_state(dag_id, run_id) in ("success", "failed"), timeout=timeout, what=f"run {run_id}"
+        )
+        return self.run_state(dag_id, run_id)
+
     def dag_is_parsed(self, dag_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM dag WHERE dag_id = %s", dag_id))
 
