@@ -41,7 +41,9 @@ def _drift(args: argparse.Namespace) -> int:
     for reader, count in zip((reference, current), rows, strict=True):
         if count == 0:
             raise RetrainError(f"{reader.where}: empty snapshot (0 rows)")
-    report = detect_drift(SnapshotColumns([reference]), SnapshotColumns([current]), schema, spec, rows=rows)
+    report = detect_drift(
+        SnapshotColumns([reference]), SnapshotColumns([current]), schema, spec, rows=rows, pictures=False
+    )
     for feature in report.features:
         for side, reader in (("reference", reference), ("current", current)):
             if getattr(feature, f"null_rate_{side}") == 1.0:

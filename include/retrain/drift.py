@@ -64,21 +64,46 @@ class FrameColumns:
 
 
 class SnapshotColumns:
-    """One or more snapshots read as one sample (a reference of several months is their union)."""
+    """One or more snapshots read as one sample (a reference of several months is their union).
 
-    def __init__(self, readers: Sequence[SnapshotReader]) -> None:
+    With `sample_rows` (sorted row positions), each column read keeps its values at those rows: the rows
+    the champion's estimate scores come out of the drift test's own reads.
+    """
+
+    def __init__(self, readers: Sequence[SnapshotReader], sample_rows: np.ndarray | None = None) -> None:
         self.readers = list(readers)
         self.where = " + ".join(reader.where for reader in self.readers)
+        self.sample_rows = sample_rows
+        self.sampled: dict[str, Any] = {}
 
     def numeric(self, name: str) -> np.ndarray:
         parts = [reader.numeric(name) for reader in self.readers]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if self.sample_rows is not None:
+            self.sampled[name] = values[self.sample_rows]
+        return values
+
+    def sample_frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        """The sampled rows of the columns read so far, as a frame (categoricals as pandas categoricals)."""
+        import pandas as pd
+        import pyarrow as pa
+
+        from retrain.snapshots import CATEGORIES
+
+        frame = {}
+        for name in columns:
+            values = self.sampled[name]
+            frame[name] = pa.chunked_array(values, type=CATEGORIES).to_pandas() if isinstance(values, list) else values
+        return pd.DataFrame(frame)
 
     def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
         counts: dict[str, int] = {}
         nulls, kind = 0, NULL
+        taken: list[Any] | None = [] if self.sample_rows is not None and len(self.readers) == 1 else None
+        if taken is not None:
+            self.sampled[name] = taken
         for reader in self.readers:
-            part, part_nulls, part_kind = reader.category_counts(name)
+            part, part_nulls, part_kind = reader.category_counts(name, take=self.sample_rows, taken=taken)
             kind = _same_kind(kind, part_kind, name, self.where, reader.where)
             nulls += part_nulls
             for category, count in part.items():
@@ -180,7 +205,7 @@ def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> 
     return {"categories": shown, "reference": ref, "current": cur}
 
 
-def _ks_feature(reference: Columns, current: Columns, name: str, method: str) -> _Measured:
+def _ks_feature(reference: Columns, current: Columns, name: str, method: str, pictures: bool) -> _Measured:
     ref, cur = reference.numeric(name), current.numeric(name)
     ref_present, cur_present = without_nan(ref), without_nan(cur)
     null_ref = 1 - len(ref_present) / len(ref) if len(ref) else 0.0
@@ -190,18 +215,22 @@ def _ks_feature(reference: Columns, current: Columns, name: str, method: str) ->
     if not math.isnan(statistic):
         statistics, p_values = ks_p_values(np.array([statistic]), np.array([n1]), np.array([n2]), method)
         statistic, p_value = float(statistics[0]), float(p_values[0])
-    picture = _numeric_picture(ref_present, cur_present)
+    picture = _numeric_picture(ref_present, cur_present) if pictures else None
     return _Measured(StatTestResult(statistic, p_value, statistic), n1, n2, null_ref, null_cur, picture)
 
 
-def _ks_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
+def _ks_batch(
+    reference: Columns, current: Columns, names: list[str], spec: DriftSpec, pictures: bool
+) -> list[_Measured]:
     # Each worker reads its feature's two columns and resolves the statistic and its p-value; Arrow and
     # numpy release the GIL, so reading and testing overlap, and only a few columns are in memory at once.
     with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda name: _ks_feature(reference, current, name, spec.ks_method), names))
+        return list(pool.map(lambda name: _ks_feature(reference, current, name, spec.ks_method, pictures), names))
 
 
-def _chi_square_batch(reference: Columns, current: Columns, names: list[str], spec: DriftSpec) -> list[_Measured]:
+def _chi_square_batch(
+    reference: Columns, current: Columns, names: list[str], spec: DriftSpec, pictures: bool
+) -> list[_Measured]:
     measured = []
     for name in names:
         ref_counts, ref_nulls, ref_kind = reference.category_counts(name)
@@ -215,7 +244,7 @@ def _chi_square_batch(reference: Columns, current: Columns, names: list[str], sp
                 n_cur,
                 ref_nulls / (n_ref + ref_nulls) if n_ref + ref_nulls else 0.0,
                 cur_nulls / (n_cur + cur_nulls) if n_cur + cur_nulls else 0.0,
-                _categorical_picture(ref_counts, cur_counts),
+                _categorical_picture(ref_counts, cur_counts) if pictures else None,
             )
         )
     return measured
@@ -225,7 +254,7 @@ def _chi_square_batch(reference: Columns, current: Columns, names: list[str], sp
 class DriftTest:
     name: str
     effect_name: str
-    run: Callable[[Columns, Columns, list[str], DriftSpec], list[_Measured]]
+    run: Callable[[Columns, Columns, list[str], DriftSpec, bool], list[_Measured]]
 
 
 TESTS: dict[str, DriftTest] = {
@@ -331,10 +360,12 @@ def detect_drift(
     spec: DriftSpec,
     *,
     rows: tuple[int, int] | None = None,
+    pictures: bool = True,
 ) -> DriftReport:
     """Test every feature of the schema (never stopping at the first drifted one) and decide dataset drift.
 
-    `rows` gives the two samples' row counts when the sources are not frames.
+    `rows` gives the two samples' row counts when the sources are not frames; `pictures` keeps a small
+    picture of both samples per feature, for reports.
     """
     if rows is None:
         rows = (len(reference), len(current))
@@ -344,7 +375,7 @@ def detect_drift(
     measured: list[tuple[str, str, _Measured]] = []
     for kind, columns in kinds.items():
         if columns:
-            results = TESTS[kind].run(reference, current, columns, spec)
+            results = TESTS[kind].run(reference, current, columns, spec, pictures)
             measured.extend((kind, column, m) for column, m in zip(columns, results, strict=True))
     adjusted = adjust_p_values([m.result.p_value for _, _, m in measured], spec.correction)
     features = []

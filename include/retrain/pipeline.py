@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 PULLED_FILE = "pulled.json"  # the state a run started from, in its run folder
 LIBRARIES = ("retrain", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow", "joblib")
-ESTIMATE_MAX_ROWS = 100_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.002
+ESTIMATE_MAX_ROWS = 50_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.003
 
 
 @dataclass(frozen=True)
@@ -190,14 +190,19 @@ FRAME_CACHE_SIZE = 6
 _frames: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
 
 
-def _frame(lineage: dict[str, Any], schema: Schema, config: Config, **options: Any) -> pd.DataFrame:
+def _frame(
+    lineage: dict[str, Any], schema: Schema, config: Config, *, keep: bool = True, **options: Any
+) -> pd.DataFrame:
     """A validated snapshot as a frame, read once per process: the steps of one cycle share their labeled
-    months. Keyed by the snapshot's fingerprint, so a changed snapshot is never served from here."""
+    months. Keyed by the snapshot's fingerprint, so a changed snapshot is never served from here. With
+    `keep=False` the frame is handed over and no longer kept (a month only training still needs)."""
     key = (lineage["uri"], lineage.get("fingerprint"), schema, tuple(sorted(options.items())))
     if key in _frames:
         _frames.move_to_end(key)
-        return _frames[key]
+        return _frames[key] if keep else _frames.pop(key)
     frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate, **options)[0]
+    if not keep:
+        return frame
     _frames[key] = frame
     while len(_frames) > FRAME_CACHE_SIZE:
         _frames.popitem(last=False)
@@ -427,11 +432,17 @@ def check_drift(config: Config, pulled: Pulled, run: Run) -> DriftCheck:
     registry = Registry.for_config(config)
     features, _ = _schemas(config)
     references = [_reader(s, config) for s in pulled.reference["snapshots"]]
-    current = _reader(pulled.production, config)
     rows = (sum(s["rows"] for s in pulled.reference["snapshots"]), pulled.production["rows"])
-    report = detect_drift(SnapshotColumns(references), SnapshotColumns([current]), features, config.drift, rows=rows)
+    # The estimate scores a sample of the production month: taken from the drift test's own reads.
+    sample = _sample_rows(pulled.production["rows"], config.training.seed) if pulled.champion else None
+    current = SnapshotColumns([_reader(pulled.production, config)], sample_rows=sample)
+    report = detect_drift(SnapshotColumns(references), current, features, config.drift, rows=rows)
     report_uri = registry.write_run_file(run.month, run.key, "drift.json", to_json(report.to_dict()))
-    performance = estimate_performance(config, pulled, registry) if pulled.champion else None
+    performance = (
+        estimate_performance(config, pulled, registry, current.sample_frame(features.features))
+        if pulled.champion
+        else None
+    )
     gate = drift_gate(
         drifted=report.drifted,
         force=run.force,
@@ -449,6 +460,13 @@ def check_drift(config: Config, pulled: Pulled, run: Run) -> DriftCheck:
     )
 
 
+def _sample_rows(rows: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most ESTIMATE_MAX_ROWS rows, chosen with `seed`."""
+    if rows <= ESTIMATE_MAX_ROWS:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, ESTIMATE_MAX_ROWS, replace=False))
+
+
 def performance_drop(config: Config, performance: dict[str, Any] | None) -> str | None:
     """The estimated-AUC trigger's reason when it fires, else None."""
     limit = config.drift.max_estimated_auc_drop
@@ -463,7 +481,9 @@ def performance_drop(config: Config, performance: dict[str, Any] | None) -> str 
     )
 
 
-def estimate_performance(config: Config, pulled: Pulled, registry: Registry) -> dict[str, Any] | None:
+def estimate_performance(
+    config: Config, pulled: Pulled, registry: Registry, production: pd.DataFrame
+) -> dict[str, Any] | None:
     """The champion's AUC estimated on the production month before labels, next to the AUC it was
     validated with, and the AUC realized on the last labeled month by the version that estimated it."""
     from sklearn.metrics import roc_auc_score
@@ -473,7 +493,7 @@ def estimate_performance(config: Config, pulled: Pulled, registry: Registry) -> 
 
     if pulled.validation is None:
         return None
-    features, labeled_schema = _schemas(config)
+    _, labeled_schema = _schemas(config)
     version = pulled.champion["version"]
     model = registry.load_model(version)
     target = config.model.target
@@ -481,8 +501,6 @@ def estimate_performance(config: Config, pulled: Pulled, registry: Registry) -> 
     validation_scores = predict_scores(model, holdout, config.model)
     labels = holdout[target].to_numpy().astype(int)
     calibration = fit_calibration(validation_scores, labels)
-    share = min(1.0, ESTIMATE_MAX_ROWS / max(1, pulled.production["rows"]))
-    production = _frame(pulled.production, features, config, sample=share, seed=config.training.seed)
     production_scores = predict_scores(model, production, config.model)
     latest = pulled.labeled[-1]
     estimated_by = _estimating_version(registry, latest["month"], run_month=pulled.month) or version
@@ -528,12 +546,13 @@ def train_challenger(config: Config, pulled: Pulled, run: Run) -> Trained:
     from retrain.training import serialize, stratified_sample, train
 
     _, labeled_schema = _schemas(config)
-    frames = [_frame(lineage, labeled_schema, config) for lineage in pulled.labeled]
-    current = frames.pop()
+    # The older months serve training only: they are not kept past it. The last one holds the holdout.
+    frames = [_frame(lineage, labeled_schema, config, keep=False) for lineage in pulled.labeled[:-1]]
+    current = _frame(pulled.labeled[-1], labeled_schema, config)
     mask = _holdout_mask(config, current)
     frames.append(current[~mask])
     window = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    del frames, current
+    del frames
     training = stratified_sample(window, config.model.target, config.training.max_rows or 0, config.training.seed)
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)

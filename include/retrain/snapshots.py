@@ -586,16 +586,26 @@ class SnapshotReader:
             return parts[0]
         return np.concatenate(parts) if parts else np.empty(0)
 
-    def category_counts(self, column: str) -> tuple[dict[str, int], int, str]:
-        """Rows per category, null rows, and the values' kind, over every file (from dictionary codes)."""
+    def category_counts(
+        self, column: str, *, take: np.ndarray | None = None, taken: list[pa.Array] | None = None
+    ) -> tuple[dict[str, int], int, str]:
+        """Rows per category, null rows, and the values' kind, over every file (from dictionary codes).
+
+        With `take` (sorted row positions over the whole snapshot), the values at those rows are appended
+        to `taken` on the way, so a sample of the column needs no second read.
+        """
         counts: dict[str, int] = {}
-        nulls, kinds, seen_in = 0, {}, ""
+        nulls, kinds, seen_in, start = 0, {}, "", 0
         for entry, _, chunk in self._column(column, categorical=True):
             values, kind = categorical_values(
                 chunk, self.file_where(entry), column, from_csv=entry.key.endswith(".csv")
             )
             merge_kinds(kinds, self.where, column, kind, seen_in=seen_in, now_in=entry.key)
             seen_in = seen_in or (entry.key if kind != NULL else "")
+            if take is not None and taken is not None:
+                inside = take[(take >= start) & (take < start + len(values))] - start
+                taken.append(values.take(pa.array(inside)))
+            start += len(values)
             nulls += values.null_count
             per_code = np.bincount(_codes(values.indices), minlength=len(values.dictionary))
             for name, count in zip(values.dictionary.to_pylist(), per_code.tolist(), strict=True):

@@ -379,3 +379,18 @@ def test_models_sharing_a_bucket_never_read_or_move_each_others_champion(
     with pytest.raises(RegistryError, match="pointer of model 'churn', not 'churn2'"):
         cycle(paths["churn2"], "2025-02")
     assert churn.champion().version == 2
+
+
+def test_training_max_rows_trains_on_a_stratified_sample_and_says_so(demo_dir: Path, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "retrain.toml",
+        production=str(demo_dir / "production"),
+        labeled=str(demo_dir / "labeled"),
+        registry=str(tmp_path / "registry"),
+    )
+    config = load_config(path).with_overrides(**{"training.max_rows": 5000})
+    assert run_cycle(config, Run(run_id="capped", month="2025-01"))["outcome"] == "BOOTSTRAPPED"
+    rows = Registry.for_config(config).metadata(1)["rows"]
+    assert rows["window"] == 14000, "the month minus its 30% holdout"
+    assert abs(rows["train"] - 5000) <= 2 and rows["sampled"] is True and rows["max_rows"] == 5000
+    assert Registry.for_config(config).metadata(1)["thresholds"]["training"]["max_rows"] == 5000

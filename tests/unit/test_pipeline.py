@@ -247,3 +247,45 @@ def test_a_registry_root_that_is_a_file_stops_the_run_before_any_data_step(data:
     (data / "registry").write_text("not a folder")
     with pytest.raises(RegistryError, match=r"registry: is a file, not a folder"):
         pull_snapshots(config_for(data), Run("r", "2025-02"))
+
+
+def write_world(root: Path, month: str, spread: float, seed: int) -> None:
+    """Two features; churn depends on `signal`. A narrower `signal` leaves the relation as it was but makes
+    the classes harder to tell apart: the AUC a model can reach falls, with no feature drifting past its floor."""
+    rng = np.random.default_rng(seed)
+    rows = 20000
+    signal = rng.normal(0, spread, rows)
+    frame = pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, rows)})
+    labeled = frame.assign(y=(rng.random(rows) < 1 / (1 + np.exp(-2 * signal))).astype(int))
+    for name, data in (("production", frame), ("labeled", labeled)):
+        folder = root / name / f"month={month}"
+        folder.mkdir(parents=True)
+        data.to_parquet(folder / "part-0.parquet")
+
+
+@pytest.mark.slow
+def test_an_estimated_auc_drop_triggers_a_retrain_without_feature_drift(tmp_path: Path) -> None:
+    from retrain.config import parse_config
+    from retrain.pipeline import run_cycle
+
+    write_world(tmp_path, "2025-01", spread=1.0, seed=0)
+    write_world(tmp_path, "2025-02", spread=0.85, seed=1)
+    document = {
+        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"]},
+        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
+        "registry": {"root": str(tmp_path / "registry")},
+        "drift": {"max_estimated_auc_drop": 0.01},
+        "promotion": {"min_auc": 0.6},
+    }
+    config = parse_config(document)
+    assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
+    entry = run_cycle(config, Run("next", "2025-02"))
+    assert entry["drift"]["drifted"] is False, "no feature drifted past its floor"
+    performance = entry["performance"]
+    assert performance["validated_auc"] - performance["estimated_auc"] > 0.01
+    assert performance["estimated_auc"] == pytest.approx(performance["realized_auc"], abs=0.02)
+    assert entry["drift"]["triggers"] == ["estimated_auc"]
+    assert entry["reason"].startswith("estimated AUC 0.") and "below the champion's validated AUC" in entry["reason"]
+    assert entry["metrics"]["challenger"] is not None, "a challenger was trained and evaluated"
+    untriggered = parse_config({**document, "drift": {}})
+    assert run_cycle(untriggered, Run("again", "2025-02"))["outcome"] == "NO_DRIFT", "off by default"

@@ -14,7 +14,7 @@ from typing import Any
 
 from retrain.reports import charts
 
-MAX_DISTRIBUTIONS = 8  # every drifted feature, then the largest effects, up to this many charts
+MAX_DISTRIBUTIONS = 6  # every drifted feature, then the largest effects, up to this many charts
 OUTCOME_CLASSES = {
     "BOOTSTRAPPED": "good",
     "PROMOTED": "good",
