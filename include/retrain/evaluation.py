@@ -101,6 +101,21 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) ->
     return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auc": float(roc_auc_score(labels, scores))}
 
 
+def row_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of `scores` against the same labels, from average ranks (the Mann-Whitney
+    statistic, ties counted as one half): equal to roc_auc_score row by row, without its per-call checks,
+    which cost more than the arithmetic on a few thousand rows."""
+    from scipy.stats import rankdata
+
+    positives = np.asarray(labels).astype(bool)
+    n_positive = int(positives.sum())
+    n_negative = len(positives) - n_positive
+    if not n_positive or not n_negative:
+        raise ValueError("an AUC needs both classes among the labels")
+    ranks = rankdata(np.atleast_2d(scores), axis=1)
+    return (ranks[:, positives].sum(axis=1) - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
 class _RankedScores:
     """One model's scores arranged so a resample's AUC needs one cumulative sum over negatives.
 

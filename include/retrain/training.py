@@ -162,7 +162,7 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
     """The AUC the model loses when each feature is shuffled (mean and spread over a few shuffles), on a
     seeded sample of at most IMPORTANCE_ROWS rows: permutation importance as scikit-learn defines it, but
     every shuffled copy scored in one prediction (a prediction call costs more than its rows here)."""
-    from sklearn.metrics import roc_auc_score
+    from retrain.evaluation import row_aucs
 
     if len(frame) > IMPORTANCE_ROWS:
         frame = frame.sample(IMPORTANCE_ROWS, random_state=seed)
@@ -175,13 +175,12 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
     for name in model.features:
         for _ in range(IMPORTANCE_REPEATS):
             shuffled = features.copy()
-            shuffled[name] = features[name].to_numpy()[rng.permutation(len(features))]
+            # Shuffled as a Series, so a categorical column stays categorical (not Python strings).
+            shuffled[name] = features[name].iloc[rng.permutation(len(features))].reset_index(drop=True)
             copies.append(shuffled)
     scores = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model).reshape(len(copies), -1)
-    baseline = roc_auc_score(labels, scores[0])
-    drops = np.array([baseline - roc_auc_score(labels, row) for row in scores[1:]]).reshape(
-        len(model.features), IMPORTANCE_REPEATS
-    )
+    aucs = row_aucs(labels, scores)
+    drops = (aucs[0] - aucs[1:]).reshape(len(model.features), IMPORTANCE_REPEATS)
     return {"features": list(model.features), "means": drops.mean(axis=1).tolist(), "stds": drops.std(axis=1).tolist()}
 
 

@@ -6,7 +6,14 @@ import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from retrain.errors import DataError
-from retrain.evaluation import ResampledAUC, holdout_mask, paired_bootstrap_lift, resample_counts, score_metrics
+from retrain.evaluation import (
+    ResampledAUC,
+    holdout_mask,
+    paired_bootstrap_lift,
+    resample_counts,
+    row_aucs,
+    score_metrics,
+)
 
 
 def test_holdout_is_stratified_and_takes_the_latest_rows_of_each_class() -> None:
@@ -55,6 +62,17 @@ def test_every_resampled_auc_equals_roc_auc_score_on_the_resampled_rows() -> Non
         rows = np.repeat(np.arange(400), counts[row])
         assert tied_aucs[row] == pytest.approx(roc_auc_score(labels[rows], tied[rows]), abs=1e-12)
         assert smooth_aucs[row] == pytest.approx(roc_auc_score(labels[rows], smooth[rows]), abs=1e-12)
+
+
+def test_row_aucs_equal_roc_auc_score_row_by_row_ties_included() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 300)
+    scores = np.vstack([np.round(labels * 0.4 + rng.normal(size=300), 1), labels + rng.normal(size=300), -labels])
+    expected = [roc_auc_score(labels, row) for row in scores]
+    np.testing.assert_allclose(row_aucs(labels, scores), expected, atol=1e-12)
+    assert row_aucs(labels, scores[2])[0] == 0.0, "a perfectly inverted ranking"
+    with pytest.raises(ValueError, match="both classes"):
+        row_aucs(np.zeros(5), scores[:, :5])
 
 
 def test_lift_interval_contains_the_observed_lift_and_is_reproducible() -> None:

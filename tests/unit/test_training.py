@@ -6,7 +6,7 @@ import pytest
 
 from retrain.config import ModelSpec, TrainingSpec
 from retrain.errors import IntegrityError
-from retrain.training import deserialize, predict_scores, serialize, train
+from retrain.training import deserialize, permutation_importances, predict_scores, serialize, train
 
 MODEL = ModelSpec(name="m", target="y", numeric_features=("x", "noise"), categorical_features=("color",))
 
@@ -131,3 +131,16 @@ def test_max_rows_takes_a_stratified_seeded_sample() -> None:
     assert sample.equals(stratified_sample(frame, "y", 1000, seed=1)), "seeded"
     assert not sample.equals(stratified_sample(frame, "y", 1000, seed=2))
     assert stratified_sample(frame, "y", 20000, seed=1) is frame, "a window under the cap is used whole"
+
+
+def test_permutation_importance_ranks_the_signals_above_the_noise_and_is_seeded() -> None:
+    spec = TrainingSpec(seed=1)
+    model = train(labeled(4000, 0), MODEL, spec)
+    holdout = labeled(3000, 1)
+    holdout["color"] = holdout["color"].astype("category")  # categoricals as the snapshots deliver them
+    first = permutation_importances(model, holdout, MODEL, seed=7)
+    importance = dict(zip(first["features"], first["means"], strict=True))
+    # x carries most of the signal (1.5 per sd), color some (1.5 between red and the rest), noise none.
+    assert importance["x"] > importance["color"] > 0.015
+    assert abs(importance["noise"]) < 0.01
+    assert permutation_importances(model, holdout, MODEL, seed=7) == first
