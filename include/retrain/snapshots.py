@@ -562,8 +562,10 @@ class SnapshotReader:
         for entry in self.entries:
             path, where = self._path(entry), self.file_where(entry)
             if path.suffix != ".parquet":
-                for _, offset, batch in self._file_batches(entry, (column,), (column,) if categorical else ()):
+                offset = 0
+                for batch in _batches(path, where, (column,), (column,) if categorical else ()):
                     yield entry, offset, batch.column(column)
+                    offset += batch.num_rows
                 continue
             try:
                 parquet = pq.ParquetFile(path, read_dictionary=[column] if categorical else None)

@@ -394,3 +394,38 @@ def test_training_max_rows_trains_on_a_stratified_sample_and_says_so(demo_dir: P
     assert rows["window"] == 14000, "the month minus its 30% holdout"
     assert abs(rows["train"] - 5000) <= 2 and rows["sampled"] is True and rows["max_rows"] == 5000
     assert Registry.for_config(config).metadata(1)["thresholds"]["training"]["max_rows"] == 5000
+
+
+def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path: Path) -> None:
+    """Real exports are often CSV: the same months as CSV files give the same decisions and statistics."""
+    import pandas as pd
+
+    csv_demo = tmp_path / "csv"
+    for parquet in demo_dir.glob("*/month=*/*.parquet"):
+        target = csv_demo / parquet.relative_to(demo_dir).with_suffix(".csv")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pd.read_parquet(parquet).to_csv(target, index=False)
+    results = {}
+    for kind, root in (("parquet", demo_dir), ("csv", csv_demo)):
+        config_path = write_config(
+            tmp_path / f"{kind}.toml",
+            production=str(root / "production"),
+            labeled=str(root / "labeled"),
+            registry=str(tmp_path / f"registry-{kind}"),
+        )
+        entries = [cycle(config_path, f"2025-0{m}") for m in range(1, 5)]
+        results[kind] = [
+            (
+                e["outcome"],
+                [
+                    (f["name"], f["statistic"], f["p_value"], f["n_reference"], f["n_current"])
+                    for f in json.loads(Path(e["drift"]["report_uri"]).read_text())["features"]
+                ],
+                e["performance"]["estimated_auc"],
+                e["metrics"],
+            )
+            for e in entries[1:]
+        ]
+    assert all(len(features) == 6 for _, features, _, _ in results["csv"]), "every feature tested each month"
+    assert [outcome for outcome, *_ in results["csv"]] == ["NO_DRIFT", "NO_DRIFT", "KEPT_CHAMPION"]
+    assert results["csv"] == results["parquet"]

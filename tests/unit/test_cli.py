@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from retrain.cli import main
@@ -143,6 +145,22 @@ def test_help_and_drift_import_only_what_they_use(demo_source: Path, tmp_path: P
         pd.DataFrame(values).to_parquet(tmp_path / f"{name}.parquet")
     heavy, _ = imported_by("drift", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--json")
     assert heavy == "-", f"retrain drift on large samples imported {heavy}"
+
+
+def test_drift_on_csv_files_equals_drift_on_the_same_data_in_parquet(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    for name, shift in (("a", 0.0), ("b", 0.5)):
+        frame = pd.DataFrame({"x": rng.normal(shift, 1, 3000), "city": rng.choice(["paris", "lyon", "nice"], 3000)})
+        frame.loc[::10, "x"] = np.nan
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+    reports = {}
+    for suffix in ("csv", "parquet"):
+        result = run_cli("drift", str(tmp_path / f"a.{suffix}"), str(tmp_path / f"b.{suffix}"), "--json")
+        assert result.returncode == 0, result.stderr
+        reports[suffix] = json.loads(result.stdout)
+    assert reports["csv"]["drifted_features"] == ["x"]
+    assert reports["csv"]["features"] == reports["parquet"]["features"]
 
 
 def test_drift_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
