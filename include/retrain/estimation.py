@@ -1,8 +1,8 @@
 """The champion's ROC AUC estimated from its own scores, before any label of the month exists.
 
 Confidence-based performance estimation (the method of NannyML's CBPE): the champion's scores are
-calibrated on labeled data it was validated on (isotonic regression), so each calibrated score is the
-expected probability that the row is positive. Summed over the rows above every threshold, those give the
+calibrated on labeled data it was validated on, so each calibrated score is the expected probability that
+the row is positive. Summed over the rows above every threshold, those give the
 expected true and false positives, hence the expected ROC curve and its area. The estimate holds while the
 relation between features and label stays as it was (covariate shift only); a concept change is exactly
 what it cannot see, and what labels, when they arrive, reveal.
@@ -10,33 +10,96 @@ what it cannot see, and what labels, when they arrive, reveal.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+CALIBRATION_FOLDS = 5
+LOG_ODDS_CLIP = 1e-6
+
 
 @dataclass(frozen=True)
 class Calibration:
-    """A monotone map from scores to probabilities: linear between the fitted points, flat outside them."""
+    """A monotone map from scores to probabilities.
 
-    scores: tuple[float, ...]
-    probabilities: tuple[float, ...]
+    "logistic" (Platt scaling on the score's log-odds): sigmoid(slope * logit(score) + intercept).
+    "isotonic": linear between the fitted points, flat outside them.
+    """
+
+    method: str
+    scores: tuple[float, ...] = ()
+    probabilities: tuple[float, ...] = ()
+    slope: float = 1.0
+    intercept: float = 0.0
+    out_of_fold_log_loss: dict[str, float] | None = None
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
-        return np.interp(np.asarray(scores, dtype=np.float64), self.scores, self.probabilities)
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.method == "logistic":
+            return _sigmoid(self.slope * _log_odds(scores) + self.intercept)
+        return np.interp(scores, self.scores, self.probabilities)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def fit_calibration(scores: np.ndarray, labels: np.ndarray) -> Calibration:
-    """Isotonic regression of the labels on the scores."""
+def _log_odds(scores: np.ndarray) -> np.ndarray:
+    clipped = np.clip(scores, LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * values))
+
+
+def _isotonic(scores: np.ndarray, labels: np.ndarray) -> Calibration:
     from sklearn.isotonic import IsotonicRegression
 
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
-    isotonic.fit(np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64))
-    return Calibration(tuple(isotonic.X_thresholds_.tolist()), tuple(isotonic.y_thresholds_.tolist()))
+    isotonic.fit(scores, labels)
+    return Calibration("isotonic", tuple(isotonic.X_thresholds_.tolist()), tuple(isotonic.y_thresholds_.tolist()))
+
+
+def _logistic(scores: np.ndarray, labels: np.ndarray) -> Calibration:
+    from sklearn.linear_model import LogisticRegression
+
+    # Unpenalised: two parameters need no shrinkage, and a penalty would pull the slope towards flat.
+    fitted = LogisticRegression(C=np.inf).fit(_log_odds(scores)[:, None], labels)
+    return Calibration("logistic", slope=float(fitted.coef_[0, 0]), intercept=float(fitted.intercept_[0]))
+
+
+CALIBRATORS = {"logistic": _logistic, "isotonic": _isotonic}
+
+
+def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    p = np.clip(probabilities, 1e-4, 1 - 1e-4)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
+
+
+def fit_calibration(scores: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> Calibration:
+    """Platt scaling or isotonic regression, whichever predicts held-out labels better (out-of-fold log loss).
+
+    Isotonic regression assumes nothing about the scores' shape, but with few positives its steps overfit:
+    a stretch of scores with no positive gets probability 0, and the estimated AUC comes out too high
+    (+0.03 with 90 positives in simulations). Platt scaling has two parameters and no such steps, and fits
+    well when the scores' log-odds are about linear in the truth, as a boosted model's are. Cross-validation
+    picks the one that holds on data it was not fitted on.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    folds = min(CALIBRATION_FOLDS, int(min(labels.sum(), len(labels) - labels.sum())))
+    if folds < 2:
+        return _logistic(scores, labels)
+    losses = dict.fromkeys(CALIBRATORS, 0.0)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores[:, None], labels):
+        for name, fit in CALIBRATORS.items():
+            losses[name] += _log_loss(labels[test], fit(scores[train], labels[train]).apply(scores[test])) / folds
+    best = min(losses, key=losses.__getitem__)
+    chosen = CALIBRATORS[best](scores, labels)
+    return replace(chosen, out_of_fold_log_loss={name: round(loss, 6) for name, loss in losses.items()})
 
 
 def expected_auc(scores: np.ndarray, probabilities: np.ndarray) -> float:
@@ -74,6 +137,7 @@ class PerformanceEstimate:
     realized_month: str | None
     realized_version: int | None
     production_rows_scored: int
+    calibration: str
 
     @property
     def estimated_drop(self) -> float:

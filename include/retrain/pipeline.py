@@ -500,7 +500,7 @@ def estimate_performance(
     holdout = _holdout(config, pulled.validation)
     validation_scores = predict_scores(model, holdout, config.model)
     labels = holdout[target].to_numpy().astype(int)
-    calibration = fit_calibration(validation_scores, labels)
+    calibration = fit_calibration(validation_scores, labels, seed=config.training.seed)
     production_scores = predict_scores(model, production, config.model)
     latest = pulled.labeled[-1]
     estimated_by = _estimating_version(registry, latest["month"], run_month=pulled.month) or version
@@ -524,6 +524,7 @@ def estimate_performance(
         realized_month=latest["month"],
         realized_version=estimated_by if realized_auc is not None else None,
         production_rows_scored=len(production),
+        calibration=calibration.method,
     ).to_dict()
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrain.estimation import expected_auc, fit_calibration
+from retrain.estimation import CALIBRATORS, expected_auc, fit_calibration
 
 
 def test_expected_auc_is_the_roc_auc_of_every_row_counted_once_per_class() -> None:
@@ -69,4 +69,38 @@ def test_calibration_is_monotone_and_bounded() -> None:
     grid = np.linspace(-2, 2, 101)
     mapped = calibration.apply(grid)
     assert np.all(np.diff(mapped) >= 0) and mapped.min() >= 0 and mapped.max() <= 1
-    assert calibration.to_dict().keys() == {"scores", "probabilities"}
+    assert calibration.method == "isotonic", "tanh scores are not log-odds-linear: isotonic fits them better"
+    assert set(calibration.out_of_fold_log_loss) == {"logistic", "isotonic"}
+
+
+def rare_positive_world(rng: np.random.Generator, rows: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """About 5% positives and a weak signal, like fraud: the champion's scores are probabilities whose
+    log-odds are linear in the truth's, as a boosted model's are."""
+    x = rng.normal(shift, 1.0, rows)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(0.6 * x - 3.2)))).astype(int)
+    return 1 / (1 + np.exp(-(1.2 * x - 2.0))), y
+
+
+def test_with_few_positives_platt_scaling_is_chosen_and_the_estimate_is_not_inflated() -> None:
+    errors: dict[str, list[float]] = {"chosen": [], "isotonic only": []}
+    methods = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        validation_scores, validation_labels = rare_positive_world(rng, 1800)  # about 90 positives
+        production_scores, production_labels = rare_positive_world(rng, 20_000, shift=0.3 * (seed % 3))
+        realized = roc_auc_score(production_labels, production_scores)
+        calibration = fit_calibration(validation_scores, validation_labels)
+        methods.append(calibration.method)
+        isotonic_only = CALIBRATORS["isotonic"](validation_scores, validation_labels)
+        for name, fitted in (("chosen", calibration), ("isotonic only", isotonic_only)):
+            errors[name].append(expected_auc(production_scores, fitted.apply(production_scores)) - realized)
+    assert methods.count("logistic") >= 30
+    assert abs(np.mean(errors["chosen"])) < 0.015
+    assert np.mean(errors["isotonic only"]) > 0.025, "isotonic steps overfit 90 positives and inflate the AUC"
+    assert np.sqrt(np.mean(np.square(errors["chosen"]))) < np.sqrt(np.mean(np.square(errors["isotonic only"])))
+
+
+def test_calibration_with_too_few_positives_to_cross_validate_is_platt_scaling() -> None:
+    calibration = fit_calibration(np.array([0.1, 0.2, 0.3, 0.4, 0.9]), np.array([0, 0, 0, 0, 1]))
+    assert calibration.method == "logistic" and calibration.out_of_fold_log_loss is None
+    assert calibration.apply(np.array([0.95]))[0] > calibration.apply(np.array([0.05]))[0]
