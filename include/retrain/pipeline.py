@@ -28,7 +28,7 @@ import numpy as np
 
 from retrain.config import Config
 from retrain.decision import PROMOTING, Outcome, decide, drift_gate
-from retrain.errors import DataError, NotFoundError
+from retrain.errors import DataError
 from retrain.months import MONTH_PATTERN, shift_month
 from retrain.registry import Champion, Registry, run_key, to_json, utc_now
 from retrain.snapshots import Schema, SnapshotReader, list_months, month_folder, month_readiness, scan_month
@@ -336,9 +336,8 @@ def _resumed(registry: Registry, champion: Champion | None, run: Run) -> Pulled 
         champion.document.get("validated_run_id"),
     ):
         return None
-    try:
-        started = json.loads(registry.read_run_file(run.month, run.key, PULLED_FILE))
-    except NotFoundError:
+    started = registry.read_run_json(run.month, run.key, PULLED_FILE)
+    if started is None:
         return None
     log.info("run %s moved the champion before it was interrupted; resuming from its first pull", run.run_id)
     return Pulled.from_dict(started)
@@ -507,8 +506,7 @@ def estimate_performance(
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
     realized = _frame(latest, labeled_schema, config)
     if len(realized) > ESTIMATE_MAX_ROWS:
-        rows = np.random.default_rng(config.training.seed).choice(len(realized), ESTIMATE_MAX_ROWS, replace=False)
-        realized = realized.iloc[np.sort(rows)]
+        realized = realized.iloc[_sample_rows(len(realized), config.training.seed)]
     realized_labels = realized[target].to_numpy().astype(int)
     realized_auc = (
         float(roc_auc_score(realized_labels, predict_scores(realized_model, realized, config.model)))
