@@ -35,14 +35,13 @@ def _page(html: str) -> HTMLResponse:
 
 
 def _registry(dag_id: str):  # noqa: ANN202 - the engine's Registry, imported when a page is asked for
-    from retrain.config import load_config
     from retrain.fleet import config_for_dag
     from retrain.registry import Registry
 
-    path = config_for_dag(dag_id)
-    if path is None:
+    config = config_for_dag(dag_id)
+    if config is None:
         raise HTTPException(status_code=404, detail=f"{dag_id} is not a retraining DAG of this deployment")
-    return Registry.for_config(load_config(path))
+    return Registry.for_config(config)
 
 
 @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[can_read_runs])
@@ -90,19 +89,14 @@ def models(user: GetUserDep) -> HTMLResponse:
     from airflow.api_fastapi.app import get_auth_manager
     from jinja2 import Environment, select_autoescape
 
-    from retrain.config import load_config
-    from retrain.errors import ConfigError
-    from retrain.fleet import config_files, dag_id
+    from retrain.fleet import dag_id, loadable_configs
 
     readable = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
-    rows = []
-    for path in config_files():
-        try:
-            config = load_config(path)
-        except ConfigError:
-            continue
-        if dag_id(config.model.name) in readable:
-            rows.append((config.model.name, f"{URL_PREFIX}/history/{quote(dag_id(config.model.name))}"))
+    rows = [
+        (config.model.name, f"{URL_PREFIX}/history/{quote(dag_id(config.model.name))}")
+        for config in loadable_configs()
+        if dag_id(config.model.name) in readable
+    ]
     template = Environment(autoescape=select_autoescape(default_for_string=True)).from_string(INDEX)
     return _page(template.render(rows=rows))
 

@@ -7,7 +7,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retrain.config import Config
 
 DAG_PREFIX = "retrain__"
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "models"
@@ -25,17 +30,20 @@ def config_files() -> list[Path]:
     return sorted(Path(os.environ.get("RETRAIN_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).glob("*.toml"))
 
 
-def config_for_dag(wanted: str) -> Path | None:
-    """The config file behind a DAG id, or None (a DAG of someone else's, or a config that does not load)."""
+def loadable_configs() -> Iterator[Config]:
+    """The fleet's configs that load (a broken one is its own DAG's problem, shown there)."""
     from retrain.config import load_config
     from retrain.errors import ConfigError
 
-    if not wanted.startswith(DAG_PREFIX):
-        return None
     for path in config_files():
         try:
-            if dag_id(load_config(path).model.name) == wanted:
-                return path
+            yield load_config(path)
         except ConfigError:
             continue
-    return None
+
+
+def config_for_dag(wanted: str) -> Config | None:
+    """The config behind a DAG id, or None (a DAG of someone else's, or a config that does not load)."""
+    if not wanted.startswith(DAG_PREFIX):
+        return None
+    return next((config for config in loadable_configs() if dag_id(config.model.name) == wanted), None)
