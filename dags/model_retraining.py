@@ -245,9 +245,10 @@ def _send(config: Any, message: Any, context: dict[str, Any], month: str, kind: 
     from retrain.registry import Registry
 
     run_id = context["dag_run"].run_id
+    registry = Registry.for_config(config)
     for channel, notifier in _notifiers(config, message):
         try:
-            if not claim(Registry.for_config(config), month, run_id, f"{kind}-{channel}"):
+            if not claim(registry, month, run_id, f"{kind}-{channel}"):
                 log.info("the %s %s notification of this run was already sent", kind, channel)
                 continue
             # notify(), not the notifier's __call__: the message is data, never rendered as a template.

@@ -22,14 +22,14 @@ class Message:
     html: str
 
 
-def report_link(base_url: str, dag_id: str, run_id: str) -> str:
-    """The run's report tab in the Airflow UI."""
-    return f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/plugin/retrain-report"
-
-
 def run_link(base_url: str, dag_id: str, run_id: str) -> str:
     """The run's page in the Airflow UI."""
     return f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def report_link(base_url: str, dag_id: str, run_id: str) -> str:
+    """The run's report tab in the Airflow UI."""
+    return f"{run_link(base_url, dag_id, run_id)}/plugin/retrain-report"
 
 
 def decision_message(entry: dict[str, Any], link: str) -> Message:
