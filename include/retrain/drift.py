@@ -66,11 +66,13 @@ class FrameColumns:
 class SnapshotColumns:
     """One or more snapshots read as one sample (a reference of several months is their union).
 
-    With `sample_rows` (sorted row positions), each column read keeps its values at those rows: the rows
-    the champion's estimate scores come out of the drift test's own reads.
+    With `sample_rows` (sorted row positions in a single snapshot), each column read keeps its values at
+    those rows: the rows the champion's estimate scores come out of the drift test's own reads.
     """
 
     def __init__(self, readers: Sequence[SnapshotReader], sample_rows: np.ndarray | None = None) -> None:
+        if sample_rows is not None and len(readers) != 1:
+            raise ValueError("sample_rows are positions in one snapshot")
         self.readers = list(readers)
         self.where = " + ".join(reader.where for reader in self.readers)
         self.sample_rows = sample_rows
@@ -99,7 +101,7 @@ class SnapshotColumns:
     def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
         counts: dict[str, int] = {}
         nulls, kind = 0, NULL
-        taken: list[Any] | None = [] if self.sample_rows is not None and len(self.readers) == 1 else None
+        taken: list[Any] | None = [] if self.sample_rows is not None else None
         if taken is not None:
             self.sampled[name] = taken
         for reader in self.readers:

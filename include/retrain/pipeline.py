@@ -190,17 +190,15 @@ FRAME_CACHE_SIZE = 6
 _frames: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
 
 
-def _frame(
-    lineage: dict[str, Any], schema: Schema, config: Config, *, keep: bool = True, **options: Any
-) -> pd.DataFrame:
+def _frame(lineage: dict[str, Any], schema: Schema, config: Config, *, keep: bool = True) -> pd.DataFrame:
     """A validated snapshot as a frame, read once per process: the steps of one cycle share their labeled
     months. Keyed by the snapshot's fingerprint, so a changed snapshot is never served from here. With
     `keep=False` the frame is handed over and no longer kept (a month only training still needs)."""
-    key = (lineage["uri"], lineage.get("fingerprint"), schema, tuple(sorted(options.items())))
+    key = (lineage["uri"], lineage.get("fingerprint"), schema)
     if key in _frames:
         _frames.move_to_end(key)
         return _frames[key] if keep else _frames.pop(key)
-    frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate, **options)[0]
+    frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate)[0]
     if not keep:
         return frame
     _frames[key] = frame

@@ -524,22 +524,16 @@ class SnapshotReader:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def frame(
-        self, schema: Schema, *, max_null_rate: float = 1.0, sample: float | None = None, seed: int = 0
-    ) -> tuple[pd.DataFrame, Snapshot]:
+    def frame(self, schema: Schema, *, max_null_rate: float = 1.0) -> tuple[pd.DataFrame, Snapshot]:
         """The validated, typed frame: float64 numbers, categorical text categories, float 0/1 target (rows
-        without a label dropped), UTC timestamps. `sample` keeps that share of rows, seeded."""
+        without a label dropped), UTC timestamps."""
         import pandas as pd
 
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
         parts: dict[str, list[Any]] = {c: [] for c in schema.columns}
-        rng = np.random.default_rng(seed)
         for entry, offset, batch in self.batches(schema.columns, schema.categorical):
             converted = self._convert(batch, schema, entry, offset, stats, keep=True)
-            keep = rng.random(batch.num_rows) < sample if sample is not None and sample < 1 else None
-            if schema.target:
-                labeled = ~np.isnan(converted[schema.target])
-                keep = labeled if keep is None else keep & labeled
+            keep = ~np.isnan(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
                 parts[column].append(_take(values, keep))
         snapshot = self._finish(schema, stats, max_null_rate)
