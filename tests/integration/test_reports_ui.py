@@ -8,7 +8,6 @@ where they are absent, and fails instead in CI (RETRAIN_REQUIRE_SERVICES=1), who
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from retrain.demo_data import write_demo_data
-from tests.support.airflow_stack import POSTGRES_SERVICE, ROOT, AirflowStack, require
+from tests.support.airflow_stack import POSTGRES_SERVICE, ROOT, AirflowStack, require, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -117,11 +116,10 @@ def browser_available() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if not missing:
         return
-    if os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1":
-        pytest.fail(
-            f"{' and '.join(missing)} required (RETRAIN_REQUIRE_SERVICES=1): apt-get install chromium chromium-driver"
-        )
-    pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} absent)")
+    unavailable(
+        f"needs Debian's chromium and chromium-driver ({', '.join(missing)} absent)",
+        required=f"{' and '.join(missing)} required: apt-get install chromium chromium-driver",
+    )
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -39,9 +39,14 @@ def require(services: dict[str, tuple[str, int]], why: str) -> None:
     if not absent:
         return
     names = " and ".join(absent)
+    unavailable(f"needs {names} on 127.0.0.1: {why}", required=f"{names} required on 127.0.0.1 but unreachable")
+
+
+def unavailable(reason: str, *, required: str) -> NoReturn:
+    """Skip with `reason`; where CI makes the services mandatory (RETRAIN_REQUIRE_SERVICES=1), fail."""
     if os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{names} required on 127.0.0.1 (RETRAIN_REQUIRE_SERVICES=1) but unreachable")
-    pytest.skip(f"needs {names} on 127.0.0.1: {why}")
+        pytest.fail(f"{required} (RETRAIN_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
