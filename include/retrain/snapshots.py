@@ -434,10 +434,16 @@ class SnapshotReader:
     ) -> Iterator[tuple[ObjectInfo, int, pa.RecordBatch]]:
         """(file, row offset in the file, batch) for every batch of every file, with only `columns`."""
         for entry in self.entries:
-            offset = 0
-            for batch in _batches(self._path(entry), self.file_where(entry), columns, categorical):
+            for offset, batch in self._file_batches(entry, columns, categorical):
                 yield entry, offset, batch
-                offset += batch.num_rows
+
+    def _file_batches(
+        self, entry: ObjectInfo, columns: tuple[str, ...], categorical: tuple[str, ...] = ()
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        offset = 0
+        for batch in _batches(self._path(entry), self.file_where(entry), columns, categorical):
+            yield offset, batch
+            offset += batch.num_rows
 
     # -- validation ---------------------------------------------------------------------------------------
 
@@ -556,10 +562,8 @@ class SnapshotReader:
         for entry in self.entries:
             path, where = self._path(entry), self.file_where(entry)
             if path.suffix != ".parquet":
-                offset = 0
-                for batch in _batches(path, where, (column,), (column,) if categorical else ()):
+                for offset, batch in self._file_batches(entry, (column,), (column,) if categorical else ()):
                     yield entry, offset, batch.column(column)
-                    offset += batch.num_rows
                 continue
             try:
                 parquet = pq.ParquetFile(path, read_dictionary=[column] if categorical else None)
