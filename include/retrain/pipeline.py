@@ -198,7 +198,8 @@ def _frame(lineage: dict[str, Any], schema: Schema, config: Config, *, keep: boo
     if key in _frames:
         _frames.move_to_end(key)
         return _frames[key] if keep else _frames.pop(key)
-    frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate)[0]
+    # pull_snapshots validated this snapshot and warned about its unlabeled rows; once per run is enough.
+    frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate, announce=False)[0]
     if not keep:
         return frame
     _frames[key] = frame

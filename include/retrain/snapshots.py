@@ -492,7 +492,7 @@ class SnapshotReader:
             converted[schema.timestamp] = stamps
         return converted if keep else None
 
-    def _finish(self, schema: Schema, stats: _Stats, max_null_rate: float) -> Snapshot:
+    def _finish(self, schema: Schema, stats: _Stats, max_null_rate: float, *, announce: bool = True) -> Snapshot:
         if stats.rows == 0:
             raise DataError(f"{self.where}: empty snapshot (0 rows)")
         null_rates = {}
@@ -514,7 +514,7 @@ class SnapshotReader:
                 raise DataError(f"{self.where}: target column {schema.target} has no labels")
             if min(stats.classes.values()) == 0:
                 raise DataError(f"{self.where}: target column {schema.target} holds a single class; need both 0 and 1")
-            if stats.unlabeled:
+            if stats.unlabeled and announce:
                 log.warning("%s: dropping %d rows without a label in %s", self.where, stats.unlabeled, schema.target)
             rows = labeled
         return Snapshot(
@@ -530,9 +530,12 @@ class SnapshotReader:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def frame(self, schema: Schema, *, max_null_rate: float = 1.0) -> tuple[pd.DataFrame, Snapshot]:
+    def frame(
+        self, schema: Schema, *, max_null_rate: float = 1.0, announce: bool = True
+    ) -> tuple[pd.DataFrame, Snapshot]:
         """The validated, typed frame: float64 numbers, categorical text categories, float 0/1 target (rows
-        without a label dropped), UTC timestamps."""
+        without a label dropped), UTC timestamps. `announce=False` for a snapshot whose scan already warned
+        about its unlabeled rows (a step re-reading what an earlier step validated)."""
         import pandas as pd
 
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
@@ -542,7 +545,7 @@ class SnapshotReader:
             keep = ~np.isnan(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
                 parts[column].append(_take(values, keep))
-        snapshot = self._finish(schema, stats, max_null_rate)
+        snapshot = self._finish(schema, stats, max_null_rate, announce=announce)
         columns: dict[str, Any] = {}
         for column in schema.numeric:
             columns[column] = np.concatenate(parts[column])

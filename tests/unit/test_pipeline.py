@@ -289,3 +289,18 @@ def test_an_estimated_auc_drop_triggers_a_retrain_without_feature_drift(tmp_path
     assert entry["metrics"]["challenger"] is not None, "a challenger was trained and evaluated"
     untriggered = parse_config({**document, "drift": {}})
     assert run_cycle(untriggered, Run("again", "2025-02"))["outcome"] == "NO_DRIFT", "off by default"
+
+
+def test_a_cycle_warns_once_about_a_months_unlabeled_rows(data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from retrain.pipeline import run_cycle
+
+    path = data / "labeled" / "month=2025-01" / "part-0.parquet"
+    labeled = pd.read_parquet(path).astype({"churned": float})
+    labeled.loc[:19, "churned"] = np.nan
+    labeled.to_parquet(path)
+    with caplog.at_level("WARNING", logger="retrain"):
+        entry = run_cycle(config_for(data), Run("boot", "2025-01"))
+    assert entry["outcome"] == "REJECTED", "labels unrelated to the features: no model beats min_auc"
+    warnings = [r.getMessage() for r in caplog.records if "without a label" in r.getMessage()]
+    where = data / "labeled" / "month=2025-01"
+    assert warnings == [f"month 2025-01 ({where}): dropping 20 rows without a label in churned"], "once, not per read"
