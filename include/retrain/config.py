@@ -52,12 +52,17 @@ class ModelSpec:
     numeric_features: tuple[str, ...] = ()
     categorical_features: tuple[str, ...] = ()
     timestamp: str | None = None
+    positive_label: str | None = None
 
     def __post_init__(self) -> None:
         if not IDENTIFIER.match(self.name):
             raise ConfigError(f"model.name must be letters, digits, '_', '.', '-', got {self.name!r}")
         if not self.features:
             raise ConfigError("model: name at least one of numeric_features or categorical_features")
+        if self.positive_label is not None and self.positive_label != self.positive_label.strip():
+            raise ConfigError(
+                f"model.positive_label {self.positive_label!r} has spaces around it; labels are compared trimmed"
+            )
         seen: set[str] = set()
         for column in (*self.features, self.target, *([self.timestamp] if self.timestamp else [])):
             if column in seen:
@@ -336,6 +341,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, bool | int | float):
+            # A label or a month written as a bare TOML number or boolean: say how to write it as text.
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            raise ConfigError(f'{key} must be a non-empty string, got {value!r} (write "{shown}")')
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
         return value

@@ -657,6 +657,7 @@ def _version_metadata(
         "validated_month": evaluation.holdout_month,
         "estimator": trained.estimator,
         "target": config.model.target,
+        "positive_label": config.model.positive_label,
         "features": {
             "numeric": list(config.model.numeric_features),
             "categorical": list(config.model.categorical_features),

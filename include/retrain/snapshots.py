@@ -52,6 +52,7 @@ class Schema:
     categorical: tuple[str, ...] = ()
     target: str | None = None
     timestamp: str | None = None
+    positive_label: str | None = None
 
     @classmethod
     def for_model(cls, model: ModelSpec, *, labeled: bool) -> Schema:
@@ -60,6 +61,7 @@ class Schema:
             categorical=model.categorical_features,
             target=model.target if labeled else None,
             timestamp=model.timestamp if labeled else None,
+            positive_label=model.positive_label if labeled else None,
         )
 
     @property
@@ -246,6 +248,70 @@ def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) ->
     return values
 
 
+def label_values(
+    array: pa.Array,
+    where: str,
+    column: str,
+    offset: int = 0,
+    *,
+    positive_label: str | None = None,
+    other_labels: set[str] | None = None,
+) -> np.ndarray:
+    """The target as float 1/0, NaN where a row has no label.
+
+    Without `positive_label`: numbers 0/1, booleans, or their text (a CSV holds only text, and pandas
+    writes booleans as True/False). With it, labels compare as text: that value is 1, the one other value
+    0. `other_labels` gathers the other value over a snapshot's batches, so that a third one is refused
+    rather than silently counted as negative.
+    """
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    text_kind = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    if positive_label is None and not text_kind:
+        return _binary(numeric_values(array, where, column, offset), where, column)
+    text = pc.utf8_trim_whitespace(array if text_kind else pc.cast(array, pa.string()))
+    if positive_label is None:
+        try:
+            numbers = numeric_values(text, where, column, offset)
+        except DataError:
+            numbers = None  # not numbers: true/false, or labels that need model.positive_label
+        if numbers is not None:
+            return _binary(numbers, where, column)
+    present = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
+    if positive_label is None:
+        lowered = pc.utf8_lower(text)
+        positive = pc.fill_null(pc.equal(lowered, "true"), False).to_numpy(zero_copy_only=False)
+        negative = pc.fill_null(pc.equal(lowered, "false"), False).to_numpy(zero_copy_only=False)
+        odd = present & ~positive & ~negative
+        if odd.any():
+            row = _first_row(odd)
+            raise DataError(
+                f"{where}: target column {column} must be binary 0/1 or true/false (row {offset + row}: "
+                f"{array[row].as_py()!r}); for other labels set model.positive_label to the one meaning positive"
+            )
+    else:
+        positive = pc.fill_null(pc.equal(text, positive_label), False).to_numpy(zero_copy_only=False)
+        others = other_labels if other_labels is not None else set()
+        others.update(pc.unique(pc.filter(text, pa.array(present & ~positive))).to_pylist())
+        if len(others) > 1:
+            shown = ", ".join(repr(v) for v in sorted(others)[:5])
+            raise DataError(
+                f"{where}: target column {column} holds {shown} besides model.positive_label {positive_label!r}; "
+                "a binary target has one other value"
+            )
+    return np.where(present, positive.astype(np.float64), np.nan)
+
+
+def _binary(labels: np.ndarray, where: str, column: str) -> np.ndarray:
+    labeled = ~np.isnan(labels)
+    if (labeled & (labels != 0) & (labels != 1)).any():
+        shown = ", ".join(f"{v:g}" for v in np.unique(labels[labeled])[:5].tolist())
+        raise DataError(f"{where}: target column {column} must be binary 0/1, found {shown}")
+    return labels
+
+
 NUMPY_TYPES = {
     pa.float64(): np.float64,
     pa.float32(): np.float32,
@@ -370,6 +436,8 @@ class _Stats:
     classes: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0})
     unlabeled: int = 0
     timestamps: int = 0
+    # With model.positive_label: the target's other value, seen over every batch (a second one is refused).
+    other_labels: set[str] = field(default_factory=set)
 
 
 class SnapshotReader:
@@ -475,12 +543,15 @@ class SnapshotReader:
             stats.nulls[column] += values.null_count
             converted[column] = values
         if schema.target:
-            labels = numeric_values(batch.column(schema.target), where, schema.target, offset)
+            labels = label_values(
+                batch.column(schema.target),
+                where,
+                schema.target,
+                offset,
+                positive_label=schema.positive_label,
+                other_labels=stats.other_labels,
+            )
             labeled = ~np.isnan(labels)
-            wrong = labeled & (labels != 0) & (labels != 1)
-            if wrong.any():
-                shown = ", ".join(f"{v:g}" for v in np.unique(labels[labeled])[:5].tolist())
-                raise DataError(f"{where}: target column {schema.target} must be binary 0/1, found {shown}")
             stats.unlabeled += int((~labeled).sum())
             positives = int((labels == 1).sum())
             stats.classes[1] += positives
@@ -513,7 +584,12 @@ class SnapshotReader:
             if labeled == 0:
                 raise DataError(f"{self.where}: target column {schema.target} has no labels")
             if min(stats.classes.values()) == 0:
-                raise DataError(f"{self.where}: target column {schema.target} holds a single class; need both 0 and 1")
+                missing = "1" if stats.classes[1] == 0 else "0"
+                if schema.positive_label is not None:
+                    missing = f"{schema.positive_label!r} (model.positive_label)" if missing == "1" else "a negative"
+                raise DataError(
+                    f"{self.where}: target column {schema.target} holds a single class; no row is {missing}"
+                )
             if stats.unlabeled and announce:
                 log.warning("%s: dropping %d rows without a label in %s", self.where, stats.unlabeled, schema.target)
             rows = labeled

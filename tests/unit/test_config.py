@@ -51,6 +51,8 @@ def test_the_model_configs_in_the_repository_load() -> None:
         ({"training": {"estimator": "xgboost"}}, "training.estimator must be one of"),
         ({"training": {"window_months": 0}}, "training.window_months must be >= 1"),
         ({"training": {"seed": 1.5}}, "training.seed must be an integer"),
+        ({"model": {"positive_label": 1}}, 'model.positive_label must be a non-empty string, got 1 (write "1")'),
+        ({"model": {"positive_label": "Yes "}}, "model.positive_label 'Yes ' has spaces around it"),
         (
             {"promotion": {"require_significant_lift": "yes"}},
             "promotion.require_significant_lift must be true or false",

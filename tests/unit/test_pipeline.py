@@ -304,3 +304,25 @@ def test_a_cycle_warns_once_about_a_months_unlabeled_rows(data: Path, caplog: py
     warnings = [r.getMessage() for r in caplog.records if "without a label" in r.getMessage()]
     where = data / "labeled" / "month=2025-01"
     assert warnings == [f"month 2025-01 ({where}): dropping 20 rows without a label in churned"], "once, not per read"
+
+
+def test_text_labels_train_a_model_for_the_named_positive_label(tmp_path: Path) -> None:
+    from retrain.config import parse_config
+    from retrain.pipeline import run_cycle
+
+    write_world(tmp_path, "2025-01", spread=1.0, seed=0)
+    folder = tmp_path / "labeled" / "month=2025-01"
+    labeled = pd.read_parquet(folder / "part-0.parquet")
+    (folder / "part-0.parquet").unlink()
+    labeled.assign(y=np.where(labeled["y"] == 1, "churned", "stayed")).to_csv(folder / "part-0.csv", index=False)
+    document = {
+        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"], "positive_label": "churned"},
+        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
+        "registry": {"root": str(tmp_path / "registry")},
+    }
+    entry = run_cycle(parse_config(document), Run("boot", "2025-01"))
+    assert entry["outcome"] == "BOOTSTRAPPED"
+    # P(churned) = sigmoid(2 * signal): a model of the right class ranks by signal, AUC well above 0.5.
+    assert entry["metrics"]["challenger"]["auc"] > 0.75
+    metadata = Registry.for_config(parse_config(document)).metadata(1)
+    assert metadata["target"] == "y" and metadata["positive_label"] == "churned"

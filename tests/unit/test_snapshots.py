@@ -173,6 +173,71 @@ def test_single_class_target(tmp_path: Path) -> None:
     assert "holds a single class" in _error(tmp_path, frame)
 
 
+def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame["label"] = 1
+    assert "target column label holds a single class; no row is 0" in _error(tmp_path, frame)
+
+
+def _labels(tmp_path: Path, values: list, *, positive_label: str | None = None, name: str = "part-0.csv") -> list:
+    frame = good_frame(len(values))[["age"]].assign(label=values)
+    write(tmp_path, "2025-01", frame, name)
+    schema = Schema(numeric=("age",), target="label", positive_label=positive_label)
+    return read_month(str(tmp_path), "2025-01", schema)[0]["label"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["True", "False", "True", None], [1.0, 0.0, 1.0]),  # what pandas writes for booleans
+        (["true", " FALSE ", "false", "true"], [1.0, 0.0, 0.0, 1.0]),
+        (["1", "0", "1.0", ""], [1.0, 0.0, 1.0]),  # the blank row has no label
+    ],
+)
+def test_a_csv_target_may_hold_true_false_or_numbers_as_text(tmp_path: Path, values: list, expected: list) -> None:
+    assert _labels(tmp_path, values) == expected
+
+
+def test_text_labels_need_the_positive_label_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as raised:
+        _labels(tmp_path, ["No", "Yes", "No", "No"])
+    message = str(raised.value)
+    assert "part-0.csv): target column label must be binary 0/1 or true/false (row 0: 'No')" in message
+    assert "set model.positive_label" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "positive_label", "name", "expected"),
+    [
+        (["No", "Yes", " Yes ", None, "No"], "Yes", "part-0.csv", [0.0, 1.0, 1.0, 0.0]),
+        (["No", "Yes", "Yes", None, "No"], "Yes", "part-0.parquet", [0.0, 1.0, 1.0, 0.0]),
+        ([1, 2, 2, 1], "2", "part-0.parquet", [0.0, 1.0, 1.0, 0.0]),  # integers compare as their text
+        ([True, False, False, True], "true", "part-0.parquet", [1.0, 0.0, 0.0, 1.0]),
+    ],
+)
+def test_the_positive_label_is_one_and_the_other_value_zero(
+    tmp_path: Path, values: list, positive_label: str, name: str, expected: list
+) -> None:
+    assert _labels(tmp_path, values, positive_label=positive_label, name=name) == expected
+
+
+def test_a_third_label_value_is_refused_not_counted_as_negative(tmp_path: Path) -> None:
+    frame = good_frame(4)[["age"]]
+    write(tmp_path, "2025-01", frame.assign(label=["No", "Yes", "No", "Yes"]), "part-0.csv")
+    write(tmp_path, "2025-01", frame.assign(label=["Yes", "Unknown", "No", "Yes"]), "part-1.csv")
+    schema = Schema(numeric=("age",), target="label", positive_label="Yes")
+    with pytest.raises(DataError) as raised:
+        read_month(str(tmp_path), "2025-01", schema)
+    assert "part-1.csv): target column label holds 'No', 'Unknown' besides model.positive_label 'Yes'" in str(
+        raised.value
+    )
+
+
+def test_a_positive_label_no_row_has_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"holds a single class; no row is 'Yes' \(model.positive_label\)"):
+        _labels(tmp_path, ["No", "No", "No"], positive_label="Yes")
+
+
 def test_month_with_no_files(tmp_path: Path) -> None:
     message = _error(tmp_path)
     assert "month 2025-01" in message and "no data files" in message
