@@ -224,6 +224,8 @@ def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) ->
         import pyarrow.compute as pc
 
         trimmed = pc.utf8_trim_whitespace(array)
+        # A blank cell (" " in a CSV export) is a missing value, as an empty one is.
+        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
         try:
             array = pc.cast(trimmed, pa.float64())
         except pa.ArrowInvalid:

@@ -173,6 +173,16 @@ def test_single_class_target(tmp_path: Path) -> None:
     assert "holds a single class" in _error(tmp_path, frame)
 
 
+def test_blank_cells_in_a_csv_numeric_column_are_missing_values(tmp_path: Path) -> None:
+    folder = tmp_path / "month=2025-01"
+    folder.mkdir()
+    rows = "".join(f"{i},{' ' if i % 4 == 0 else 10.5 + i},a,{i % 2}\n" for i in range(8))
+    (folder / "part-0.csv").write_text("age,spend,plan,label\n" + rows)
+    frame, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    assert frame["spend"].isna().tolist() == [True, False, False, False, True, False, False, False]
+    assert snapshot.null_rates["spend"] == 0.25
+
+
 def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
     frame = good_frame()
     frame["label"] = 1
