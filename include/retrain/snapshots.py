@@ -560,7 +560,7 @@ class SnapshotReader:
             stats.classes[0] += int(labeled.sum()) - positives
             converted[schema.target] = labels
         if schema.timestamp:
-            stamps = _timestamps(batch.column(schema.timestamp))
+            stamps = _timestamps(batch.column(schema.timestamp), where, schema.timestamp, offset)
             stats.timestamps += int(stamps.notna().sum())
             converted[schema.timestamp] = stamps
         return converted if keep else None
@@ -738,12 +738,33 @@ def _take(values: Any, keep: np.ndarray | None) -> Any:
     return values[keep].reset_index(drop=True)
 
 
-def _timestamps(array: pa.Array) -> pd.Series:
+def _timestamps(array: pa.Array, where: str, column: str, offset: int = 0) -> pd.Series:
+    """UTC timestamps. Text is read as ISO 8601, each value on its own (a date alone, `T` or a space, `Z`
+    or an offset, all in one column); text in another format as pandas infers it from the values. A value
+    that is neither is refused: it would otherwise count as the oldest row when the holdout is chosen."""
     import pandas as pd
+    import pyarrow.compute as pc
 
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         return pd.to_datetime(pd.Series(array.to_pandas()), utc=True)
-    return pd.to_datetime(pd.Series(array.to_pandas(), dtype=object), errors="coerce", utc=True)
+    values = pd.Series(array.to_pandas(), dtype=object)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return pd.to_datetime(values, errors="coerce", utc=True)
+    stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(array), ""), False).to_numpy(zero_copy_only=False)
+    failed = given & stamps.isna().to_numpy()
+    if failed.any():
+        stamps = stamps.fillna(pd.to_datetime(values.where(failed), errors="coerce", utc=True))
+        failed = given & stamps.isna().to_numpy()
+    if failed.any():
+        row = _first_row(failed)
+        raise DataError(
+            f"{where}: timestamp column {column} holds a value that is not a timestamp (row {offset + row}: "
+            f"{values.iloc[row]!r})"
+        )
+    return stamps
 
 
 def infer_schema(arrow_schema: pa.Schema) -> Schema:

@@ -183,6 +183,31 @@ def test_blank_cells_in_a_csv_numeric_column_are_missing_values(tmp_path: Path) 
     assert snapshot.null_rates["spend"] == 0.25
 
 
+TIMED = Schema(numeric=("age",), target="label", timestamp="at")
+
+
+def _timed(tmp_path: Path, stamps: list) -> pd.DataFrame:
+    frame = good_frame(len(stamps))[["age", "label"]].assign(at=stamps)
+    write(tmp_path, "2025-01", frame, "part-0.csv")
+    return read_month(str(tmp_path), "2025-01", TIMED)[0]
+
+
+def test_iso_timestamps_in_every_form_a_csv_export_writes_them(tmp_path: Path) -> None:
+    frame = _timed(tmp_path, ["2025-01-03T10:00:00Z", "2025-01-04", "2025-01-05 10:00:00+01:00", ""])
+    assert frame["at"].tolist()[:3] == [
+        pd.Timestamp("2025-01-03 10:00", tz="UTC"),
+        pd.Timestamp("2025-01-04 00:00", tz="UTC"),  # a date alone is midnight, not a missing value
+        pd.Timestamp("2025-01-05 09:00", tz="UTC"),
+    ]
+    assert frame["at"].isna().tolist() == [False, False, False, True]
+
+
+def test_a_value_that_is_not_a_timestamp_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as raised:
+        _timed(tmp_path, ["2025-01-03T10:00:00Z", "2025-01-04", "soon", "2025-01-06"])
+    assert "part-0.csv): timestamp column at holds a value that is not a timestamp (row 2: 'soon')" in str(raised.value)
+
+
 def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
     frame = good_frame()
     frame["label"] = 1
