@@ -156,6 +156,7 @@ def predict_scores(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec) ->
 
 IMPORTANCE_ROWS = 1000
 IMPORTANCE_REPEATS = 3
+IMPORTANCE_ROWS_PER_CALL = 100_000
 
 
 def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec, seed: int) -> dict[str, list]:
@@ -171,16 +172,22 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
     if len(np.unique(labels)) < 2:
         return {"features": [], "means": [], "stds": []}
     rng = np.random.default_rng(seed)
-    copies = [features]
-    for name in model.features:
-        for _ in range(IMPORTANCE_REPEATS):
-            shuffled = features.copy()
-            # Shuffled as a Series, so a categorical column stays categorical (not Python strings).
-            shuffled[name] = features[name].iloc[rng.permutation(len(features))].reset_index(drop=True)
-            copies.append(shuffled)
-    scores = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model).reshape(len(copies), -1)
-    aucs = row_aucs(labels, scores)
-    drops = (aucs[0] - aucs[1:]).reshape(len(model.features), IMPORTANCE_REPEATS)
+    baseline = row_aucs(labels, predict_scores(pipeline, features, model)[None, :])[0]
+    aucs = []
+    # Scored in groups of copies: one prediction call per group, and memory bounded for a model of
+    # hundreds of features (all copies at once would be features x repeats x rows x columns).
+    per_call = max(1, IMPORTANCE_ROWS_PER_CALL // (len(features) * IMPORTANCE_REPEATS))
+    for start in range(0, len(model.features), per_call):
+        copies = []
+        for name in model.features[start : start + per_call]:
+            for _ in range(IMPORTANCE_REPEATS):
+                shuffled = features.copy()
+                # Shuffled as a Series, so a categorical column stays categorical (not Python strings).
+                shuffled[name] = features[name].iloc[rng.permutation(len(features))].reset_index(drop=True)
+                copies.append(shuffled)
+        scores = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model).reshape(len(copies), -1)
+        aucs.append(row_aucs(labels, scores))
+    drops = (baseline - np.concatenate(aucs)).reshape(len(model.features), IMPORTANCE_REPEATS)
     return {"features": list(model.features), "means": drops.mean(axis=1).tolist(), "stds": drops.std(axis=1).tolist()}
 
 

@@ -162,3 +162,24 @@ def test_history_has_its_charts_and_links_each_month_to_its_report() -> None:
     assert page.count("data:image/svg+xml;base64,") == 3
     assert '<a href="/reports/run-0">2025-01</a>' in page and "ROLLED_BACK" in page
     assert_self_contained_and_escaped(page)
+
+
+def test_charts_of_a_wide_model_show_its_largest_features_only() -> None:
+    import base64
+
+    from retrain.reports import charts
+
+    names = [f"f{i:03d}" for i in range(300)]
+    means = [i / 1000 for i in range(300)]
+
+    def svg(uri: str) -> str:
+        return base64.b64decode(uri.split(",", 1)[1]).decode()
+
+    assert charts.largest_features([0.1, 0.5, 0.2, 0.5, 0.0], limit=3) == [1, 2, 3]
+    assert charts.largest_features(means) == list(range(275, 300))
+    importance = svg(charts.importances(names, means, [0.0] * 300))
+    height_pt = float(re.search(r'<svg[^>]*height="([\d.]+)pt"', importance).group(1))
+    assert height_pt < 0.35 * 26 * 72 + 72, "25 bars tall, not 300"
+    effects = [[i / 300, None] for i in range(300)]
+    heatmap = svg(charts.drift_heatmap(names, ["2025-01", "2025-02"], effects))
+    assert float(re.search(r'<svg[^>]*height="([\d.]+)pt"', heatmap).group(1)) < 0.35 * 26 * 72 + 120

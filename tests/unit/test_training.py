@@ -133,7 +133,11 @@ def test_max_rows_takes_a_stratified_seeded_sample() -> None:
     assert stratified_sample(frame, "y", 20000, seed=1) is frame, "a window under the cap is used whole"
 
 
-def test_permutation_importance_ranks_the_signals_above_the_noise_and_is_seeded() -> None:
+def test_permutation_importance_ranks_the_signals_above_the_noise_and_is_seeded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retrain import training
+
     spec = TrainingSpec(seed=1)
     model = train(labeled(4000, 0), MODEL, spec)
     holdout = labeled(3000, 1)
@@ -144,3 +148,5 @@ def test_permutation_importance_ranks_the_signals_above_the_noise_and_is_seeded(
     assert importance["x"] > importance["color"] > 0.015
     assert abs(importance["noise"]) < 0.01
     assert permutation_importances(model, holdout, MODEL, seed=7) == first
+    monkeypatch.setattr(training, "IMPORTANCE_ROWS_PER_CALL", 1)
+    assert permutation_importances(model, holdout, MODEL, seed=7) == first, "one feature per call: same answer"

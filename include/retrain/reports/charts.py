@@ -107,18 +107,30 @@ def lift_distribution(histogram: dict[str, Any], lift: dict[str, Any], min_lift:
     return _data_uri(figure)
 
 
+# A model of hundreds of features would give charts metres tall: they show the features that matter most.
+MAX_CHART_FEATURES = 25
+
+
+def largest_features(scores: Sequence[float], limit: int = MAX_CHART_FEATURES) -> list[int]:
+    """Positions of the `limit` largest scores (the first on ties), in their original order."""
+    ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return sorted(ranked[:limit])
+
+
 def importances(names: Sequence[str], means: Sequence[float], stds: Sequence[float]) -> str | None:
     """Permutation importances, largest first: the AUC lost when a feature is shuffled."""
     if not names:
         return None
-    order = sorted(range(len(names)), key=lambda i: means[i])
-    height = 0.35 * len(names) + 0.9
+    # barh draws upwards: the largest ends on top.
+    order = sorted(largest_features(means), key=lambda i: means[i])
+    height = 0.35 * len(order) + 0.9
     figure = _figure(5.0, height, left=0.32, bottom=0.55 / height, top=1 - 0.15 / height)
     axes = figure.add_subplot()
     axes.barh(
         [_short(names[i]) for i in order], [means[i] for i in order], xerr=[stds[i] for i in order], color=CHALLENGER
     )
-    axes.set_xlabel("AUC lost when the feature is shuffled")
+    shown = f" ({len(order)} largest of {len(names)})" if len(order) < len(names) else ""
+    axes.set_xlabel(f"AUC lost when the feature is shuffled{shown}")
     axes.tick_params(axis="y", labelsize=8)
     return _data_uri(figure)
 
@@ -168,11 +180,14 @@ def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int
 
 
 def drift_heatmap(features: list[str], months: list[str], effects: list[list[float | None]]) -> str | None:
-    """Features by months, shaded by drift effect (KS statistic or PSI); blank where not tested."""
+    """Features by months, shaded by drift effect (KS statistic or PSI); blank where not tested. With more
+    than MAX_CHART_FEATURES features, those with the largest effect in any month."""
     if not features or not months:
         return None
     import numpy as np
 
+    kept = largest_features([max((v for v in row if v is not None), default=-1.0) for row in effects])
+    features, effects = [features[i] for i in kept], [effects[i] for i in kept]
     height = 0.35 * len(features) + 1.3
     figure = _figure(7.5, height, left=0.2, right=0.9, bottom=0.8 / height, top=1 - 0.2 / height)
     axes = figure.add_subplot()
