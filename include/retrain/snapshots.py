@@ -223,9 +223,7 @@ def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) ->
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         import pyarrow.compute as pc
 
-        trimmed = pc.utf8_trim_whitespace(array)
-        # A blank cell (" " in a CSV export) is a missing value, as an empty one is.
-        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+        trimmed = _blank_as_null(array)
         try:
             array = pc.cast(trimmed, pa.float64())
         except pa.ArrowInvalid:
@@ -273,7 +271,8 @@ def label_values(
     text_kind = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
     if positive_label is None and not text_kind:
         return _binary(numeric_values(array, where, column, offset), where, column)
-    text = pc.utf8_trim_whitespace(array if text_kind else pc.cast(array, pa.string()))
+    text = _blank_as_null(array if text_kind else pc.cast(array, pa.string()))
+    present = pc.is_valid(text).to_numpy(zero_copy_only=False)
     if positive_label is None:
         try:
             numbers = numeric_values(text, where, column, offset)
@@ -281,8 +280,6 @@ def label_values(
             numbers = None  # not numbers: true/false, or labels that need model.positive_label
         if numbers is not None:
             return _binary(numbers, where, column)
-    present = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
-    if positive_label is None:
         lowered = pc.utf8_lower(text)
         positive = pc.fill_null(pc.equal(lowered, "true"), False).to_numpy(zero_copy_only=False)
         negative = pc.fill_null(pc.equal(lowered, "false"), False).to_numpy(zero_copy_only=False)
@@ -304,6 +301,14 @@ def label_values(
                 "a binary target has one other value"
             )
     return np.where(present, positive.astype(np.float64), np.nan)
+
+
+def _blank_as_null(text: pa.Array) -> pa.Array:
+    """Text trimmed, with a blank cell (" " in a CSV export) missing, as an empty one is."""
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(text)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
 
 
 def _binary(labels: np.ndarray, where: str, column: str) -> np.ndarray:
@@ -753,7 +758,7 @@ def _timestamps(array: pa.Array, where: str, column: str, offset: int = 0) -> pd
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return pd.to_datetime(values, errors="coerce", utc=True)
     stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(array), ""), False).to_numpy(zero_copy_only=False)
+    given = pc.is_valid(_blank_as_null(array)).to_numpy(zero_copy_only=False)
     failed = given & stamps.isna().to_numpy()
     if failed.any():
         stamps = stamps.fillna(pd.to_datetime(values.where(failed), errors="coerce", utc=True))
