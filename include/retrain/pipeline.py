@@ -486,7 +486,7 @@ def estimate_performance(
     validated with, and the AUC realized on the last labeled month by the version that estimated it."""
     from sklearn.metrics import roc_auc_score
 
-    from retrain.estimation import PerformanceEstimate, expected_auc, fit_calibration
+    from retrain.estimation import PerformanceEstimate, anchored_estimate, expected_auc, fit_calibration
     from retrain.training import predict_scores
 
     if pulled.validation is None:
@@ -500,6 +500,9 @@ def estimate_performance(
     labels = holdout[target].to_numpy().astype(int)
     calibration = fit_calibration(validation_scores, labels, seed=config.training.seed)
     production_scores = predict_scores(model, production, config.model)
+    validated_auc = float(roc_auc_score(labels, validation_scores))
+    expected_on_production = expected_auc(production_scores, calibration.apply(production_scores))
+    expected_on_validation = expected_auc(validation_scores, calibration.apply(validation_scores))
     latest = pulled.labeled[-1]
     estimated_by = _estimating_version(registry, latest["month"], run_month=pulled.month) or version
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
@@ -514,9 +517,11 @@ def estimate_performance(
     )
     return PerformanceEstimate(
         champion_version=version,
-        estimated_auc=expected_auc(production_scores, calibration.apply(production_scores)),
-        validated_auc=float(roc_auc_score(labels, validation_scores)),
+        estimated_auc=anchored_estimate(validated_auc, expected_on_production, expected_on_validation),
+        validated_auc=validated_auc,
         validated_month=pulled.validation["month"],
+        expected_auc_production=expected_on_production,
+        expected_auc_validation=expected_on_validation,
         realized_auc=realized_auc,
         realized_month=latest["month"],
         realized_version=estimated_by if realized_auc is not None else None,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrain.estimation import CALIBRATORS, expected_auc, fit_calibration
+from retrain.estimation import CALIBRATORS, anchored_estimate, expected_auc, fit_calibration
 
 
 def test_expected_auc_is_the_roc_auc_of_every_row_counted_once_per_class() -> None:
@@ -98,6 +98,42 @@ def test_with_few_positives_platt_scaling_is_chosen_and_the_estimate_is_not_infl
     assert abs(np.mean(errors["chosen"])) < 0.015
     assert np.mean(errors["isotonic only"]) > 0.025, "isotonic steps overfit 90 positives and inflate the AUC"
     assert np.sqrt(np.mean(np.square(errors["chosen"]))) < np.sqrt(np.mean(np.square(errors["isotonic only"])))
+
+
+def floor_piled_world(rng: np.random.Generator, rows: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """About 5% positives, and scores piled up just above a floor where the truth still varies, as an
+    overfit boosted model's are: their log-odds are not linear in the truth's, so Platt scaling misfits."""
+    x = rng.normal(shift, 1.0, rows)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(1.2 * x - 3.2)))).astype(int)
+    return 0.006 + 0.3 / (1 + np.exp(-3 * (x - 1.5))), y
+
+
+def test_anchored_on_the_validated_auc_a_misfit_calibration_does_not_bias_the_estimate() -> None:
+    errors: dict[str, list[float]] = {"expected AUC on production": [], "anchored": []}
+    methods = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        validation_scores, validation_labels = floor_piled_world(rng, 1800)  # about 90 positives
+        production_scores, production_labels = floor_piled_world(rng, 20_000)
+        realized = roc_auc_score(production_labels, production_scores)
+        calibration = fit_calibration(validation_scores, validation_labels)
+        methods.append(calibration.method)
+        on_production = expected_auc(production_scores, calibration.apply(production_scores))
+        on_validation = expected_auc(validation_scores, calibration.apply(validation_scores))
+        anchored = anchored_estimate(roc_auc_score(validation_labels, validation_scores), on_production, on_validation)
+        errors["expected AUC on production"].append(on_production - realized)
+        errors["anchored"].append(anchored - realized)
+    assert methods.count("logistic") >= 30, "few positives: cross-validation picks Platt scaling, misfit or not"
+    assert np.mean(errors["expected AUC on production"]) < -0.01, "the misfit flattens the expected ROC curve"
+    assert abs(np.mean(errors["anchored"])) < 0.006
+    rmse = {name: np.sqrt(np.mean(np.square(found))) for name, found in errors.items()}
+    assert rmse["anchored"] < rmse["expected AUC on production"]
+
+
+def test_anchored_estimate_known_answers() -> None:
+    assert anchored_estimate(0.80, 0.70, 0.72) == pytest.approx(0.78)
+    assert anchored_estimate(0.99, 0.90, 0.80) == 1.0, "clipped to an AUC"
+    assert anchored_estimate(0.05, 0.10, 0.30) == 0.0
 
 
 def test_calibration_with_too_few_positives_to_cross_validate_is_platt_scaling() -> None:
