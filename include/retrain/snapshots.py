@@ -215,7 +215,20 @@ def _first_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class Rows:
+    """Where a batch's rows sit in their file, so that a bad value is named where its user will look."""
+
+    offset: int = 0
+    csv: bool = False
+
+    def at(self, index: int) -> str:
+        row = self.offset + index
+        # An editor numbers a CSV's lines from 1, the header on line 1; pandas numbers a frame's rows from 0.
+        return f"line {row + 2}" if self.csv else f"row {row}"
+
+
+def numeric_values(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -> np.ndarray:
     """A column as float64 with NaN for missing; text that is not a number and infinities are refused."""
     kind = array.type
     if pa.types.is_dictionary(kind):
@@ -230,7 +243,7 @@ def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) ->
             parsed = [_parse_float(v) for v in trimmed.to_pylist()]
             row = next(i for i, v in enumerate(parsed) if v is False)
             raise DataError(
-                f"{where}: column {column} is numeric but holds text (row {offset + row}: {array[row].as_py()!r})"
+                f"{where}: column {column} is numeric but holds text ({rows.at(row)}: {array[row].as_py()!r})"
             ) from None
     elif not (
         pa.types.is_integer(kind)
@@ -244,7 +257,7 @@ def numeric_values(array: pa.Array, where: str, column: str, offset: int = 0) ->
     infinite = np.isinf(values)
     if infinite.any():
         row = _first_row(infinite)
-        raise DataError(f"{where}: column {column} holds an infinite value (row {offset + row}: {values[row]})")
+        raise DataError(f"{where}: column {column} holds an infinite value ({rows.at(row)}: {values[row]})")
     return values
 
 
@@ -252,7 +265,7 @@ def label_values(
     array: pa.Array,
     where: str,
     column: str,
-    offset: int = 0,
+    rows: Rows = Rows(),
     *,
     positive_label: str | None = None,
     other_labels: set[str] | None = None,
@@ -270,12 +283,12 @@ def label_values(
         array = array.dictionary_decode()
     text_kind = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
     if positive_label is None and not text_kind:
-        return _binary(numeric_values(array, where, column, offset), where, column)
+        return _binary(numeric_values(array, where, column, rows), where, column)
     text = _blank_as_null(array if text_kind else pc.cast(array, pa.string()))
     present = pc.is_valid(text).to_numpy(zero_copy_only=False)
     if positive_label is None:
         try:
-            numbers = numeric_values(text, where, column, offset)
+            numbers = numeric_values(text, where, column, rows)
         except DataError:
             numbers = None  # not numbers: true/false, or labels that need model.positive_label
         if numbers is not None:
@@ -287,7 +300,7 @@ def label_values(
         if odd.any():
             row = _first_row(odd)
             raise DataError(
-                f"{where}: target column {column} must be binary 0/1 or true/false (row {offset + row}: "
+                f"{where}: target column {column} must be binary 0/1 or true/false ({rows.at(row)}: "
                 f"{array[row].as_py()!r}); for other labels set model.positive_label to the one meaning positive"
             )
     else:
@@ -534,10 +547,11 @@ class SnapshotReader:
     ) -> dict[str, Any] | None:
         where = self.file_where(entry)
         from_csv = entry.key.endswith(".csv")
+        rows = Rows(offset, csv=from_csv)
         stats.rows += batch.num_rows
         converted: dict[str, Any] = {}
         for column in schema.numeric:
-            values = numeric_values(batch.column(column), where, column, offset)
+            values = numeric_values(batch.column(column), where, column, rows)
             stats.nulls[column] += int(np.isnan(values).sum())
             converted[column] = values
         for column in schema.categorical:
@@ -554,7 +568,7 @@ class SnapshotReader:
                 batch.column(schema.target),
                 where,
                 schema.target,
-                offset,
+                rows,
                 positive_label=schema.positive_label,
                 other_labels=stats.other_labels,
             )
@@ -565,7 +579,7 @@ class SnapshotReader:
             stats.classes[0] += int(labeled.sum()) - positives
             converted[schema.target] = labels
         if schema.timestamp:
-            stamps = _timestamps(batch.column(schema.timestamp), where, schema.timestamp, offset)
+            stamps = _timestamps(batch.column(schema.timestamp), where, schema.timestamp, rows)
             stats.timestamps += int(stamps.notna().sum())
             converted[schema.timestamp] = stamps
         return converted if keep else None
@@ -665,7 +679,7 @@ class SnapshotReader:
     def numeric(self, column: str) -> np.ndarray:
         """One numeric column over every file, NaN for missing."""
         parts = [
-            numeric_values(chunk, self.file_where(entry), column, offset)
+            numeric_values(chunk, self.file_where(entry), column, Rows(offset, csv=entry.key.endswith(".csv")))
             for entry, offset, chunk in self._column(column, categorical=False)
         ]
         if len(parts) == 1:
@@ -743,7 +757,7 @@ def _take(values: Any, keep: np.ndarray | None) -> Any:
     return values[keep].reset_index(drop=True)
 
 
-def _timestamps(array: pa.Array, where: str, column: str, offset: int = 0) -> pd.Series:
+def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -> pd.Series:
     """UTC timestamps. Text is read as ISO 8601, each value on its own (a date alone, `T` or a space, `Z`
     or an offset, all in one column); text in another format as pandas infers it from the values. A value
     that is neither is refused: it would otherwise count as the oldest row when the holdout is chosen."""
@@ -766,7 +780,7 @@ def _timestamps(array: pa.Array, where: str, column: str, offset: int = 0) -> pd
     if failed.any():
         row = _first_row(failed)
         raise DataError(
-            f"{where}: timestamp column {column} holds a value that is not a timestamp (row {offset + row}: "
+            f"{where}: timestamp column {column} holds a value that is not a timestamp ({rows.at(row)}: "
             f"{values.iloc[row]!r})"
         )
     return stamps

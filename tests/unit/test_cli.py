@@ -173,7 +173,7 @@ def test_drift_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     infinite = tmp_path / "inf.csv"
     infinite.write_text("a,b\n1,2\ninf,4\n")
     result = run_cli("drift", str(good), str(infinite))
-    assert result.returncode == 2 and "column a holds an infinite value (row 1: inf)" in result.stderr
+    assert result.returncode == 2 and "column a holds an infinite value (line 3: inf)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

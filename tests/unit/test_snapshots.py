@@ -141,7 +141,8 @@ def test_text_in_a_numeric_column_names_column_row_and_value(tmp_path: Path) -> 
     frame.loc[7, "spend"] = "twelve"
     message = _error(tmp_path, frame, name="part-0.csv")
     assert "month 2025-01" in message
-    assert "column spend is numeric but holds text (row 7: 'twelve')" in message
+    # Row 7 of the frame is line 9 of the CSV: the header is line 1, as in any editor.
+    assert "column spend is numeric but holds text (line 9: 'twelve')" in message
 
 
 def test_all_null_column(tmp_path: Path) -> None:
@@ -183,6 +184,19 @@ def test_blank_cells_in_a_csv_numeric_column_are_missing_values(tmp_path: Path) 
     assert snapshot.null_rates["spend"] == 0.25
 
 
+def test_the_missing_value_tokens_pandas_knows_are_missing_in_a_csv_and_text_in_parquet(tmp_path: Path) -> None:
+    tokens = ["NA", "NULL", "null", "N/A", "NaN", "#N/A"]
+    rows = "".join(f"{i},{token},{token},{i % 2}\n" for i, token in enumerate(tokens))
+    folder = tmp_path / "csv" / "month=2025-01"
+    folder.mkdir(parents=True)
+    (folder / "part-0.csv").write_text("age,spend,plan,label\n" + rows + "6,1.5,b,0\n7,2.5,NAM,1\n")
+    frame = read_month(str(tmp_path / "csv"), "2025-01", SCHEMA)[0]
+    assert frame["spend"].isna().sum() == 6 and frame["plan"].isna().sum() == 6
+    categories = good_frame(4).assign(plan=["NA", "NULL", "b", "NA"])
+    write(tmp_path / "parquet", "2025-01", categories)
+    assert read_month(str(tmp_path / "parquet"), "2025-01", SCHEMA)[0]["plan"].tolist() == ["NA", "NULL", "b", "NA"]
+
+
 TIMED = Schema(numeric=("age",), target="label", timestamp="at")
 
 
@@ -205,7 +219,7 @@ def test_iso_timestamps_in_every_form_a_csv_export_writes_them(tmp_path: Path) -
 def test_a_value_that_is_not_a_timestamp_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         _timed(tmp_path, ["2025-01-03T10:00:00Z", "2025-01-04", "soon", "2025-01-06"])
-    assert "part-0.csv): timestamp column at holds a value that is not a timestamp (row 2: 'soon')" in str(raised.value)
+    assert "part-0.csv): timestamp column at holds a value that is not a timestamp (line 4: 'soon')" in str(raised.value)
 
 
 def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
@@ -237,7 +251,7 @@ def test_text_labels_need_the_positive_label_named(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         _labels(tmp_path, ["No", "Yes", "No", "No"])
     message = str(raised.value)
-    assert "part-0.csv): target column label must be binary 0/1 or true/false (row 0: 'No')" in message
+    assert "part-0.csv): target column label must be binary 0/1 or true/false (line 2: 'No')" in message
     assert "set model.positive_label" in message
 
 
@@ -327,7 +341,8 @@ def test_infinity_in_a_numeric_feature_is_refused(tmp_path: Path, name: str, val
     frame.loc[5, "spend"] = value
     message = _error(tmp_path, frame, name=name)
     assert "month 2025-01" in message and name in message
-    assert "column spend holds an infinite value (row 5" in message
+    position = "line 7" if name.endswith(".csv") else "row 5"  # a Parquet file's rows count from 0, as in pandas
+    assert f"column spend holds an infinite value ({position}: " in message
 
 
 def test_infinity_in_the_labeled_target_is_refused(tmp_path: Path) -> None:
