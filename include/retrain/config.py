@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from retrain.errors import ConfigError
-from retrain.months import MONTH_PATTERN
+from retrain.months import DEFAULT_PARTITION, MONTH_PATTERN, PartitionError, Partitioning
 
 ESTIMATORS = ("hist_gradient_boosting", "gradient_boosting")
 CORRECTIONS = ("bonferroni", "bh")
@@ -79,6 +79,7 @@ class DataSpec:
     SECTION: ClassVar[str] = "data"
     production: str
     labeled: str
+    partition: str = DEFAULT_PARTITION
     reference_month: str | None = None
     max_null_rate: float = 0.5
     label_delay_months: int = 0
@@ -87,6 +88,10 @@ class DataSpec:
     wait_poke_seconds: float = 600.0
 
     def __post_init__(self) -> None:
+        try:
+            Partitioning(self.partition)
+        except PartitionError as error:
+            raise ConfigError(f"data.partition: {error}") from None
         if self.reference_month is not None and not MONTH_PATTERN.match(self.reference_month):
             raise ConfigError(f"data.reference_month must be YYYY-MM, got {self.reference_month!r}")
         _fraction("data.max_null_rate", self.max_null_rate, allow_one=True)
@@ -96,6 +101,10 @@ class DataSpec:
             raise ConfigError(f"data.success_marker must be a file name, got {self.success_marker!r}")
         if self.wait_timeout_minutes <= 0 or self.wait_poke_seconds <= 0:
             raise ConfigError("data.wait_timeout_minutes and data.wait_poke_seconds must be > 0")
+
+    @property
+    def partitioning(self) -> Partitioning:
+        return Partitioning(self.partition)
 
 
 @dataclass(frozen=True)

@@ -244,19 +244,21 @@ def _training_window(config: Config, month: str) -> list[str]:
     first labeled month on; the labeled month itself and every month inside the window must exist."""
     root, delay = config.data.labeled, config.data.label_delay_months
     last = labeled_month_for(config, month)
-    available = set(list_months(root, config.storage))
+    parts = config.data.partitioning
+    available = set(list_months(root, config.storage, parts))
     delayed = f" (data.label_delay_months={delay}: the run for {month} uses labels up to {last})" if delay else ""
     if not available or min(available) > last:
         first = f"the first labeled month is {min(available)}" if available else "there are no labeled months yet"
         raise DataError(f"{root}: no labeled month up to {last} to train or evaluate on; {first}{delayed}")
     if last not in available:
-        raise DataError(f"month {last} ({month_folder(root, last)}): no labeled data files for this month{delayed}")
+        where = month_folder(root, last, parts)
+        raise DataError(f"month {last} ({where}): no labeled data files for this month{delayed}")
     wanted = [shift_month(last, -offset) for offset in range(config.training.window_months - 1, -1, -1)]
     window = [m for m in wanted if m >= min(available)]
     gaps = [m for m in window if m not in available]
     if gaps:
         raise DataError(
-            f"month {gaps[0]} ({month_folder(root, gaps[0])}): labeled month missing inside the "
+            f"month {gaps[0]} ({month_folder(root, gaps[0], parts)}): labeled month missing inside the "
             f"{config.training.window_months}-month training window ending {last}"
         )
     return window
@@ -272,7 +274,9 @@ def missing_inputs(config: Config, month: str) -> list[str]:
     ]
     missing = []
     for name, root, wanted in needs:
-        problem = month_readiness(root, wanted, marker=marker, spec=config.storage)
+        problem = month_readiness(
+            root, wanted, marker=marker, spec=config.storage, partitioning=config.data.partitioning
+        )
         if problem:
             missing.append(f"{name} {problem}")
     return missing
@@ -297,7 +301,9 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     limit = config.data.max_null_rate
 
     def scan(root: str, month: str, schema: Schema) -> dict[str, Any]:
-        return scan_month(root, month, schema, max_null_rate=limit, spec=config.storage).lineage()
+        return scan_month(
+            root, month, schema, max_null_rate=limit, spec=config.storage, partitioning=config.data.partitioning
+        ).lineage()
 
     production = scan(config.data.production, run.month, features)
     window = _training_window(config, run.month)
@@ -408,7 +414,7 @@ def _reference(
             return _reference_record(
                 mode, snapshots, f"labeled months {months}, champion version {champion.version}'s training data"
             )
-    months = list_months(config.data.production, config.storage)
+    months = list_months(config.data.production, config.storage, config.data.partitioning)
     month = config.data.reference_month or (months[0] if months else None)
     if month is None:
         raise DataError(f"{config.data.production}: no production months to use as the drift reference")

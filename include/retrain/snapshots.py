@@ -1,4 +1,5 @@
-"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv`, validating them, reading them.
+"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv` (or another `data.partition`),
+validating them, reading them.
 
 A snapshot is validated by streaming its files batch by batch, so a month larger than memory is checked
 in bounded memory; later steps read back only the columns they need. Categorical columns stay Arrow
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from retrain.errors import ChangedError, DataError
+from retrain.months import Partitioning
 from retrain.storage import ObjectInfo, Store, open_store
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DATA_SUFFIXES = (".parquet", ".csv")
-MONTH_DIR = re.compile(r"^month=(\d{4}-\d{2})/")
+BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 CATEGORIES = pa.dictionary(pa.int32(), pa.string())
@@ -98,28 +100,35 @@ class Snapshot:
         }
 
 
-def month_folder(root: str, month: str) -> str:
-    return f"{root.rstrip('/')}/month={month}"
+def month_folder(root: str, month: str, partitioning: Partitioning = BY_MONTH) -> str:
+    return f"{root.rstrip('/')}/{partitioning.folder(month)}"
 
 
 def describe(month: str | None, uri: str) -> str:
     return f"month {month} ({uri})" if month else uri
 
 
-def list_months(root: str, spec: StorageSpec | None = None) -> list[str]:
-    """Months that have at least one data file under a dataset root."""
+def list_months(root: str, spec: StorageSpec | None = None, partitioning: Partitioning = BY_MONTH) -> list[str]:
+    """Months that have at least one data file directly in their folder under a dataset root."""
     months = set()
-    for key in open_store(root, spec).list("month="):
-        match = MONTH_DIR.match(key)
-        if match and key.endswith(DATA_SUFFIXES):
-            months.add(match.group(1))
+    for key in open_store(root, spec).list(partitioning.prefix):
+        month = partitioning.month_of(key) if key.endswith(DATA_SUFFIXES) else None
+        if month is not None:
+            months.add(month)
     return sorted(months)
 
 
-def month_readiness(root: str, month: str, *, marker: str | None, spec: StorageSpec | None = None) -> str | None:
+def month_readiness(
+    root: str,
+    month: str,
+    *,
+    marker: str | None,
+    spec: StorageSpec | None = None,
+    partitioning: Partitioning = BY_MONTH,
+) -> str | None:
     """None when a month's partition has landed (data files, and the marker file when one is configured);
     else what is missing, in words."""
-    uri = month_folder(root, month)
+    uri = month_folder(root, month, partitioning)
     names = [k for k in open_store(uri, spec).list("") if "/" not in k]
     if not any(name.endswith(DATA_SUFFIXES) for name in names):
         return f"month {month} ({uri}): no data files yet"
@@ -802,17 +811,31 @@ def infer_schema(arrow_schema: pa.Schema) -> Schema:
 
 
 def read_month(
-    root: str, month: str, schema: Schema, *, max_null_rate: float = 1.0, spec: StorageSpec | None = None
+    root: str,
+    month: str,
+    schema: Schema,
+    *,
+    max_null_rate: float = 1.0,
+    spec: StorageSpec | None = None,
+    partitioning: Partitioning = BY_MONTH,
 ) -> tuple[pd.DataFrame, Snapshot]:
     """Read and validate one month of a dataset, with only the schema's columns."""
-    return SnapshotReader(month_folder(root, month), month=month, spec=spec).frame(schema, max_null_rate=max_null_rate)
+    reader = SnapshotReader(month_folder(root, month, partitioning), month=month, spec=spec)
+    return reader.frame(schema, max_null_rate=max_null_rate)
 
 
 def scan_month(
-    root: str, month: str, schema: Schema, *, max_null_rate: float = 1.0, spec: StorageSpec | None = None
+    root: str,
+    month: str,
+    schema: Schema,
+    *,
+    max_null_rate: float = 1.0,
+    spec: StorageSpec | None = None,
+    partitioning: Partitioning = BY_MONTH,
 ) -> Snapshot:
     """Validate one month of a dataset without keeping it in memory."""
-    return SnapshotReader(month_folder(root, month), month=month, spec=spec).scan(schema, max_null_rate=max_null_rate)
+    reader = SnapshotReader(month_folder(root, month, partitioning), month=month, spec=spec)
+    return reader.scan(schema, max_null_rate=max_null_rate)
 
 
 def as_category_strings(series: pd.Series) -> pd.Series:

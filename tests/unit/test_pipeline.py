@@ -134,6 +134,24 @@ def test_readiness_names_the_missing_partitions_and_markers(data: Path) -> None:
     assert missing_inputs(marked, "2025-05") == []
 
 
+def test_a_spark_style_partition_layout_is_read_through_data_partition(tmp_path: Path) -> None:
+    for kind, labeled in (("production", False), ("labeled", True)):
+        for i, month in enumerate(MONTHS[:3]):
+            year, number = month.split("-")
+            folder = tmp_path / kind / f"year={year}" / f"month={int(number)}"  # partitionBy("year", "month")
+            folder.mkdir(parents=True)
+            month_frame(200, i, labeled).to_parquet(folder / "part-00000-c000.snappy.parquet")
+    config = config_for(tmp_path).with_overrides(**{"data.partition": "year={year}/month={m}"})
+    pulled = pull_snapshots(config, Run("r", "2025-03"))
+    assert pulled.training_months == ["2025-01", "2025-02", "2025-03"]
+    assert pulled.production["uri"].endswith("production/year=2025/month=3")
+    assert [m.split(" (")[0] for m in missing_inputs(config, "2025-04")] == [
+        "production month 2025-04",
+        "labeled month 2025-04",
+    ]
+    assert "labeled/year=2025/month=4): no data files yet" in missing_inputs(config, "2025-04")[1]
+
+
 # -- the drift reference ---------------------------------------------------------------------------------
 
 

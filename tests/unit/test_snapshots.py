@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from retrain.errors import ChangedError, DataError
+from retrain.months import Partitioning
 from retrain.snapshots import Schema, SnapshotReader, infer_schema, list_months, read_month, scan_month
 
 SCHEMA = Schema(numeric=("age", "spend"), categorical=("plan",), target="label")
@@ -48,6 +49,38 @@ def test_reads_only_the_schema_columns_from_every_file_of_a_month(tmp_path: Path
     assert snapshot.kinds == {"plan": "text"}
     again = read_month(str(tmp_path), "2025-03", SCHEMA)[1]
     assert again.fingerprint == snapshot.fingerprint and len(snapshot.fingerprint) == 64
+
+
+@pytest.mark.parametrize(
+    ("template", "folder"),
+    [
+        ("month={month}", "month=2025-01"),
+        ("year={year}/month={m}", "year=2025/month=1"),
+        ("{year}/{mm}", "2025/01"),
+        ("dt={year}-{mm}-01", "dt=2025-01-01"),
+    ],
+)
+def test_months_are_found_and_read_in_any_partition_layout(tmp_path: Path, template: str, folder: str) -> None:
+    layout = Partitioning(template)
+    assert layout.folder("2025-01") == folder
+    for month in ("2025-01", "2025-11"):
+        (tmp_path / layout.folder(month)).mkdir(parents=True)
+        good_frame(10).to_parquet(tmp_path / layout.folder(month) / "part-0.parquet")
+    # Files elsewhere are not months: nested a level deeper, not data, or a month that cannot be.
+    (tmp_path / layout.folder("2025-03") / "region=eu").mkdir(parents=True)
+    good_frame(10).to_parquet(tmp_path / layout.folder("2025-03") / "region=eu" / "part-0.parquet")
+    (tmp_path / layout.folder("2025-04")).mkdir(parents=True)
+    (tmp_path / layout.folder("2025-04") / "part-0.parquet.crc").write_text("x")
+    assert list_months(str(tmp_path), partitioning=layout) == ["2025-01", "2025-11"]
+    frame, snapshot = read_month(str(tmp_path), "2025-11", SCHEMA, partitioning=layout)
+    assert len(frame) == 10 and snapshot.month == "2025-11"
+
+
+def test_a_month_number_out_of_range_is_no_month() -> None:
+    layout = Partitioning("year={year}/month={m}")
+    assert layout.month_of("year=2025/month=13/part-0.parquet") is None
+    assert layout.month_of("year=2025/month=01/part-0.parquet") is None, "{m} is the unpadded number"
+    assert layout.month_of("year=2025/month=12/part-0.parquet") == "2025-12"
 
 
 def test_streaming_validation_finds_what_reading_finds(tmp_path: Path) -> None:
@@ -219,7 +252,8 @@ def test_iso_timestamps_in_every_form_a_csv_export_writes_them(tmp_path: Path) -
 def test_a_value_that_is_not_a_timestamp_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         _timed(tmp_path, ["2025-01-03T10:00:00Z", "2025-01-04", "soon", "2025-01-06"])
-    assert "part-0.csv): timestamp column at holds a value that is not a timestamp (line 4: 'soon')" in str(raised.value)
+    message = str(raised.value)
+    assert "part-0.csv): timestamp column at holds a value that is not a timestamp (line 4: 'soon')" in message
 
 
 def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
