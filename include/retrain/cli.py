@@ -173,6 +173,9 @@ def format_cycle(summary: dict[str, Any]) -> str:
         lines.append(f"  champion AUC: {format_performance(summary['performance'])}")
     if challenger:
         auc = f"challenger {challenger['auc']:.4f}"
+        over_chance = metrics.get("over_chance")
+        if over_chance:
+            auc += f" [{0.5 + over_chance['low']:.4f}, {0.5 + over_chance['high']:.4f}]"
         if champion:
             auc = f"champion {champion['auc']:.4f}, {auc}"
         lines.append(f"  AUC:       {auc} (holdout of {months.get('holdout', summary['month'])})")

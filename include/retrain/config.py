@@ -185,9 +185,12 @@ class PromotionSpec:
     bootstrap_resamples: int = 1000
     max_log_loss_increase: float = 0.02
     max_brier_increase: float = 0.01
+    min_holdout_per_class: int = 20
 
     def __post_init__(self) -> None:
         _fraction("promotion.min_auc", self.min_auc, allow_zero=True, allow_one=True)
+        if self.min_holdout_per_class < 1:
+            raise ConfigError(f"promotion.min_holdout_per_class must be >= 1, got {self.min_holdout_per_class}")
         _non_negative("promotion.min_lift", self.min_lift)
         _fraction("promotion.confidence", self.confidence)
         if self.bootstrap_resamples < 100:

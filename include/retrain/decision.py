@@ -50,6 +50,19 @@ class Gate:
     reason: str
 
 
+def too_few_to_judge(rows: int, positives: int, policy: PromotionSpec) -> str | None:
+    """Why a holdout is too small to judge a model on, or None. The bootstrap cannot tell: with one
+    positive in the holdout, every resample that holds it gives nearly the same AUC, so a lucky ranking
+    of that one row looks certain (a model of pure noise became the first champion with AUC 0.69)."""
+    if min(positives, rows - positives) >= policy.min_holdout_per_class:
+        return None
+    return (
+        f"the holdout has {positives} positives and {rows - positives} negatives, fewer than "
+        f"promotion.min_holdout_per_class={policy.min_holdout_per_class} of a class: too few to judge a model on "
+        "(a larger training.holdout_fraction holds out more)"
+    )
+
+
 def drift_gate(
     *,
     drifted: bool,
@@ -87,8 +100,12 @@ def decide(
     has_champion: bool | None = None,
     drifted_features: list[str] | None = None,
     performance_drop: str | None = None,
+    over_chance: LiftInterval | None = None,
 ) -> Decision:
     """Decide whether the challenger replaces the champion.
+
+    With no champion, `over_chance` (the challenger's AUC lift over chance) must be significant when
+    lifts must be: a first model is judged against chance, as later ones are against the champion.
 
     `has_champion` defaults to whether champion metrics were given; pass it explicitly at the drift gate,
     before any model was scored.
@@ -106,15 +123,29 @@ def decide(
         return Decision(Outcome.NO_DRIFT, gate)
     if challenger is None:
         raise ValueError("a challenger's metrics are needed past the drift gate")
+    scarce = too_few_to_judge(challenger.rows, challenger.positives, policy)
+    if scarce:
+        return Decision(Outcome.REJECTED if champion is None else Outcome.KEPT_CHAMPION, f"{gate}; {scarce}")
     if challenger.auc < policy.min_auc:
         return Decision(
             Outcome.REJECTED,
             f"{gate}; challenger AUC {challenger.auc:.4f} is below the floor min_auc={policy.min_auc}",
         )
     if champion is None:
+        if over_chance is None:
+            return Decision(
+                Outcome.BOOTSTRAPPED, f"{gate}; first model, AUC {challenger.auc:.4f} >= min_auc={policy.min_auc}"
+            )
+        interval = f"{over_chance.confidence:.0%} interval [{0.5 + over_chance.low:.4f}, {0.5 + over_chance.high:.4f}]"
+        if policy.require_significant_lift and over_chance.low <= 0:
+            return Decision(
+                Outcome.REJECTED,
+                f"{gate}; first model, AUC {challenger.auc:.4f} is not significantly better than chance: {interval} "
+                f"includes 0.5 ({challenger.positives} positives of {challenger.rows} holdout rows)",
+            )
         return Decision(
             Outcome.BOOTSTRAPPED,
-            f"{gate}; first model, AUC {challenger.auc:.4f} >= min_auc={policy.min_auc}",
+            f"{gate}; first model, AUC {challenger.auc:.4f} ({interval}) >= min_auc={policy.min_auc}",
         )
     if lift is None:
         raise ValueError("the lift interval is needed to compare with a champion")

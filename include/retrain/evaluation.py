@@ -214,3 +214,14 @@ def paired_bootstrap_lift(
         share_not_positive=float(np.mean(lift_samples <= 0)),
         samples=lift_samples,
     )
+
+
+def chance_lift(
+    labels: np.ndarray, scores: np.ndarray, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> LiftInterval:
+    """A first model's AUC over chance (AUC - 1/2), with its bootstrap interval: the lift over a model that
+    scores every row alike, whose AUC is exactly 1/2 on every resample. With no champion to beat, this is
+    what stops a model judged on a handful of positives from becoming the first champion."""
+    return paired_bootstrap_lift(
+        labels, np.zeros(len(scores)), scores, resamples=resamples, confidence=confidence, seed=seed
+    )

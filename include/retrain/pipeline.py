@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from retrain.config import Config
-from retrain.decision import PROMOTING, Outcome, decide, drift_gate
+from retrain.decision import PROMOTING, Outcome, decide, drift_gate, too_few_to_judge
 from retrain.errors import DataError
 from retrain.months import MONTH_PATTERN, shift_month
 from retrain.registry import Champion, Registry, run_key, to_json, utc_now
@@ -583,7 +583,7 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
     The outcome is the decision unless the champion already holds newer data than this run (a backfill
     over history), when it is SUPERSEDED: the graph and the logs never say PROMOTED for a run that cannot.
     """
-    from retrain.evaluation import lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
+    from retrain.evaluation import chance_lift, lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
     from retrain.training import deserialize, permutation_importances, predict_scores
 
     registry = Registry.for_config(config)
@@ -598,19 +598,19 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
         "roc": {"challenger": roc_points(labels, challenger_scores)},
         "importances": permutation_importances(challenger_model, holdout, config.model, config.training.seed),
     }
-    champion = lift = None
-    if pulled.champion is not None:
+    champion = lift = over_chance = None
+    bootstrap = {
+        "resamples": config.promotion.bootstrap_resamples,
+        "confidence": config.promotion.confidence,
+        "seed": config.training.seed,
+    }
+    if pulled.champion is None:
+        over_chance = chance_lift(labels, challenger_scores, **bootstrap)
+    else:
         champion_scores = predict_scores(registry.load_model(pulled.champion["version"]), holdout, config.model)
         champion = score_metrics(labels, champion_scores)
         details["roc"]["champion"] = roc_points(labels, champion_scores)
-        lift = paired_bootstrap_lift(
-            labels,
-            champion_scores,
-            challenger_scores,
-            resamples=config.promotion.bootstrap_resamples,
-            confidence=config.promotion.confidence,
-            seed=config.training.seed,
-        )
+        lift = paired_bootstrap_lift(labels, champion_scores, challenger_scores, **bootstrap)
     decision = decide(
         drifted=drift.drifted,
         force=run.force,
@@ -620,6 +620,7 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
         lift=lift,
         drifted_features=drift.drifted_features,
         performance_drop=performance_drop(config, drift.performance),
+        over_chance=over_chance,
     )
     outcome, reason = str(decision.outcome), decision.reason
     newer = _newer_champion(registry, run)
@@ -633,6 +634,7 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
             "challenger": challenger.to_dict(),
             "champion": champion.to_dict() if champion else None,
             "lift": lift.to_dict() if lift else None,
+            "over_chance": over_chance.to_dict() if over_chance else None,
         },
         holdout_month=pulled.labeled_month,
         evaluation_uri=registry.store.uri_for(f"{registry.run_prefix(run.month, run.key)}/evaluation.json"),
@@ -755,6 +757,9 @@ def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Ke
         return Kept(
             False, None, f"champion AUC {champion_metrics['auc']:.4f} is below min_auc={config.promotion.min_auc}"
         )
+    scarce = too_few_to_judge(champion_metrics["rows"], champion_metrics["positives"], config.promotion)
+    if scarce:
+        return Kept(False, None, scarce)
     if run.dry_run:
         return Kept(False, None, "dry run: the validated month stays")
     registry = Registry.for_config(config)

@@ -9,8 +9,8 @@ from retrain.evaluation import LiftInterval, Metrics
 POLICY = PromotionSpec(min_auc=0.7, min_lift=0.01, max_log_loss_increase=0.02, max_brier_increase=0.01)
 
 
-def metrics(auc: float, log_loss: float = 0.5, brier: float = 0.15) -> Metrics:
-    return Metrics(auc=auc, log_loss=log_loss, brier=brier, rows=1000, positives=300)
+def metrics(auc: float, log_loss: float = 0.5, brier: float = 0.15, positives: int = 300) -> Metrics:
+    return Metrics(auc=auc, log_loss=log_loss, brier=brier, rows=1000, positives=positives)
 
 
 def lift(value: float, low: float, high: float) -> LiftInterval:
@@ -160,3 +160,35 @@ def test_all_shortfalls_are_named_in_the_reason() -> None:
     assert "below min_lift" in decision.reason and "not significant" in decision.reason
     assert "log loss regressed" in decision.reason
     assert decision.to_dict() == {"outcome": "KEPT_CHAMPION", "reason": decision.reason, "promotes": False}
+
+
+@pytest.mark.parametrize(("positives", "champion"), [(19, None), (981, None), (5, metrics(0.7))])
+def test_a_holdout_with_too_few_of_a_class_judges_no_model(positives: int, champion: Metrics | None) -> None:
+    decision = decide(
+        drifted=True,
+        force=False,
+        policy=POLICY,
+        challenger=metrics(0.95, positives=positives),
+        champion=champion,
+        lift=lift(0.25, 0.2, 0.3),
+    )
+    assert decision.outcome is (Outcome.REJECTED if champion is None else Outcome.KEPT_CHAMPION)
+    assert f"the holdout has {positives} positives and {1000 - positives} negatives" in decision.reason
+    assert "min_holdout_per_class=20" in decision.reason
+    assert decide(drifted=True, force=False, policy=POLICY, challenger=metrics(0.95, positives=20)).promotes
+
+
+def test_a_first_model_must_beat_chance_significantly() -> None:
+    lucky = decide(
+        drifted=False, force=False, policy=POLICY, challenger=metrics(0.72), over_chance=lift(0.22, -0.01, 0.4)
+    )
+    assert lucky.outcome is Outcome.REJECTED
+    assert "not significantly better than chance: 95% interval [0.4900, 0.9000] includes 0.5" in lucky.reason
+    sure = decide(
+        drifted=False, force=False, policy=POLICY, challenger=metrics(0.72), over_chance=lift(0.22, 0.15, 0.3)
+    )
+    assert sure.outcome is Outcome.BOOTSTRAPPED
+    waived = PromotionSpec(min_auc=0.7, require_significant_lift=False)
+    assert decide(
+        drifted=False, force=False, policy=waived, challenger=metrics(0.72), over_chance=lift(0.22, -0.01, 0.4)
+    ).promotes

@@ -8,6 +8,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from retrain.errors import DataError
 from retrain.evaluation import (
     ResampledAUC,
+    chance_lift,
     holdout_mask,
     paired_bootstrap_lift,
     resample_counts,
@@ -94,3 +95,16 @@ def test_identical_models_have_a_zero_lift_with_a_degenerate_interval() -> None:
     scores = rng.random(500)
     lift = paired_bootstrap_lift(labels, scores, scores, resamples=200)
     assert (lift.lift, lift.low, lift.high, lift.share_not_positive) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_the_lift_over_chance_is_the_auc_less_one_half_with_its_interval() -> None:
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 2000)
+    useful = labels * 0.8 + rng.normal(size=2000)
+    over = chance_lift(labels, useful, resamples=400, seed=1)
+    assert over.lift == pytest.approx(roc_auc_score(labels, useful) - 0.5)
+    assert 0 < over.low < over.lift < over.high
+    noise = chance_lift(labels, rng.normal(size=2000), resamples=400, seed=1)
+    assert noise.low < 0 < noise.high, "a model of noise is not significantly better than chance"
+    perfect = chance_lift(labels, labels.astype(float), resamples=200)
+    assert (perfect.lift, perfect.low, perfect.high) == (0.5, 0.5, 0.5)

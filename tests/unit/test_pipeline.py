@@ -180,12 +180,15 @@ def test_each_reference_mode_with_a_champion(data: Path, mode: str, months: list
     assert all(f"/{dataset}/month=" in uri for uri in uris)
 
 
-def evaluation(outcome: str, champion_auc: float | None, holdout_month: str = "2025-04") -> Evaluation:
+def evaluation(
+    outcome: str, champion_auc: float | None, holdout_month: str = "2025-04", positives: int = 300
+) -> Evaluation:
+    champion = None if champion_auc is None else {"auc": champion_auc, "rows": 1000, "positives": positives}
     return Evaluation(
         decision={"outcome": outcome},
         outcome=outcome,
         reason="test",
-        metrics={"champion": None if champion_auc is None else {"auc": champion_auc}, "challenger": {"auc": 0.7}},
+        metrics={"champion": champion, "challenger": {"auc": 0.7}},
         holdout_month=holdout_month,
         evaluation_uri="x",
     )
@@ -197,21 +200,23 @@ def started_from(registry: Registry) -> Pulled:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "auc", "dry_run", "moves", "note"),
+    ("outcome", "auc", "positives", "dry_run", "moves", "note"),
     [
-        ("KEPT_CHAMPION", 0.75, False, True, "validated on 2025-04"),
-        ("KEPT_CHAMPION", 0.65, False, False, "below min_auc=0.7"),
-        ("KEPT_CHAMPION", 0.75, True, False, "dry run"),
-        ("REJECTED", 0.75, False, False, "REJECTED: the champion was not shown to hold up"),
-        ("SUPERSEDED", 0.75, False, False, "SUPERSEDED"),
+        ("KEPT_CHAMPION", 0.75, 300, False, True, "validated on 2025-04"),
+        ("KEPT_CHAMPION", 0.65, 300, False, False, "below min_auc=0.7"),
+        ("KEPT_CHAMPION", 0.75, 300, True, False, "dry run"),
+        ("KEPT_CHAMPION", 0.75, 5, False, False, "the holdout has 5 positives and 995 negatives"),
+        ("REJECTED", 0.75, 300, False, False, "REJECTED: the champion was not shown to hold up"),
+        ("SUPERSEDED", 0.75, 300, False, False, "SUPERSEDED"),
     ],
 )
 def test_a_kept_champion_moves_its_validated_month_only_when_it_held_up(
-    data: Path, outcome: str, auc: float, dry_run: bool, moves: bool, note: str
+    data: Path, outcome: str, auc: float, positives: int, dry_run: bool, moves: bool, note: str
 ) -> None:
     config = config_for(data)
     registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
-    kept = keep(config, started_from(registry), evaluation(outcome, auc), Run("r", "2025-04", dry_run=dry_run))
+    held_up = evaluation(outcome, auc, positives=positives)
+    kept = keep(config, started_from(registry), held_up, Run("r", "2025-04", dry_run=dry_run))
     assert kept.moved is moves and note in kept.note
     assert registry.champion().validated_month == ("2025-04" if moves else "2025-01")
     if moves:

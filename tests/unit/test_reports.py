@@ -116,6 +116,14 @@ def test_every_section_for_every_outcome(outcome: str) -> None:
         assert "Not evaluated" in page and "No challenger was trained" in page
 
 
+def test_a_first_model_shows_its_auc_interval_against_chance() -> None:
+    metrics, details = evaluation_details()
+    over_chance = {"lift": 0.31, "low": 0.29, "high": 0.33, "confidence": 0.95, "resamples": 200}
+    first = {**metrics, "champion": None, "lift": None, "over_chance": over_chance}
+    page = render_run_report(entry("BOOTSTRAPPED", first), drift_report(), {"details": details})
+    assert "95% interval\n[0.7900, 0.8300] over 200 resamples, is judged against chance (0.5)" in page
+
+
 def test_the_drift_table_is_sorted_by_effect_and_drifted_features_are_charted_first() -> None:
     report = drift_report()
     page = render_run_report(entry("NO_DRIFT", None), report, None)

@@ -92,6 +92,7 @@ def render_run_report(
                 "champion": metrics.get("champion"),
                 "challenger": metrics.get("challenger"),
                 "lift": metrics.get("lift"),
+                "over_chance": metrics.get("over_chance"),
             },
             roc_chart=charts.roc_curves(details.get("roc") or {}),
             lift_chart=(
