@@ -86,11 +86,5 @@ class Partitioning:
             return found["month"]
         return f"{found['year']}-{int(found.get('mm') or found['m']):02d}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Partitioning) and other.template == self.template
-
-    def __hash__(self) -> int:
-        return hash(self.template)
-
     def __repr__(self) -> str:
         return f"Partitioning({self.template!r})"
