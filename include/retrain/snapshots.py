@@ -1,5 +1,5 @@
-"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv` (or another `data.partition`),
-validating them, reading them.
+"""Monthly snapshots: locating `<root>/month=YYYY-MM/*.parquet|*.csv[.gz|.bz2|.zst]` (or another
+`data.partition`), validating them, reading them.
 
 A snapshot is validated by streaming its files batch by batch, so a month larger than memory is checked
 in bounded memory; later steps read back only the columns they need. Categorical columns stay Arrow
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATA_SUFFIXES = (".parquet", ".csv")
+# CSV also as exports leave it compressed (pyarrow decompresses by the extension).
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+DATA_SUFFIXES = (".parquet", *CSV_SUFFIXES)
+DATA_FILES = "*.parquet, *.csv, *.csv.gz, *.csv.bz2 or *.csv.zst"
 BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
@@ -166,12 +170,22 @@ def _parquet_batches(
         raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
 
 
+def is_csv(name: str) -> bool:
+    return name.endswith(CSV_SUFFIXES)
+
+
 def _csv_header(path: Path, where: str) -> list[str]:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{where}: unreadable CSV file: {error}") from None
+        with (
+            pa.input_stream(str(path), compression="detect") as raw,
+            io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle,
+        ):
+            header = next(csv.reader(handle), None)
+    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as error:
+        raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
+    if header is None:
+        raise DataError(f"{where}: empty file (no header line)")
+    return header
 
 
 def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
@@ -492,7 +506,7 @@ class SnapshotReader:
             self.store = open_store(uri, spec)
             entries = [e for e in self.store.entries("") if "/" not in e.key and e.key.endswith(DATA_SUFFIXES)]
         if not entries:
-            raise DataError(f"{self.where}: no data files (*.parquet or *.csv)")
+            raise DataError(f"{self.where}: no data files ({DATA_FILES})")
         self.entries: list[ObjectInfo] = entries
         digest = hashlib.sha256()
         for entry in entries:
@@ -555,7 +569,7 @@ class SnapshotReader:
         self, batch: pa.RecordBatch, schema: Schema, entry: ObjectInfo, offset: int, stats: _Stats, *, keep: bool
     ) -> dict[str, Any] | None:
         where = self.file_where(entry)
-        from_csv = entry.key.endswith(".csv")
+        from_csv = is_csv(entry.key)
         rows = Rows(offset, csv=from_csv)
         stats.rows += batch.num_rows
         converted: dict[str, Any] = {}
@@ -688,7 +702,7 @@ class SnapshotReader:
     def numeric(self, column: str) -> np.ndarray:
         """One numeric column over every file, NaN for missing."""
         parts = [
-            numeric_values(chunk, self.file_where(entry), column, Rows(offset, csv=entry.key.endswith(".csv")))
+            numeric_values(chunk, self.file_where(entry), column, Rows(offset, csv=is_csv(entry.key)))
             for entry, offset, chunk in self._column(column, categorical=False)
         ]
         if len(parts) == 1:
@@ -706,9 +720,7 @@ class SnapshotReader:
         counts: dict[str, int] = {}
         nulls, kinds, seen_in, start = 0, {}, "", 0
         for entry, _, chunk in self._column(column, categorical=True):
-            values, kind = categorical_values(
-                chunk, self.file_where(entry), column, from_csv=entry.key.endswith(".csv")
-            )
+            values, kind = categorical_values(chunk, self.file_where(entry), column, from_csv=is_csv(entry.key))
             merge_kinds(kinds, self.where, column, kind, seen_in=seen_in, now_in=entry.key)
             seen_in = seen_in or (entry.key if kind != NULL else "")
             if take is not None and taken is not None:

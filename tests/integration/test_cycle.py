@@ -397,12 +397,14 @@ def test_training_max_rows_trains_on_a_stratified_sample_and_says_so(demo_dir: P
 
 
 def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path: Path) -> None:
-    """Real exports are often CSV: the same months as CSV files give the same decisions and statistics."""
+    """Real exports are often CSV, often compressed: the same months as CSV files (production's gzipped)
+    give the same decisions and statistics."""
     import pandas as pd
 
     csv_demo = tmp_path / "csv"
     for parquet in demo_dir.glob("*/month=*/*.parquet"):
-        target = csv_demo / parquet.relative_to(demo_dir).with_suffix(".csv")
+        suffix = ".csv.gz" if parquet.relative_to(demo_dir).parts[0] == "production" else ".csv"
+        target = csv_demo / parquet.relative_to(demo_dir).with_suffix(suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         pd.read_parquet(parquet).to_csv(target, index=False)
     results = {}

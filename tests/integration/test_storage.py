@@ -95,3 +95,30 @@ def test_missing_bucket_is_named(s3_env: str) -> None:
 def test_unsupported_scheme() -> None:
     with pytest.raises(StorageError, match="unsupported storage scheme"):
         open_store("gs://bucket/x")
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_month_of_parquet_and_compressed_csv_reads_the_same_from_either_backend(
+    store: Store, compression: str
+) -> None:
+    """S3 objects are downloaded under a name of their own: the compression must still be recognised."""
+    import io
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from retrain.snapshots import Schema, read_month
+
+    frame = pd.DataFrame({"x": [1.5, 2.5, None, 4.0], "plan": ["a", "b", "a", None], "y": [0, 1, 0, 1]})
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    packed = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(packed, compression) as out:
+        out.write(frame.to_csv(index=False).encode())
+    suffix = {"gzip": ".gz", "zstd": ".zst"}[compression]
+    store.write("month=2025-01/part-0.parquet", parquet.getvalue())
+    store.write(f"month=2025-01/part-1.csv{suffix}", packed.getvalue().to_pybytes())
+    read, snapshot = read_month(store.uri_for(""), "2025-01", Schema(numeric=("x",), categorical=("plan",), target="y"))
+    assert snapshot.files == ("part-0.parquet", f"part-1.csv{suffix}") and snapshot.rows == 8
+    assert read["x"].tolist()[4:6] == [1.5, 2.5] and read["plan"].isna().sum() == 2
+    assert read["y"].tolist() == [0, 1, 0, 1] * 2

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from retrain.errors import ChangedError, DataError
@@ -30,8 +31,9 @@ def write(root: Path, month: str, frame: pd.DataFrame, name: str = "part-0.parqu
     folder = root / f"month={month}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    if name.endswith(".csv"):
-        frame.to_csv(path, index=False)
+    if ".csv" in name:  # compressed by the extension, as pyarrow decompresses it
+        with pa.output_stream(str(path), compression="detect") as out:
+            out.write(frame.to_csv(index=False).encode())
     else:
         frame.to_parquet(path, index=False)
     return path
@@ -112,6 +114,29 @@ def test_integer_categories_are_text_categories(tmp_path: Path) -> None:
     write(tmp_path, "2025-01", frame)
     typed, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
     assert sorted(typed["plan"].cat.categories) == ["0", "1", "2"] and snapshot.kinds == {"plan": "integer"}
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".csv.zst"])
+def test_compressed_csv_reads_as_the_plain_csv(tmp_path: Path, suffix: str) -> None:
+    frame = good_frame()
+    write(tmp_path / "plain", "2025-01", frame, "part-0.csv")
+    write(tmp_path / "packed", "2025-02", frame, f"part-0{suffix}")
+    plain, plain_snapshot = read_month(str(tmp_path / "plain"), "2025-01", SCHEMA)
+    packed, packed_snapshot = read_month(str(tmp_path / "packed"), "2025-02", SCHEMA)
+    assert list_months(str(tmp_path / "packed")) == ["2025-02"]
+    assert packed_snapshot.files == (f"part-0{suffix}",) and packed_snapshot.rows == 100
+    pd.testing.assert_frame_equal(packed, plain)
+    with_text = frame.assign(age=frame["age"].astype(object).where(frame.index != 3, "old"))
+    message = _error(tmp_path / "bad", with_text, name=f"part-0{suffix}")
+    assert f"part-0{suffix}): column age is numeric but holds text (line 5: 'old')" in message
+
+
+def test_a_corrupt_or_empty_compressed_csv_names_the_file(tmp_path: Path) -> None:
+    message = _error(tmp_path, raw=b"age,spend,plan,label\n30,1.5,a,0\n", name="part-0.csv.gz")
+    assert "part-0.csv.gz): unreadable or corrupt CSV file" in message
+    with pa.output_stream(str(tmp_path / "month=2025-01" / "part-0.csv.gz"), compression="gzip") as out:
+        out.write(b"")
+    assert "part-0.csv.gz): empty file (no header line)" in _error(tmp_path)
 
 
 def test_list_months_sees_only_folders_with_data_files(tmp_path: Path) -> None:
