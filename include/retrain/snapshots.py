@@ -44,6 +44,7 @@ DATA_FILES = "*.parquet, *.csv, *.csv.gz, *.csv.bz2 or *.csv.zst"
 BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+NOT_UTF8_COLUMN = re.compile(r"CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to string: invalid UTF8")
 CATEGORIES = pa.dictionary(pa.int32(), pa.string())
 # A categorical column's values are one of these kinds in every file of a month and across snapshots;
 # "null" (a column with no value at all) agrees with any kind.
@@ -176,12 +177,18 @@ def is_csv(name: str) -> bool:
 
 def _csv_header(path: Path, where: str) -> list[str]:
     try:
+        # utf-8-sig: spreadsheet exports start with a byte-order mark, which would rename the first column.
         with (
             pa.input_stream(str(path), compression="detect") as raw,
-            io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle,
+            io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle,
         ):
             header = next(csv.reader(handle), None)
-    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as error:
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{where}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at byte {error.start}); "
+            "save or export the file as UTF-8"
+        ) from None
+    except (csv.Error, pa.ArrowException, OSError) as error:
         raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
     if header is None:
         raise DataError(f"{where}: empty file (no header line)")
@@ -192,7 +199,8 @@ def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[p
     """Every configured column as text (parsed by the converters below), malformed rows refused."""
     import pyarrow.csv as pacsv
 
-    _check_header(where, _csv_header(path, where), columns)
+    header = _csv_header(path, where)
+    _check_header(where, header, columns)
     malformed: list[Any] = []
 
     def refuse(row: Any) -> str:
@@ -217,6 +225,12 @@ def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[p
             raise DataError(
                 f"{where}: line {row.number}: {row.actual_columns} fields where the header has "
                 f"{row.expected_columns}: {row.text[:80]!r}"
+            ) from None
+        not_utf8 = NOT_UTF8_COLUMN.search(str(error))
+        if not_utf8 and int(not_utf8[1]) < len(header):
+            line = f" (line {not_utf8[2]})" if not_utf8[2] else ""  # Arrow counts lines from 1, the header's too
+            raise DataError(
+                f"{where}: column {header[int(not_utf8[1])]} is not UTF-8 text{line}; save or export the file as UTF-8"
             ) from None
         raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
 

@@ -387,6 +387,24 @@ def test_a_csv_row_with_fewer_fields_than_the_header_is_refused(tmp_path: Path) 
     assert "line 3: 2 fields where the header has 4" in message
 
 
+def test_a_byte_order_mark_from_a_spreadsheet_export_is_no_part_of_the_first_column(tmp_path: Path) -> None:
+    folder = tmp_path / "month=2025-01"
+    folder.mkdir()
+    (folder / "part-0.csv").write_bytes(b"\xef\xbb\xbfage,spend,plan,label\n30,1.5,a,0\n31,2.5,b,1\n")
+    frame = read_month(str(tmp_path), "2025-01", SCHEMA)[0]
+    assert frame["age"].tolist() == [30.0, 31.0]
+
+
+def test_text_that_is_not_utf8_is_named_near_the_header_and_by_column_further_down(tmp_path: Path) -> None:
+    latin1 = "age,spend,plan,label\n30,1.5,café,0\n".encode("latin-1")
+    message = _error(tmp_path, raw=latin1, name="part-0.csv")
+    assert "part-0.csv): not UTF-8 text (byte 0xe9 at byte 31); save or export the file as UTF-8" in message
+    rows = "".join(f"{i},1.5,b,{i % 2}\n" for i in range(5000))
+    late = ("age,spend,plan,label\n" + rows + "31,2.5,café,1\n").encode("latin-1")
+    message = _error(tmp_path, raw=late, name="part-0.csv")
+    assert "part-0.csv): column plan is not UTF-8 text (line 5002); save or export the file as UTF-8" in message
+
+
 def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
     text = "age,spend,plan,spend,label\n30,1.5,a,9,0\n31,2.5,b,8,1\n"
     message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
