@@ -151,7 +151,11 @@ def _check_header(where: str, names: list[str], columns: tuple[str, ...]) -> Non
         raise DataError(f"{where}: column {duplicated[0]} appears {names.count(duplicated[0])} times in the header")
     missing = [c for c in columns if c not in names]
     if missing:
-        raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        hint = ""
+        separator = next((s for s in (";", "\t", "|") if len(names) == 1 and s in names[0]), None)
+        if separator:  # a European spreadsheet's export, or a TSV named .csv
+            hint = f" (the header is one field holding {separator!r}: retrain reads comma-separated CSV)"
+        raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}{hint}")
 
 
 def _parquet_batches(

@@ -405,6 +405,14 @@ def test_text_that_is_not_utf8_is_named_near_the_header_and_by_column_further_do
     assert "part-0.csv): column plan is not UTF-8 text (line 5002); save or export the file as UTF-8" in message
 
 
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_separated_otherwise_says_so(tmp_path: Path, separator: str) -> None:
+    text = separator.join(["age", "spend", "plan", "label"]) + "\n" + separator.join(["30", "1,5", "a", "0"]) + "\n"
+    message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
+    assert "missing columns age, spend, plan, label (the header is one field holding" in message
+    assert f"{separator!r}: retrain reads comma-separated CSV)" in message
+
+
 def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
     text = "age,spend,plan,spend,label\n30,1.5,a,9,0\n31,2.5,b,8,1\n"
     message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
