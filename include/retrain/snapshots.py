@@ -158,17 +158,32 @@ def _check_header(where: str, names: list[str], columns: tuple[str, ...]) -> Non
         raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}{hint}")
 
 
-def _parquet_batches(
-    path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]
-) -> Iterator[pa.RecordBatch]:
+def _open_parquet(path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]) -> Any:
+    """A Parquet file whose `columns` exist, with `categorical` ones read as dictionaries. The columns are
+    checked first: Parquet's dictionary option raises a bare KeyError for a column it cannot find, or one
+    that is nested (a list or a struct)."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path, read_dictionary=list(categorical))
-        names = parquet.schema_arrow.names
+        metadata = pq.read_metadata(path)
+        schema = metadata.schema.to_arrow_schema()
     except (pa.ArrowException, OSError) as error:
         raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
-    _check_header(where, names, columns)
+    _check_header(where, schema.names, columns)
+    for column in categorical:
+        kind = schema.field(column).type
+        if pa.types.is_nested(kind):
+            raise DataError(f"{where}: column {column} is categorical but has type {kind}")
+    try:
+        return pq.ParquetFile(path, metadata=metadata, read_dictionary=list(categorical))
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None
+
+
+def _parquet_batches(
+    path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]
+) -> Iterator[pa.RecordBatch]:
+    parquet = _open_parquet(path, where, columns, categorical)
     try:
         yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
     except (pa.ArrowException, OSError) as error:
@@ -698,17 +713,14 @@ class SnapshotReader:
     def _column(self, column: str, *, categorical: bool) -> Iterator[tuple[ObjectInfo, int, pa.Array]]:
         """One column over every file, chunk by chunk: straight from the Parquet column chunks (no batching
         and no other column decoded), or from a CSV's batches."""
-        import pyarrow.parquet as pq
-
         for entry in self.entries:
             path, where = self._path(entry), self.file_where(entry)
             if path.suffix != ".parquet":
                 for offset, batch in self._file_batches(entry, (column,), (column,) if categorical else ()):
                     yield entry, offset, batch.column(column)
                 continue
+            parquet = _open_parquet(path, where, (column,), (column,) if categorical else ())
             try:
-                parquet = pq.ParquetFile(path, read_dictionary=[column] if categorical else None)
-                _check_header(where, parquet.schema_arrow.names, (column,))
                 chunks = parquet.read(columns=[column]).column(0).chunks
             except (pa.ArrowException, OSError) as error:
                 raise DataError(f"{where}: unreadable or corrupt Parquet file: {error}") from None

@@ -185,9 +185,18 @@ def _error(
     return str(error.value)
 
 
-def test_missing_column_names_the_file_and_column(tmp_path: Path) -> None:
-    message = _error(tmp_path, good_frame().drop(columns=["spend"]))
-    assert "month=2025-01/part-0.parquet" in message and "missing column spend" in message
+@pytest.mark.parametrize("column", ["spend", "plan"])
+def test_missing_column_names_the_file_and_column(tmp_path: Path, column: str) -> None:
+    message = _error(tmp_path, good_frame().drop(columns=[column]))
+    assert "month=2025-01/part-0.parquet" in message and f"missing column {column}" in message
+    reader = SnapshotReader(str(tmp_path / "month=2025-01"))  # the drift step reads column by column
+    with pytest.raises(DataError, match=f"part-0.parquet: missing column {column}"):
+        reader.category_counts(column) if column == "plan" else reader.numeric(column)
+
+
+def test_a_nested_column_is_no_category(tmp_path: Path) -> None:
+    frame = good_frame().assign(plan=[[1, 2]] * 100)
+    assert "part-0.parquet): column plan is categorical but has type list<element: int64>" in _error(tmp_path, frame)
 
 
 def test_missing_target_names_it(tmp_path: Path) -> None:
