@@ -22,7 +22,7 @@ def _drift(args: argparse.Namespace) -> int:
     from retrain.allocation import reuse_freed_memory
     from retrain.config import DriftSpec, load_config
     from retrain.drift import SnapshotColumns, detect_drift
-    from retrain.snapshots import Schema, SnapshotReader, infer_schema
+    from retrain.snapshots import Schema, SnapshotReader, infer_schema, untested_columns
 
     if args.config:
         config = load_config(args.config)
@@ -32,8 +32,10 @@ def _drift(args: argparse.Namespace) -> int:
     reuse_freed_memory()
     reference = SnapshotReader(args.reference, spec=storage)
     current = SnapshotReader(args.current, spec=storage)
+    untested: dict[str, str] = {}
     if schema is None:
         schema = infer_schema(reference.arrow_schema())
+        untested = untested_columns(reference.arrow_schema(), schema)
     # Each column is read once, validated as it is read (text in a number, infinities, mixed categorical
     # types); Parquet footers give the row counts, a CSV is counted by validating it.
     counted = ((reader, reader.row_count()) for reader in (reference, current))
@@ -49,9 +51,12 @@ def _drift(args: argparse.Namespace) -> int:
             if getattr(feature, f"null_rate_{side}") == 1.0:
                 raise RetrainError(f"{reader.where}: column {feature.name} is entirely null")
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "untested_columns": untested}, indent=2))
     else:
         print(format_drift_table(report.to_dict()))
+        if untested:
+            listed = ", ".join(f"{name} ({kind})" for name, kind in untested.items())
+            print(f"not tested (no drift test for their type): {listed}")
     return 0
 
 

@@ -852,6 +852,12 @@ def infer_schema(arrow_schema: pa.Schema) -> Schema:
     return Schema(numeric=tuple(numeric), categorical=tuple(categorical))
 
 
+def untested_columns(arrow_schema: pa.Schema, schema: Schema) -> dict[str, str]:
+    """The columns no drift test covers, with their types: a user reading a table of the others should
+    know which columns it leaves out."""
+    return {column.name: str(column.type) for column in arrow_schema if column.name not in schema.features}
+
+
 def read_month(
     root: str,
     month: str,

@@ -29,6 +29,31 @@ def test_drift_between_two_demo_months_as_a_table_and_as_json(demo_source: Path,
     feature = report["features"][0]
     assert {"name", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"} <= set(feature)
     assert "event_time" not in [f["name"] for f in report["features"]], "timestamps are not features"
+    assert report["untested_columns"] == {"event_time": "timestamp[ns, tz=UTC]"}, "and the report says so"
+
+
+def test_drift_without_a_config_names_the_columns_it_leaves_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 100
+    table = pa.table(
+        {
+            "x": pa.array(np.arange(rows, dtype=float)),
+            "tags": pa.array([["a"]] * rows),
+            "day": pa.array([datetime.date(2025, 1, 1)] * rows),
+            "plan": pa.array(["a", "b"] * (rows // 2)),
+        }
+    )
+    pq.write_table(table, tmp_path / "a.parquet")
+    assert main(["drift", str(tmp_path / "a.parquet"), str(tmp_path / "a.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "dataset drift: no (0 of 2 features;" in out
+    assert out.rstrip().endswith(
+        "not tested (no drift test for their type): tags (list<element: string>), day (date32[day])"
+    )
 
 
 def test_drift_on_single_files(demo_source: Path, capsys: pytest.CaptureFixture) -> None:
