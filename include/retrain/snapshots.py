@@ -296,6 +296,9 @@ def numeric_values(array: pa.Array, where: str, column: str, rows: Rows = Rows()
         try:
             array = pc.cast(trimmed, pa.float64())
         except pa.ArrowInvalid:
+            flags = _boolean_text(trimmed)
+            if flags is not None:
+                return float64_values(flags)
             parsed = [_parse_float(v) for v in trimmed.to_pylist()]
             row = next(i for i, v in enumerate(parsed) if v is False)
             raise DataError(
@@ -370,6 +373,16 @@ def label_values(
                 "a binary target has one other value"
             )
     return np.where(present, positive.astype(np.float64), np.nan)
+
+
+def _boolean_text(text: pa.Array) -> pa.Array | None:
+    """Text holding only true/false (any case) as booleans, as a Parquet file would hold them (pandas writes
+    booleans so in a CSV); None when any value is other text."""
+    import pyarrow.compute as pc
+
+    lowered = pc.utf8_lower(text)
+    known = pc.or_kleene(pc.is_in(lowered, value_set=pa.array(["true", "false"])), pc.is_null(lowered))
+    return pc.equal(lowered, "true") if pc.all(known).as_py() else None
 
 
 def _blank_as_null(text: pa.Array) -> pa.Array:

@@ -422,6 +422,20 @@ def test_a_csv_separated_otherwise_says_so(tmp_path: Path, separator: str) -> No
     assert f"{separator!r}: retrain reads comma-separated CSV)" in message
 
 
+def test_a_boolean_numeric_feature_reads_the_same_from_csv_as_from_parquet(tmp_path: Path) -> None:
+    flags = [None if i == 4 else i % 3 == 0 for i in range(100)]
+    frame = good_frame().assign(spend=pd.array(flags, dtype="boolean"))  # pandas writes True/False to a CSV
+    write(tmp_path / "parquet", "2025-01", frame)
+    write(tmp_path / "csv", "2025-01", frame, "part-0.csv")
+    from_parquet = read_month(str(tmp_path / "parquet"), "2025-01", SCHEMA)[0]
+    from_csv = read_month(str(tmp_path / "csv"), "2025-01", SCHEMA)[0]
+    np.testing.assert_array_equal(from_csv["spend"][:6], [1.0, 0.0, 0.0, 1.0, np.nan, 0.0])
+    pd.testing.assert_frame_equal(from_csv, from_parquet)
+    mixed = "age,spend,plan,label\n30,2.5,a,0\n31,true,b,1\n"
+    message = _error(tmp_path / "mixed", raw=mixed.encode(), name="part-0.csv")
+    assert "column spend is numeric but holds text (line 3: 'true')" in message
+
+
 def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
     text = "age,spend,plan,spend,label\n30,1.5,a,9,0\n31,2.5,b,8,1\n"
     message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
