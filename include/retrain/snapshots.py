@@ -44,6 +44,7 @@ DATA_FILES = "*.parquet, *.csv, *.csv.gz, *.csv.bz2 or *.csv.zst"
 BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+BOOLEAN_TEXT = {"true": "True", "false": "False"}
 NOT_UTF8_COLUMN = re.compile(r"CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to string: invalid UTF8")
 CATEGORIES = pa.dictionary(pa.int32(), pa.string())
 # A categorical column's values are one of these kinds in every file of a month and across snapshots;
@@ -470,11 +471,11 @@ def categorical_values(array: pa.Array, where: str, column: str, *, from_csv: bo
     if pa.types.is_dictionary(kind):
         if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type):
             strings = array if kind == CATEGORIES else array.cast(CATEGORIES)
-            return strings, _text_kind(strings.dictionary, from_csv)
+            return _csv_categories(strings, from_csv)
         array, kind = array.dictionary_decode(), kind.value_type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         strings = pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES)
-        return strings, _text_kind(strings.dictionary, from_csv)
+        return _csv_categories(strings, from_csv)
     if pa.types.is_null(kind):
         return pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES), NULL
     encoded = pc.dictionary_encode(array)
@@ -493,10 +494,27 @@ def categorical_values(array: pa.Array, where: str, column: str, *, from_csv: bo
 
 
 def _text_kind(dictionary: pa.Array, from_csv: bool) -> str:
-    """In a CSV every value is text: a column whose every value is an integer is an integer column."""
+    """In a CSV every value is text: a column whose every value is an integer is an integer column, one of
+    only true/false a boolean one."""
     if not from_csv or not len(dictionary):
         return TEXT if len(dictionary) else NULL
-    return INTEGER if all(INTEGER_TEXT.match(v) for v in dictionary.to_pylist()) else TEXT
+    values = dictionary.to_pylist()
+    if all(INTEGER_TEXT.match(v) for v in values):
+        return INTEGER
+    return BOOLEAN if all(v.lower() in BOOLEAN_TEXT for v in values) else TEXT
+
+
+def _csv_categories(strings: pa.DictionaryArray, from_csv: bool) -> tuple[pa.DictionaryArray, str]:
+    """A CSV's true/false categories named as Parquet's booleans are (True, False), so that the same data
+    give the same categories in either format."""
+    kind = _text_kind(strings.dictionary, from_csv)
+    if kind != BOOLEAN:
+        return strings, kind
+    import pyarrow.compute as pc
+
+    names = pa.array([BOOLEAN_TEXT[v.lower()] for v in strings.dictionary.to_pylist()], pa.string())
+    # Encoded again: "true" and "TRUE" in one file are one category.
+    return pc.dictionary_encode(names.take(strings.indices)).cast(CATEGORIES), kind
 
 
 def merge_kinds(kinds: dict[str, str], where: str, column: str, kind: str, *, seen_in: str, now_in: str) -> None:

@@ -436,6 +436,17 @@ def test_a_boolean_numeric_feature_reads_the_same_from_csv_as_from_parquet(tmp_p
     assert "column spend is numeric but holds text (line 3: 'true')" in message
 
 
+def test_a_boolean_category_is_the_same_category_from_csv_and_from_parquet(tmp_path: Path) -> None:
+    frame = good_frame(8).assign(plan=[True, False, True, True, False, None, True, False])
+    write(tmp_path, "2025-01", frame)
+    csv_text = "age,spend,plan,label\n30,1.5,true,0\n31,2.5,TRUE,1\n32,3.5,False,0\n33,4.5,,1\n"
+    (tmp_path / "month=2025-01" / "part-1.csv").write_text(csv_text)
+    typed, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    assert snapshot.kinds == {"plan": "boolean"}, "one type across both files"
+    assert typed["plan"].value_counts().to_dict() == {"True": 6, "False": 4}
+    assert typed["plan"].isna().sum() == 2
+
+
 def test_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
     text = "age,spend,plan,spend,label\n30,1.5,a,9,0\n31,2.5,b,8,1\n"
     message = _error(tmp_path, raw=text.encode(), name="part-0.csv")
