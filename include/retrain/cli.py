@@ -34,8 +34,9 @@ def _drift(args: argparse.Namespace) -> int:
     current = SnapshotReader(args.current, spec=storage)
     untested: dict[str, str] = {}
     if schema is None:
-        schema = infer_schema(reference.arrow_schema())
-        untested = untested_columns(reference.arrow_schema(), schema)
+        columns = reference.arrow_schema()
+        schema = infer_schema(columns)
+        untested = untested_columns(columns, schema)
     # Each column is read once, validated as it is read (text in a number, infinities, mixed categorical
     # types); Parquet footers give the row counts, a CSV is counted by validating it.
     counted = ((reader, reader.row_count()) for reader in (reference, current))

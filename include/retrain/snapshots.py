@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # CSV also as exports leave it compressed (pyarrow decompresses by the extension).
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 DATA_SUFFIXES = (".parquet", *CSV_SUFFIXES)
-DATA_FILES = "*.parquet, *.csv, *.csv.gz, *.csv.bz2 or *.csv.zst"
+DATA_FILES = ", ".join(f"*{suffix}" for suffix in DATA_SUFFIXES)
 BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
@@ -350,29 +350,25 @@ def label_values(
         try:
             numbers = numeric_values(text, where, column, rows)
         except DataError:
-            numbers = None  # not numbers: true/false, or labels that need model.positive_label
+            numbers = None  # neither numbers nor true/false: labels that need model.positive_label
         if numbers is not None:
             return _binary(numbers, where, column)
-        lowered = pc.utf8_lower(text)
-        positive = pc.fill_null(pc.equal(lowered, "true"), False).to_numpy(zero_copy_only=False)
-        negative = pc.fill_null(pc.equal(lowered, "false"), False).to_numpy(zero_copy_only=False)
-        odd = present & ~positive & ~negative
-        if odd.any():
-            row = _first_row(odd)
-            raise DataError(
-                f"{where}: target column {column} must be binary 0/1 or true/false ({rows.at(row)}: "
-                f"{array[row].as_py()!r}); for other labels set model.positive_label to the one meaning positive"
-            )
-    else:
-        positive = pc.fill_null(pc.equal(text, positive_label), False).to_numpy(zero_copy_only=False)
-        others = other_labels if other_labels is not None else set()
-        others.update(pc.unique(pc.filter(text, pa.array(present & ~positive))).to_pylist())
-        if len(others) > 1:
-            shown = ", ".join(repr(v) for v in sorted(others)[:5])
-            raise DataError(
-                f"{where}: target column {column} holds {shown} besides model.positive_label {positive_label!r}; "
-                "a binary target has one other value"
-            )
+        # numeric_values reads numbers and true/false text alike, so some value here is neither.
+        boolean = pc.fill_null(pc.is_in(pc.utf8_lower(text), value_set=pa.array(list(BOOLEAN_TEXT))), False)
+        row = _first_row(present & ~boolean.to_numpy(zero_copy_only=False))
+        raise DataError(
+            f"{where}: target column {column} must be binary 0/1 or true/false ({rows.at(row)}: "
+            f"{array[row].as_py()!r}); for other labels set model.positive_label to the one meaning positive"
+        )
+    positive = pc.fill_null(pc.equal(text, positive_label), False).to_numpy(zero_copy_only=False)
+    others = other_labels if other_labels is not None else set()
+    others.update(pc.unique(pc.filter(text, pa.array(present & ~positive))).to_pylist())
+    if len(others) > 1:
+        shown = ", ".join(repr(v) for v in sorted(others)[:5])
+        raise DataError(
+            f"{where}: target column {column} holds {shown} besides model.positive_label {positive_label!r}; "
+            "a binary target has one other value"
+        )
     return np.where(present, positive.astype(np.float64), np.nan)
 
 
@@ -382,7 +378,7 @@ def _boolean_text(text: pa.Array) -> pa.Array | None:
     import pyarrow.compute as pc
 
     lowered = pc.utf8_lower(text)
-    known = pc.or_kleene(pc.is_in(lowered, value_set=pa.array(["true", "false"])), pc.is_null(lowered))
+    known = pc.or_kleene(pc.is_in(lowered, value_set=pa.array(list(BOOLEAN_TEXT))), pc.is_null(lowered))
     return pc.equal(lowered, "true") if pc.all(known).as_py() else None
 
 
@@ -471,11 +467,11 @@ def categorical_values(array: pa.Array, where: str, column: str, *, from_csv: bo
     if pa.types.is_dictionary(kind):
         if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type):
             strings = array if kind == CATEGORIES else array.cast(CATEGORIES)
-            return _csv_categories(strings, from_csv)
+            return _text_categories(strings, from_csv)
         array, kind = array.dictionary_decode(), kind.value_type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         strings = pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES)
-        return _csv_categories(strings, from_csv)
+        return _text_categories(strings, from_csv)
     if pa.types.is_null(kind):
         return pc.dictionary_encode(array.cast(pa.string())).cast(CATEGORIES), NULL
     encoded = pc.dictionary_encode(array)
@@ -504,9 +500,9 @@ def _text_kind(dictionary: pa.Array, from_csv: bool) -> str:
     return BOOLEAN if all(v.lower() in BOOLEAN_TEXT for v in values) else TEXT
 
 
-def _csv_categories(strings: pa.DictionaryArray, from_csv: bool) -> tuple[pa.DictionaryArray, str]:
-    """A CSV's true/false categories named as Parquet's booleans are (True, False), so that the same data
-    give the same categories in either format."""
+def _text_categories(strings: pa.DictionaryArray, from_csv: bool) -> tuple[pa.DictionaryArray, str]:
+    """Text categories and their kind; a CSV's true/false categories are named as Parquet's booleans are
+    (True, False), so that the same data give the same categories in either format."""
     kind = _text_kind(strings.dictionary, from_csv)
     if kind != BOOLEAN:
         return strings, kind
