@@ -82,6 +82,9 @@ class DataSpec:
     partition: str = DEFAULT_PARTITION
     reference_month: str | None = None
     max_null_rate: float = 0.5
+    # A feature that is mostly missing by nature (a date of last complaint) gets its own limit, so that the
+    # limit for the others stays tight; not hashed, as a dict is not hashable.
+    max_null_rate_by_feature: dict[str, float] = field(default_factory=dict, hash=False)
     label_delay_months: int = 0
     success_marker: str | None = None
     wait_timeout_minutes: float = 4320.0
@@ -95,6 +98,8 @@ class DataSpec:
         if self.reference_month is not None and not MONTH_PATTERN.match(self.reference_month):
             raise ConfigError(f"data.reference_month must be YYYY-MM, got {self.reference_month!r}")
         _fraction("data.max_null_rate", self.max_null_rate, allow_one=True)
+        for column, limit in self.max_null_rate_by_feature.items():
+            _fraction(f"data.max_null_rate_by_feature.{column}", limit, allow_one=True)
         if self.label_delay_months < 0:
             raise ConfigError(f"data.label_delay_months must be >= 0, got {self.label_delay_months}")
         if self.success_marker is not None and ("/" in self.success_marker or self.success_marker in (".", "..")):
@@ -336,6 +341,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         return _coerce(value, inner, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table of column = number, got {value!r}")
+        return {str(column): _coerce(number, float, f"{key}.{column}") for column, number in value.items()}
     if origin is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
             raise ConfigError(f"{key} must be a list of column names, got {value!r}")
@@ -402,6 +411,12 @@ def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Pa
     parts = {name: _build(spec, document.get(name, {}), source) for name, spec in SECTIONS.items()}
     if "mlflow" in document and parts["mlflow"].tracking_uri is None:
         raise ConfigError(f"{source}: [mlflow] needs mlflow.tracking_uri (leave the section out to mirror nothing)")
+    unknown = sorted(set(parts["data"].max_null_rate_by_feature) - set(parts["model"].features))
+    if unknown:
+        raise ConfigError(
+            f"{source}: data.max_null_rate_by_feature names {unknown[0]!r}, which is not a feature "
+            f"(features: {', '.join(parts['model'].features)})"
+        )
     base = base or Path.cwd()
     parts["data"] = dataclasses.replace(
         parts["data"],

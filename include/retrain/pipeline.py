@@ -199,7 +199,12 @@ def _frame(lineage: dict[str, Any], schema: Schema, config: Config, *, keep: boo
         _frames.move_to_end(key)
         return _frames[key] if keep else _frames.pop(key)
     # pull_snapshots validated this snapshot and warned about its unlabeled rows; once per run is enough.
-    frame = _reader(lineage, config).frame(schema, max_null_rate=config.data.max_null_rate, announce=False)[0]
+    frame = _reader(lineage, config).frame(
+        schema,
+        max_null_rate=config.data.max_null_rate,
+        by_feature=config.data.max_null_rate_by_feature,
+        announce=False,
+    )[0]
     if not keep:
         return frame
     _frames[key] = frame
@@ -298,11 +303,16 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     if resumed is not None:
         return dataclasses.replace(resumed, recorded_outcome=recorded["outcome"] if recorded else None)
     features, labeled_schema = _schemas(config)
-    limit = config.data.max_null_rate
 
     def scan(root: str, month: str, schema: Schema) -> dict[str, Any]:
         return scan_month(
-            root, month, schema, max_null_rate=limit, spec=config.storage, partitioning=config.data.partitioning
+            root,
+            month,
+            schema,
+            max_null_rate=config.data.max_null_rate,
+            by_feature=config.data.max_null_rate_by_feature,
+            spec=config.storage,
+            partitioning=config.data.partitioning,
         ).lineage()
 
     production = scan(config.data.production, run.month, features)

@@ -18,9 +18,10 @@ import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from retrain.config import ModelSpec, StorageSpec
 
 log = logging.getLogger(__name__)
+EMPTY: Mapping[str, float] = MappingProxyType({})
 
 # CSV also as exports leave it compressed (pyarrow decompresses by the extension).
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
@@ -618,12 +620,13 @@ class SnapshotReader:
 
     # -- validation ---------------------------------------------------------------------------------------
 
-    def scan(self, schema: Schema, *, max_null_rate: float = 1.0) -> Snapshot:
-        """Validate every row of the snapshot in bounded memory; the Snapshot records what it found."""
+    def scan(self, schema: Schema, *, max_null_rate: float = 1.0, by_feature: Mapping[str, float] = EMPTY) -> Snapshot:
+        """Validate every row of the snapshot in bounded memory; the Snapshot records what it found.
+        A feature's null rate may reach its `by_feature` limit, else `max_null_rate`."""
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
         for entry, offset, batch in self.batches(schema.columns, schema.categorical):
             self._convert(batch, schema, entry, offset, stats, keep=False)
-        return self._finish(schema, stats, max_null_rate)
+        return self._finish(schema, stats, max_null_rate, by_feature)
 
     def _convert(
         self, batch: pa.RecordBatch, schema: Schema, entry: ObjectInfo, offset: int, stats: _Stats, *, keep: bool
@@ -667,7 +670,15 @@ class SnapshotReader:
             converted[schema.timestamp] = stamps
         return converted if keep else None
 
-    def _finish(self, schema: Schema, stats: _Stats, max_null_rate: float, *, announce: bool = True) -> Snapshot:
+    def _finish(
+        self,
+        schema: Schema,
+        stats: _Stats,
+        max_null_rate: float,
+        by_feature: Mapping[str, float],
+        *,
+        announce: bool = True,
+    ) -> Snapshot:
         if stats.rows == 0:
             raise DataError(f"{self.where}: empty snapshot (0 rows)")
         null_rates = {}
@@ -675,10 +686,13 @@ class SnapshotReader:
             rate = stats.nulls[column] / stats.rows
             if rate == 1.0:
                 raise DataError(f"{self.where}: column {column} is entirely null")
-            if rate > max_null_rate:
-                raise DataError(
-                    f"{self.where}: column {column} is {rate:.0%} null, above data.max_null_rate={max_null_rate:.0%}"
-                )
+            limit = by_feature.get(column, max_null_rate)
+            if rate > limit:
+                own = column in by_feature
+                key = f"data.max_null_rate_by_feature.{column}" if own else "data.max_null_rate"
+                # A feature missing this often by nature gets its own limit; the others keep theirs tight.
+                hint = "" if own else f" (or give it its own: data.max_null_rate_by_feature = {{ {column} = ... }})"
+                raise DataError(f"{self.where}: column {column} is {rate:.0%} null, above {key}={limit:.0%}{hint}")
             null_rates[column] = rate
         if schema.timestamp and stats.timestamps == 0:
             raise DataError(f"{self.where}: timestamp column {schema.timestamp} has no parseable timestamps")
@@ -711,7 +725,12 @@ class SnapshotReader:
     # -- reading ------------------------------------------------------------------------------------------
 
     def frame(
-        self, schema: Schema, *, max_null_rate: float = 1.0, announce: bool = True
+        self,
+        schema: Schema,
+        *,
+        max_null_rate: float = 1.0,
+        by_feature: Mapping[str, float] = EMPTY,
+        announce: bool = True,
     ) -> tuple[pd.DataFrame, Snapshot]:
         """The validated, typed frame: float64 numbers, categorical text categories, float 0/1 target (rows
         without a label dropped), UTC timestamps. `announce=False` for a snapshot whose scan already warned
@@ -725,7 +744,7 @@ class SnapshotReader:
             keep = ~np.isnan(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
                 parts[column].append(_take(values, keep))
-        snapshot = self._finish(schema, stats, max_null_rate, announce=announce)
+        snapshot = self._finish(schema, stats, max_null_rate, by_feature, announce=announce)
         columns: dict[str, Any] = {}
         for column in schema.numeric:
             columns[column] = np.concatenate(parts[column])
@@ -891,12 +910,13 @@ def read_month(
     schema: Schema,
     *,
     max_null_rate: float = 1.0,
+    by_feature: Mapping[str, float] = EMPTY,
     spec: StorageSpec | None = None,
     partitioning: Partitioning = BY_MONTH,
 ) -> tuple[pd.DataFrame, Snapshot]:
     """Read and validate one month of a dataset, with only the schema's columns."""
     reader = SnapshotReader(month_folder(root, month, partitioning), month=month, spec=spec)
-    return reader.frame(schema, max_null_rate=max_null_rate)
+    return reader.frame(schema, max_null_rate=max_null_rate, by_feature=by_feature)
 
 
 def scan_month(
@@ -905,12 +925,13 @@ def scan_month(
     schema: Schema,
     *,
     max_null_rate: float = 1.0,
+    by_feature: Mapping[str, float] = EMPTY,
     spec: StorageSpec | None = None,
     partitioning: Partitioning = BY_MONTH,
 ) -> Snapshot:
     """Validate one month of a dataset without keeping it in memory."""
     reader = SnapshotReader(month_folder(root, month, partitioning), month=month, spec=spec)
-    return reader.scan(schema, max_null_rate=max_null_rate)
+    return reader.scan(schema, max_null_rate=max_null_rate, by_feature=by_feature)
 
 
 def as_category_strings(series: pd.Series) -> pd.Series:

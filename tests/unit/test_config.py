@@ -30,6 +30,10 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
     assert config.model.features == ("a", "c")
     assert (config.drift.reference, config.drift.max_estimated_auc_drop) == ("validated", None)
     assert (config.data.label_delay_months, config.data.success_marker) == (0, None)
+    assert config.data.max_null_rate_by_feature == {}
+    assert parse_config(document(data={"max_null_rate_by_feature": {"c": 1}})).data.max_null_rate_by_feature == {
+        "c": 1.0
+    }
     assert config.training.max_rows is None and config.airflow.schedule == "0 0 1 * *"
     assert not config.notify.enabled and config.notify.outcomes == ("PROMOTED", "REJECTED", "CONFLICT", "SUPERSEDED")
     assert config.mlflow.tracking_uri is None and config.mlflow.alias == "champion"
@@ -71,6 +75,10 @@ def test_the_model_configs_in_the_repository_load() -> None:
         ({"data": {"success_marker": "../_SUCCESS"}}, "data.success_marker must be a file name"),
         ({"data": {"wait_timeout_minutes": 0}}, "data.wait_timeout_minutes and data.wait_poke_seconds must be > 0"),
         ({"training": {"max_rows": 10}}, "training.max_rows must be >= 100"),
+        ({"data": {"max_null_rate_by_feature": {"b": 0.9}}}, "names 'b', which is not a feature (features: a, c)"),
+        ({"data": {"max_null_rate_by_feature": {"a": 1.5}}}, "data.max_null_rate_by_feature.a must be in (0, 1]"),
+        ({"data": {"max_null_rate_by_feature": {"a": "90%"}}}, "data.max_null_rate_by_feature.a must be a number"),
+        ({"data": {"max_null_rate_by_feature": 0.9}}, "data.max_null_rate_by_feature must be a table"),
         ({"airflow": {"schedule": "@monthly"}}, "airflow.schedule must be a 5-field cron expression"),
         ({"airflow": {"owners": []}}, "airflow.owners must name at least one owner"),
         ({"notify": {"outcomes": ["PROMOTED", "PROMOTE"]}}, "notify.outcomes: unknown outcome 'PROMOTE'"),

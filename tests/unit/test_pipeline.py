@@ -349,3 +349,19 @@ def test_text_labels_train_a_model_for_the_named_positive_label(tmp_path: Path) 
     assert entry["metrics"]["challenger"]["auc"] > 0.75
     metadata = Registry.for_config(parse_config(document)).metadata(1)
     assert metadata["target"] == "y" and metadata["positive_label"] == "churned"
+
+
+def test_a_feature_missing_by_nature_passes_with_its_own_null_limit(data: Path) -> None:
+    for dataset in ("production", "labeled"):
+        path = data / dataset / "month=2025-01" / "part-0.parquet"
+        frame = pd.read_parquet(path)
+        frame.loc[:139, "usage_gb"] = np.nan  # 70% of 200 rows
+        frame.to_parquet(path)
+    with pytest.raises(DataError) as error:
+        pull_snapshots(config_for(data), Run("boot", "2025-01"))
+    assert f"month 2025-01 ({data / 'production' / 'month=2025-01'}" in str(error.value)
+    assert "column usage_gb is 70% null, above data.max_null_rate=50%" in str(error.value)
+    assert not (data / "registry").exists() or not any((data / "registry").rglob("*.json"))
+    config = config_for(data).with_overrides(**{"data.max_null_rate_by_feature": {"usage_gb": 0.8}})
+    pulled = pull_snapshots(config, Run("boot", "2025-01"))
+    assert (pulled.production["rows"], pulled.labeled[0]["rows"]) == (200, 200)

@@ -173,6 +173,7 @@ def _error(
     raw: bytes | None = None,
     month: str = "2025-01",
     max_null_rate: float = 1.0,
+    by_feature: dict[str, float] | None = None,
 ) -> str:
     if raw is not None:
         folder = tmp_path / f"month={month}"
@@ -181,7 +182,7 @@ def _error(
     elif frame is not None:
         write(tmp_path, month, frame, name)
     with pytest.raises(DataError) as error:
-        read_month(str(tmp_path), "2025-01", SCHEMA, max_null_rate=max_null_rate)
+        read_month(str(tmp_path), "2025-01", SCHEMA, max_null_rate=max_null_rate, by_feature=by_feature or {})
     return str(error.value)
 
 
@@ -223,6 +224,18 @@ def test_null_rate_above_the_limit(tmp_path: Path) -> None:
     frame.loc[:59, "age"] = np.nan
     message = _error(tmp_path, frame, max_null_rate=0.5)
     assert "column age is 60% null, above data.max_null_rate=50%" in message
+    assert "its own: data.max_null_rate_by_feature = { age = ... }" in message
+
+
+def test_a_feature_null_by_nature_has_its_own_limit(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame.loc[:59, "age"] = np.nan
+    frame.loc[:9, "spend"] = np.nan
+    write(tmp_path, "2025-01", frame)
+    snapshot = read_month(str(tmp_path), "2025-01", SCHEMA, max_null_rate=0.05, by_feature={"age": 0.6, "spend": 0.1})
+    assert snapshot[1].null_rates == {"age": 0.6, "spend": 0.1, "plan": 0.0}
+    message = _error(tmp_path, max_null_rate=0.9, by_feature={"age": 0.5})
+    assert message.endswith("column age is 60% null, above data.max_null_rate_by_feature.age=50%")
 
 
 def test_empty_snapshot(tmp_path: Path) -> None:
