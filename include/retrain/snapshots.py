@@ -307,6 +307,9 @@ def numeric_values(array: pa.Array, where: str, column: str, rows: Rows = Rows()
             raise DataError(
                 f"{where}: column {column} is numeric but holds text ({rows.at(row)}: {array[row].as_py()!r})"
             ) from None
+    elif pa.types.is_duration(kind):
+        # A time span (a pandas timedelta) as seconds: the drift tests and the trees do not see the unit.
+        return float64_values(array.view(pa.int64())) / DURATION_UNITS_PER_SECOND[kind.unit]
     elif not (
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
@@ -420,6 +423,9 @@ def _valid(array: pa.Array) -> np.ndarray | None:
         return None
     bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
     return bits[array.offset : array.offset + len(array)].astype(bool)
+
+
+DURATION_UNITS_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 def float64_values(array: pa.Array) -> np.ndarray:
@@ -884,8 +890,8 @@ def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -
 
 
 def infer_schema(arrow_schema: pa.Schema) -> Schema:
-    """Type columns from the data alone: numbers are numeric; text, booleans and dictionaries categorical;
-    timestamps and dates are skipped."""
+    """Type columns from the data alone: numbers and durations are numeric; text, booleans and dictionaries
+    categorical; timestamps and dates are skipped."""
     numeric, categorical = [], []
     for column in arrow_schema:
         kind = column.type
@@ -893,7 +899,12 @@ def infer_schema(arrow_schema: pa.Schema) -> Schema:
             kind = kind.value_type
         if pa.types.is_boolean(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
             categorical.append(column.name)
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        elif (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_duration(kind)
+        ):
             numeric.append(column.name)
     return Schema(numeric=tuple(numeric), categorical=tuple(categorical))
 

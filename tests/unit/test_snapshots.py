@@ -394,6 +394,17 @@ def test_a_single_file_is_a_snapshot_and_its_types_are_inferred(tmp_path: Path) 
     assert schema.numeric == ("age", "spend", "label") and schema.categorical == ("plan", "ignored")
 
 
+def test_a_time_span_is_a_numeric_feature_in_seconds(tmp_path: Path) -> None:
+    frame = good_frame(4).assign(spend=pd.to_timedelta([90, None, 1.5, 3600], unit="s"))
+    path = write(tmp_path, "2025-01", frame)
+    typed, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    np.testing.assert_array_equal(typed["spend"], [90.0, np.nan, 1.5, 3600.0])
+    assert snapshot.null_rates["spend"] == 0.25
+    reader = SnapshotReader(str(path))
+    assert "spend" in infer_schema(reader.arrow_schema()).numeric
+    np.testing.assert_array_equal(reader.numeric("spend"), [90.0, np.nan, 1.5, 3600.0])
+
+
 # -- strict input: what a new user's files get wrong ---------------------------------------------------
 
 
