@@ -862,8 +862,9 @@ def _take(values: Any, keep: np.ndarray | None) -> Any:
 
 def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -> pd.Series:
     """UTC timestamps. Text is read as ISO 8601, each value on its own (a date alone, `T` or a space, `Z`
-    or an offset, all in one column); text in another format as pandas infers it from the values. A value
-    that is neither is refused: it would otherwise count as the oldest row when the holdout is chosen."""
+    or an offset, all in one column); text in another format as pandas infers it from the values; numbers
+    as date keys (20250131) or epoch time. A value that is none of these is refused: it would otherwise
+    count as the oldest row when the holdout is chosen."""
     import pandas as pd
     import pyarrow.compute as pc
 
@@ -871,9 +872,15 @@ def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -
         array = array.dictionary_decode()
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         return pd.to_datetime(pd.Series(array.to_pandas()), utc=True)
-    values = pd.Series(array.to_pandas(), dtype=object)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type):
+        return _numeric_timestamps(float64_values(array))
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        return pd.to_datetime(values, errors="coerce", utc=True)
+        raise DataError(f"{where}: timestamp column {column} has type {array.type}, not a timestamp, date or text")
+    try:  # a CSV holds epoch numbers as text
+        return _numeric_timestamps(float64_values(pc.cast(_blank_as_null(array), pa.float64())))
+    except pa.ArrowInvalid:
+        pass
+    values = pd.Series(array.to_pandas(), dtype=object)
     stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
     given = pc.is_valid(_blank_as_null(array)).to_numpy(zero_copy_only=False)
     failed = given & stamps.isna().to_numpy()
@@ -887,6 +894,26 @@ def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -
             f"{values.iloc[row]!r})"
         )
     return stamps
+
+
+# Epoch numbers in seconds, milliseconds, microseconds or nanoseconds, told apart by size (as in any year
+# from 1973 to 5138), so that files that count in different units still order their rows alike.
+EPOCH_UNITS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+
+
+def _numeric_timestamps(numbers: np.ndarray) -> pd.Series:
+    """Numbers as timestamps: a warehouse's date key (20250131) as that date, else epoch time."""
+    import pandas as pd
+
+    present = numbers[~np.isnan(numbers)]
+    if len(present) and (present == np.floor(present)).all() and ((present >= 1e7) & (present < 1e8)).all():
+        keys = pd.Series(numbers).astype("Int64").astype("string")
+        dates = pd.to_datetime(keys, format="%Y%m%d", errors="coerce", utc=True)
+        if dates.notna().sum() == len(present):
+            return dates
+    largest = float(np.abs(present).max()) if len(present) else 0.0
+    unit = next((unit for bound, unit in EPOCH_UNITS if largest < bound), "ns")
+    return pd.Series(pd.to_datetime(numbers, unit=unit, utc=True))
 
 
 def infer_schema(arrow_schema: pa.Schema) -> Schema:

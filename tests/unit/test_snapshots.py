@@ -303,6 +303,24 @@ def test_a_value_that_is_not_a_timestamp_is_refused(tmp_path: Path) -> None:
     assert "part-0.csv): timestamp column at holds a value that is not a timestamp (line 4: 'soon')" in message
 
 
+def test_numbers_are_date_keys_or_epoch_time_in_the_unit_their_size_shows(tmp_path: Path) -> None:
+    seconds = [1735689600, 1735693200, None, 1735696800]  # 2025-01-01 00:00, 01:00, missing, 02:00 UTC
+    frame = _timed(tmp_path / "s", seconds)
+    expected = [pd.Timestamp(f"2025-01-01 0{h}:00", tz="UTC") for h in (0, 1)]
+    assert frame["at"].tolist()[:2] == expected and frame["at"].isna().tolist() == [False, False, True, False]
+    milliseconds = [None if s is None else s * 1000 for s in seconds]
+    assert _timed(tmp_path / "ms", milliseconds)["at"].tolist()[:2] == expected
+    keys = _timed(tmp_path / "keys", [20250131, 20250201, None, 20250202])["at"].tolist()
+    assert keys[:2] == [pd.Timestamp("2025-01-31", tz="UTC"), pd.Timestamp("2025-02-01", tz="UTC")]
+
+
+def test_a_timestamp_column_of_another_type_is_refused(tmp_path: Path) -> None:
+    frame = good_frame(4)[["age", "label"]].assign(at=[True, False, True, True])
+    write(tmp_path, "2025-01", frame)
+    with pytest.raises(DataError, match="part-0.parquet.: timestamp column at has type bool, not a timestamp"):
+        read_month(str(tmp_path), "2025-01", TIMED)
+
+
 def test_single_class_target_says_which_class_is_missing(tmp_path: Path) -> None:
     frame = good_frame()
     frame["label"] = 1
