@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from retrain.errors import DataError
 from retrain.ks import StatTestResult, ks_p_values, ks_statistic, ks_test, without_nan
-from retrain.snapshots import NULL, Schema, SnapshotReader
+from retrain.snapshots import NULL, Schema, SnapshotReader, combine_kinds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,22 +105,11 @@ class SnapshotColumns:
             self.sampled[name] = taken
         for reader in self.readers:
             part, part_nulls, part_kind = reader.category_counts(name, take=self.sample_rows, taken=taken)
-            kind = _same_kind(kind, part_kind, name, self.where, reader.where)
+            kind = combine_kinds(kind, part_kind, name, self.where, reader.where)
             nulls += part_nulls
             for category, count in part.items():
                 counts[category] = counts.get(category, 0) + count
         return counts, nulls, kind
-
-
-def _same_kind(known: str, kind: str, column: str, first: str, second: str) -> str:
-    if known == NULL:
-        return kind
-    if kind in (NULL, known):
-        return known
-    raise DataError(
-        f"column {column} holds {known} values in {first} but {kind} values in {second}; "
-        "a categorical column must keep one type"
-    )
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
@@ -237,7 +225,7 @@ def _chi_square_batch(
     for name in names:
         ref_counts, ref_nulls, ref_kind = reference.category_counts(name)
         cur_counts, cur_nulls, cur_kind = current.category_counts(name)
-        _same_kind(ref_kind, cur_kind, name, f"the reference ({reference.where})", f"{current.where}")
+        combine_kinds(ref_kind, cur_kind, name, f"the reference ({reference.where})", f"{current.where}")
         n_ref, n_cur = sum(ref_counts.values()), sum(cur_counts.values())
         measured.append(
             _Measured(

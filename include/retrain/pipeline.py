@@ -31,7 +31,16 @@ from retrain.decision import PROMOTING, Outcome, decide, drift_gate, too_few_to_
 from retrain.errors import DataError
 from retrain.months import MONTH_PATTERN, shift_month
 from retrain.registry import Champion, Registry, run_key, to_json, utc_now
-from retrain.snapshots import Schema, SnapshotReader, list_months, month_folder, month_readiness, scan_month
+from retrain.snapshots import (
+    NULL,
+    Schema,
+    SnapshotReader,
+    combine_kinds,
+    list_months,
+    month_folder,
+    month_readiness,
+    scan_month,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -373,12 +382,8 @@ def _check_kinds(snapshots: list[dict[str, Any]]) -> None:
     for snapshot in snapshots:
         where = f"month {snapshot['month']} ({snapshot['uri']})" if snapshot["month"] else snapshot["uri"]
         for column, kind in (snapshot.get("kinds") or {}).items():
-            if column in seen and seen[column][0] != kind:
-                raise DataError(
-                    f"column {column} holds {seen[column][0]} values in {seen[column][1]} but {kind} values in "
-                    f"{where}; a categorical column must keep one type"
-                )
-            seen.setdefault(column, (kind, where))
+            known, first = seen.get(column, (NULL, where))
+            seen[column] = (combine_kinds(known, kind, column, first, where), first)
 
 
 def _reference(

@@ -50,8 +50,10 @@ BOOLEAN_TEXT = {"true": "True", "false": "False"}
 NOT_UTF8_COLUMN = re.compile(r"CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to string: invalid UTF8")
 CATEGORIES = pa.dictionary(pa.int32(), pa.string())
 # A categorical column's values are one of these kinds in every file of a month and across snapshots;
-# "null" (a column with no value at all) agrees with any kind.
+# "null" (a column with no value at all) agrees with any kind. Text is typed by what it holds: integers
+# only, some integers among other codes (MIXED), or none.
 TEXT, INTEGER, BOOLEAN, NUMBER, NULL = "text", "integer", "boolean", "number", "null"
+MIXED = "integer and text"
 
 
 @dataclass(frozen=True)
@@ -498,14 +500,17 @@ def categorical_values(array: pa.Array, where: str, column: str, *, from_csv: bo
 
 
 def _text_kind(dictionary: pa.Array, from_csv: bool) -> str:
-    """In a CSV every value is text: a column whose every value is an integer is an integer column, one of
-    only true/false a boolean one."""
-    if not from_csv or not len(dictionary):
-        return TEXT if len(dictionary) else NULL
+    """Text categories typed by their values: integers only (a CSV holds every value as text, and a code
+    list may be stored as text), integers among other codes, none; in a CSV, only true/false is boolean."""
+    if not len(dictionary):
+        return NULL
     values = dictionary.to_pylist()
-    if all(INTEGER_TEXT.match(v) for v in values):
+    integers = sum(1 for v in values if INTEGER_TEXT.match(v))
+    if integers == len(values):
         return INTEGER
-    return BOOLEAN if all(v.lower() in BOOLEAN_TEXT for v in values) else TEXT
+    if integers:
+        return MIXED
+    return BOOLEAN if from_csv and all(v.lower() in BOOLEAN_TEXT for v in values) else TEXT
 
 
 def _text_categories(strings: pa.DictionaryArray, from_csv: bool) -> tuple[pa.DictionaryArray, str]:
@@ -521,18 +526,33 @@ def _text_categories(strings: pa.DictionaryArray, from_csv: bool) -> tuple[pa.Di
     return pc.dictionary_encode(names.take(strings.indices)).cast(CATEGORIES), kind
 
 
-def merge_kinds(kinds: dict[str, str], where: str, column: str, kind: str, *, seen_in: str, now_in: str) -> None:
-    """Record a column's value kind; a different kind elsewhere in the same data is an error."""
-    known = kinds.get(column, NULL)
+def combined_kind(known: str, kind: str) -> str | None:
+    """The kind of a column seen as `known` and then as `kind`, None when one column cannot hold both.
+    Integer codes and text codes are two encodings of a column (0/1 against basic/premium), unless some
+    text holds both: a code list that gained a code such as "A7" keeps its integer codes as categories."""
     if kind in (NULL, known):
-        return
+        return known
     if known == NULL:
-        kinds[column] = kind
-        return
-    raise DataError(
-        f"{where}: column {column} holds {known} values in {seen_in} but {kind} values in {now_in}; "
-        "a categorical column must keep one type"
-    )
+        return kind
+    if MIXED in (known, kind) and {known, kind} <= {INTEGER, TEXT, MIXED}:
+        return MIXED
+    return None
+
+
+def combine_kinds(known: str, kind: str, column: str, first: str, second: str, where: str = "") -> str:
+    """`combined_kind`, or one error naming the column and where each kind was seen."""
+    combined = combined_kind(known, kind)
+    if combined is None:
+        raise DataError(
+            f"{where + ': ' if where else ''}column {column} holds {known} values in {first} but {kind} values "
+            f"in {second}; a categorical column must keep one type"
+        )
+    return combined
+
+
+def merge_kinds(kinds: dict[str, str], where: str, column: str, kind: str, *, seen_in: str, now_in: str) -> None:
+    """Record a column's value kind; a kind elsewhere in the same data that cannot go with it is an error."""
+    kinds[column] = combine_kinds(kinds.get(column, NULL), kind, column, seen_in, now_in, where)
 
 
 # -- snapshots --------------------------------------------------------------------------------------------

@@ -365,3 +365,17 @@ def test_a_feature_missing_by_nature_passes_with_its_own_null_limit(data: Path) 
     config = config_for(data).with_overrides(**{"data.max_null_rate_by_feature": {"usage_gb": 0.8}})
     pulled = pull_snapshots(config, Run("boot", "2025-01"))
     assert (pulled.production["rows"], pulled.labeled[0]["rows"]) == (200, 200)
+
+
+def test_months_whose_code_list_gained_a_text_code_run_together_but_two_encodings_do_not(data: Path) -> None:
+    def recode(month: str, codes: list) -> None:
+        for dataset in ("production", "labeled"):
+            path = data / dataset / f"month={month}" / "part-0.parquet"
+            pd.read_parquet(path).assign(plan=codes * (200 // len(codes))).to_parquet(path)
+
+    recode("2025-01", [1, 2])
+    recode("2025-02", ["1", "2", "2", "A7"])
+    assert pull_snapshots(config_for(data), Run("r", "2025-02")).production["kinds"]["plan"] == "integer and text"
+    recode("2025-02", ["basic", "premium"])
+    with pytest.raises(DataError, match="column plan holds integer values in month 2025-01 .* but text values in"):
+        pull_snapshots(config_for(data), Run("r", "2025-02"))

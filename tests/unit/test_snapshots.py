@@ -531,6 +531,23 @@ def test_csv_files_that_disagree_on_a_categorical_type_are_refused(tmp_path: Pat
     assert "column plan holds text values in part-0.csv but integer values in part-1.csv" in _error(tmp_path)
 
 
+def test_a_code_list_that_gains_a_text_code_keeps_its_integer_codes(tmp_path: Path) -> None:
+    integer_codes = good_frame(50).assign(plan=np.arange(50) % 3 + 100)
+    gained = good_frame(50).assign(plan=[*(np.arange(49) % 3 + 100), "A7"])
+    write(tmp_path, "2025-01", integer_codes, "part-0.csv")
+    write(tmp_path, "2025-01", gained, "part-1.csv")
+    frame, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    assert snapshot.kinds == {"plan": "integer and text"}
+    assert sorted(frame["plan"].unique()) == ["100", "101", "102", "A7"]
+
+
+def test_integer_codes_stored_as_text_are_the_same_categories_as_integers(tmp_path: Path) -> None:
+    write(tmp_path, "2025-01", good_frame(50).assign(plan=np.arange(50) % 2), "part-0.parquet")
+    write(tmp_path, "2025-01", good_frame(50).assign(plan=(np.arange(50) % 2).astype(str)), "part-1.parquet")
+    frame, snapshot = read_month(str(tmp_path), "2025-01", SCHEMA)
+    assert snapshot.kinds == {"plan": "integer"} and sorted(frame["plan"].unique()) == ["0", "1"]
+
+
 def test_no_labels_at_all_is_one_error_without_a_warning_first(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
