@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retrain.errors import ChangedError, NotFoundError, RegistryError, StorageError
 
@@ -241,13 +241,41 @@ class LocalStore(Store):
                 return
 
 
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+# Credentials boto3 reads from the environment: a change of any of them must give a new client.
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+def _s3_client(endpoint_url: str | None, region: str | None, spec: StorageSpec) -> Any:
+    """One client per process and settings, shared by every store: a new client loads botocore's JSON models
+    (a third of a second each), and a cycle opens a store for every snapshot it reads. Clients are
+    thread-safe; a forked process makes its own rather than share its parent's connections."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    settings = (spec.max_attempts, spec.connect_timeout, spec.read_timeout)
+    key = (os.getpid(), endpoint_url, region, settings, tuple(os.environ.get(v) for v in CREDENTIAL_VARIABLES))
+    with _clients_lock:
+        if key not in _clients:
+            boto_config = BotoConfig(
+                retries={"max_attempts": spec.max_attempts, "mode": "standard"},
+                connect_timeout=spec.connect_timeout,
+                read_timeout=spec.read_timeout,
+                # S3-compatible servers reject or mangle the newer default CRC checksums.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            _clients[key] = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=boto_config
+            )
+        return _clients[key]
+
+
 class S3Store(Store):
     """A bucket and prefix on AWS S3 or an S3-compatible server such as MinIO."""
 
     def __init__(self, uri: str, spec: StorageSpec | None = None) -> None:
-        import boto3
-        from botocore.config import Config as BotoConfig
-
         from retrain.config import StorageSpec
 
         spec = spec or StorageSpec()
@@ -258,23 +286,12 @@ class S3Store(Store):
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.max_attempts = spec.max_attempts
-        boto_config = BotoConfig(
-            retries={"max_attempts": spec.max_attempts, "mode": "standard"},
-            connect_timeout=spec.connect_timeout,
-            read_timeout=spec.read_timeout,
-            # S3-compatible servers reject or mangle the newer default CRC checksums.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
         # Endpoint and region fall back to boto3's own chain (AWS_ENDPOINT_URL, AWS_REGION, profiles).
         self.endpoint_url = (
             spec.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         )
-        self.client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=spec.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            config=boto_config,
+        self.client = _s3_client(
+            self.endpoint_url, spec.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), spec
         )
 
     def _key(self, key: str) -> str:
