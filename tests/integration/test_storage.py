@@ -122,3 +122,14 @@ def test_a_month_of_parquet_and_compressed_csv_reads_the_same_from_either_backen
     assert snapshot.files == ("part-0.parquet", f"part-1.csv{suffix}") and snapshot.rows == 8
     assert read["x"].tolist()[4:6] == [1.5, 2.5] and read["plan"].isna().sum() == 2
     assert read["y"].tolist() == [0, 1, 0, 1] * 2
+
+
+def test_stores_share_one_client_per_endpoint_and_credentials(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = open_store("s3://bucket-a/x"), open_store("s3://bucket-b/y")
+    assert first.client is second.client, "a cycle opens a store per snapshot: one client, not one each"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    rotated = open_store("s3://bucket-a/x")
+    assert rotated.client is not first.client, "new credentials, new client"
+    assert open_store("s3://bucket-a/x").client is rotated.client
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert open_store("s3://bucket-a/x").client is not rotated.client, "another endpoint, another client"
