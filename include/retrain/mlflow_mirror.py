@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -104,7 +105,15 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
     mlflow.set_experiment(config.mlflow.experiment or f"retrain/{config.model.name}")
     with mlflow.start_run(run_name=f"{config.model.name} v{version} ({metadata['data_month']})") as run:
         mlflow.set_tags(tags)
-        logged = mlflow.sklearn.log_model(model, name="model", skops_trusted_types=_own_types(model))
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            skops_trusted_types=_own_types(model),
+            pip_requirements=_requirements(),
+            # The pipeline holds this package's own steps (CategoryCodes): the model carries their code, so
+            # that it loads wherever MLflow serves it, with or without retrain installed.
+            code_paths=[str(Path(__file__).parent)],
+        )
     registered = mlflow.register_model(logged.model_uri, name, tags=tags)
     reason = (metadata.get("decision") or {}).get("reason", "")
     client.update_model_version(name, registered.version, description=f"retrain version {version}: {reason}"[:500])
@@ -112,6 +121,17 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
         "MLflow %s version %s mirrors registry version %d (run %s)", name, registered.version, version, run.info.run_id
     )
     return registered
+
+
+# What loading the model needs. Left to infer them, MLflow loads the model in a subprocess (9 s on the build
+# machine) and lists whatever that process had imported, pytest included.
+MODEL_REQUIREMENTS = ("scikit-learn", "skops", "numpy", "pandas", "scipy", "pyarrow", "joblib")
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
 
 
 def _own_types(model: Any) -> list[str]:

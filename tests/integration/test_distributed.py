@@ -2,7 +2,8 @@
 workers, a PostgreSQL metadata DB and a Redis broker (the local services).
 
 Skips with a reason where PostgreSQL or Redis is absent; mandatory in CI (RETRAIN_REQUIRE_SERVICES=1).
-The tests share one deployment and run in file order: the last one kills a worker.
+The tests share one deployment and run in file order: the backfill before its reprocessing, and last the
+one that kills a worker.
 """
 
 from __future__ import annotations
@@ -137,6 +138,35 @@ def test_three_models_backfilled_at_once_across_both_workers(fleet: tuple[Airflo
         for worker in worker_of(stack, f"retrain__{name}", run_id, "pull_snapshots")
     }
     assert workers == set(stack.workers), "both workers took tasks"
+
+
+def test_reprocessing_completed_months_writes_nothing_twice(fleet: tuple[AirflowStack, Path]) -> None:
+    """A backfill with --reprocess-behavior completed clears and re-runs the same runs: each finds its
+    ledger record, and the registry ends as it was."""
+    stack, models = fleet
+    dag, model = f"retrain__{FLEET[0]}", registry(models, FLEET[0])
+    runs = stack.runs(dag, "backfill")
+    assert [state for _, state, *_ in runs] == ["success"] * len(MONTHS), "the backfill above ran first"
+    ledger, versions, champion = model.ledger(), model.versions(), model.champion().version
+    history = [k for k in model.store.list() if not k.startswith("runs/")]
+    last_end = max(end for *_, end in runs)
+    stack.cli(
+        "backfill", "create", "--dag-id", dag, "--from-date", "2025-02-01", "--to-date", "2025-03-01",
+        "--reprocess-behavior", "completed", "--max-active-runs", "1",
+    )  # fmt: skip
+    reprocessed = {run_id for _, _, run_id, *_ in runs[1:]}
+
+    def reprocess_done() -> bool:
+        rows = {run_id: (state, end) for _, state, run_id, _, end in stack.runs(dag)}
+        return all(rows[r][0] in ("success", "failed") and rows[r][1] and rows[r][1] > last_end for r in reprocessed)
+
+    stack.wait_until(reprocess_done, timeout=300, what="the reprocessed runs to finish")
+    assert {run_id: state for _, state, run_id, *_ in stack.runs(dag)} == {
+        run_id: "success" for _, _, run_id, *_ in runs
+    }
+    assert model.ledger() == ledger, "same decisions, no second ledger record"
+    assert model.versions() == versions and model.champion().version == champion
+    assert [k for k in model.store.list() if not k.startswith("runs/")] == history
 
 
 def test_a_worker_killed_while_training_is_detected_and_the_task_finishes_on_the_other(

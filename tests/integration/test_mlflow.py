@@ -86,6 +86,11 @@ def test_promotions_and_a_rollback_move_the_champion_alias(
 
     model = mlflow.sklearn.load_model(f"models:/churn-classifier@champion")  # noqa: F541 - the alias URI
     assert hasattr(model, "predict_proba"), "the scikit-learn flavour loads back"
+    local = Path(mlflow.artifacts.download_artifacts("models:/churn-classifier@champion"))
+    requirements = (local / "requirements.txt").read_text().split()
+    assert {r.split("==")[0] for r in requirements} >= {"scikit-learn", "skops", "pandas", "pyarrow"}
+    assert "pytest" not in " ".join(requirements), "pinned to what loading needs, not to what was imported"
+    assert (local / "code" / "retrain" / "training.py").exists(), "the package's own steps travel with the model"
 
     capsys.readouterr()
     assert main(["registry", "rollback", "1", "--reason", "v2 misbehaves", "--config", str(config_path)]) == 0
