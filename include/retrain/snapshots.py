@@ -160,7 +160,16 @@ def _check_header(where: str, names: list[str], columns: tuple[str, ...]) -> Non
         separator = next((s for s in (";", "\t", "|") if len(names) == 1 and s in names[0]), None)
         if separator:  # a European spreadsheet's export, or a TSV named .csv
             hint = f" (the header is one field holding {separator!r}: retrain reads comma-separated CSV)"
+        else:
+            near = [f"{name!r} for {column}" for column in missing for name in names if _loose(name) == _loose(column)]
+            if near:  # a rename upstream (Tenure_Months), or spaces a spreadsheet left around a name
+                hint = f" (the file has {', '.join(near)}: names must match exactly)"
         raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}{hint}")
+
+
+def _loose(name: str) -> str:
+    """A column name without case, surrounding spaces, or the difference between '_', '-', ' ' and '.'."""
+    return re.sub(r"[\s_.-]+", "_", name.strip().lower())
 
 
 def _open_parquet(path: Path, where: str, columns: tuple[str, ...], categorical: tuple[str, ...]) -> Any:

@@ -195,6 +195,14 @@ def test_missing_column_names_the_file_and_column(tmp_path: Path, column: str) -
         reader.category_counts(column) if column == "plan" else reader.numeric(column)
 
 
+@pytest.mark.parametrize("name", ["part-0.parquet", "part-0.csv"])
+def test_a_column_renamed_upstream_is_pointed_out(tmp_path: Path, name: str) -> None:
+    message = _error(tmp_path, good_frame().rename(columns={"spend": "Spend ", "plan": "PLAN"}), name=name)
+    assert message.endswith(
+        "missing columns spend, plan (the file has 'Spend ' for spend, 'PLAN' for plan: names must match exactly)"
+    )
+
+
 def test_a_nested_column_is_no_category(tmp_path: Path) -> None:
     frame = good_frame().assign(plan=[[1, 2]] * 100)
     assert "part-0.parquet): column plan is categorical but has type list<element: int64>" in _error(tmp_path, frame)
