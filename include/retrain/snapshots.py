@@ -410,7 +410,10 @@ def _binary(labels: np.ndarray, where: str, column: str) -> np.ndarray:
     labeled = ~np.isnan(labels)
     if (labeled & (labels != 0) & (labels != 1)).any():
         shown = ", ".join(f"{v:g}" for v in np.unique(labels[labeled])[:5].tolist())
-        raise DataError(f"{where}: target column {column} must be binary 0/1, found {shown}")
+        raise DataError(
+            f"{where}: target column {column} must be binary 0/1, found {shown}; for a two-valued label such "
+            "as -1/1 or 1/2, set model.positive_label to the value meaning positive"
+        )
     return labels
 
 

@@ -253,7 +253,9 @@ def test_empty_snapshot(tmp_path: Path) -> None:
 def test_non_binary_target(tmp_path: Path) -> None:
     frame = good_frame()
     frame["label"] = np.arange(len(frame)) % 3
-    assert "target column label must be binary 0/1, found 0, 1, 2" in _error(tmp_path, frame)
+    assert "target column label must be binary 0/1, found 0, 1, 2; for a two-valued label such as -1/1" in _error(
+        tmp_path, frame
+    )
 
 
 def test_single_class_target(tmp_path: Path) -> None:
