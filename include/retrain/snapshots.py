@@ -244,7 +244,8 @@ def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[p
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=refuse),
+            # A quoted free-text column may hold line breaks; Arrow only promises to read them with this set.
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns),
                 column_types=dict.fromkeys(columns, pa.string()),
