@@ -143,6 +143,27 @@ def _cycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from retrain.pipeline import check_inputs, dumps
+
+    checked = check_inputs(_load(args), args.month)
+    print(dumps(checked) if args.json else format_check(checked))
+    return 0
+
+
+def format_check(checked: dict[str, Any]) -> str:
+    lines = [f"{checked['month']}: the snapshots a run reads pass validation (nothing was written)"]
+    for role, snapshot in [("production", checked["production"]), *(("labeled", s) for s in checked["labeled"])]:
+        files = len(snapshot["files"])
+        text = f"  {role:<10} {snapshot['month']}: {files} file{'s' if files != 1 else ''}, {snapshot['rows']:,} rows"
+        if snapshot["classes"]:
+            text += f" (labels 0: {snapshot['classes']['0']:,}, 1: {snapshot['classes']['1']:,})"
+        nulls = [f"{column} {rate:.1%}" for column, rate in snapshot["null_rates"].items() if rate]
+        text += f"; nulls: {', '.join(nulls) if nulls else 'none'}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def format_performance(performance: dict[str, Any] | None) -> str:
     """The champion's estimated AUC beside the AUC it was validated with and the AUC it realized."""
     if not performance:
@@ -357,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     cycle.add_argument("--alpha", type=float, help="override drift.alpha for this run")
     cycle.add_argument("--min-lift", type=float, help="override promotion.min_lift for this run")
     cycle.set_defaults(handler=_cycle)
+
+    check = commands.add_parser("check", help="validate the snapshots a month's run would read; writes nothing")
+    check.add_argument("--config", required=True)
+    check.add_argument("--month", required=True, help="YYYY-MM")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=_check)
 
     report = commands.add_parser("report", help="HTML reports")
     report_commands = report.add_subparsers(dest="report_command", required=True)

@@ -34,6 +34,7 @@ from retrain.registry import Champion, Registry, run_key, to_json, utc_now
 from retrain.snapshots import (
     NULL,
     Schema,
+    Snapshot,
     SnapshotReader,
     combine_kinds,
     list_months,
@@ -314,15 +315,7 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     features, labeled_schema = _schemas(config)
 
     def scan(root: str, month: str, schema: Schema) -> dict[str, Any]:
-        return scan_month(
-            root,
-            month,
-            schema,
-            max_null_rate=config.data.max_null_rate,
-            by_feature=config.data.max_null_rate_by_feature,
-            spec=config.storage,
-            partitioning=config.data.partitioning,
-        ).lineage()
+        return _scan(config, root, month, schema).lineage()
 
     production = scan(config.data.production, run.month, features)
     window = _training_window(config, run.month)
@@ -349,6 +342,34 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     )
     registry.write_run_file(run.month, run.key, PULLED_FILE, to_json(pulled.to_dict()))
     return pulled
+
+
+def _scan(config: Config, root: str, month: str, schema: Schema) -> Snapshot:
+    return scan_month(
+        root,
+        month,
+        schema,
+        max_null_rate=config.data.max_null_rate,
+        by_feature=config.data.max_null_rate_by_feature,
+        spec=config.storage,
+        partitioning=config.data.partitioning,
+    )
+
+
+def check_inputs(config: Config, month: str) -> dict[str, Any]:
+    """Validate what a run for `month` reads, its production month and labeled window, as pull_snapshots
+    does, without the registry and writing nothing: a new dataset's first test. The first problem raises."""
+    if not MONTH_PATTERN.match(month):
+        raise DataError(f"month must be YYYY-MM, got {month!r}")
+    features, labeled_schema = _schemas(config)
+    production = _scan(config, config.data.production, month, features)
+    labeled = [_scan(config, config.data.labeled, m, labeled_schema) for m in _training_window(config, month)]
+    _check_kinds([s.lineage() for s in (production, *labeled)])
+    return {
+        "month": month,
+        "production": dataclasses.asdict(production),
+        "labeled": [dataclasses.asdict(s) for s in labeled],
+    }
 
 
 def _resumed(registry: Registry, champion: Champion | None, run: Run) -> Pulled | None:

@@ -87,6 +87,32 @@ def test_bad_month_and_missing_month_name_the_month(demo_dir: Path) -> None:
     assert not (demo_dir / "registry").exists(), "nothing written"
 
 
+def test_check_validates_what_a_run_reads_and_writes_nothing(demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    config = str(demo_dir / "retrain.toml")
+    assert main(["check", "--config", config, "--month", "2025-03"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2025-03: the snapshots a run reads pass validation (nothing was written)"
+    assert [line.split(":")[0].split() for line in lines[1:]] == [
+        ["production", "2025-03"],
+        ["labeled", "2025-01"],
+        ["labeled", "2025-02"],
+        ["labeled", "2025-03"],
+    ]
+    assert lines[1].startswith("  production 2025-03: 1 file, 20,000 rows; nulls: ")
+    assert main(["check", "--config", config, "--month", "2025-03", "--json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["production"]["rows"] == 20000 and sum(checked["labeled"][0]["classes"].values()) == 20000
+    assert not (demo_dir / "registry").exists(), "nothing written, not even the registry's folder"
+
+    path = demo_dir / "labeled" / "month=2025-02" / "part-0000.parquet"
+    pd.read_parquet(path).drop(columns=["plan"]).to_parquet(path)
+    result = run_cli("check", "--config", config, "--month", "2025-03")
+    assert result.returncode == 2
+    assert result.stderr == f"retrain: error: month 2025-02 ({path}): missing column plan\n"
+    result = run_cli("check", "--config", config, "--month", "2025-13")
+    assert result.returncode == 2 and "month must be YYYY-MM, got '2025-13'" in result.stderr
+
+
 def test_demo_data_then_cycle_then_registry_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "demo"
     assert main(["demo-data", "--out", str(out), "--months", "2", "--rows", "3000", "--start", "2024-11"]) == 0
