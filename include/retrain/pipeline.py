@@ -317,9 +317,8 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
     def scan(root: str, month: str, schema: Schema) -> dict[str, Any]:
         return _scan(config, root, month, schema).lineage()
 
-    production = scan(config.data.production, run.month, features)
-    window = _training_window(config, run.month)
-    labeled = [scan(config.data.labeled, m, labeled_schema) for m in window]
+    production_snapshot, labeled_snapshots = _scan_inputs(config, run.month)
+    production, labeled = production_snapshot.lineage(), [s.lineage() for s in labeled_snapshots]
     validation = None
     if champion is not None:
         reused = [s for s in labeled if s["month"] == champion.validated_month]
@@ -356,14 +355,20 @@ def _scan(config: Config, root: str, month: str, schema: Schema) -> Snapshot:
     )
 
 
+def _scan_inputs(config: Config, month: str) -> tuple[Snapshot, list[Snapshot]]:
+    """A run's production month and its labeled window, each validated."""
+    features, labeled_schema = _schemas(config)
+    production = _scan(config, config.data.production, month, features)
+    labeled = [_scan(config, config.data.labeled, m, labeled_schema) for m in _training_window(config, month)]
+    return production, labeled
+
+
 def check_inputs(config: Config, month: str) -> dict[str, Any]:
     """Validate what a run for `month` reads, its production month and labeled window, as pull_snapshots
     does, without the registry and writing nothing: a new dataset's first test. The first problem raises."""
     if not MONTH_PATTERN.match(month):
         raise DataError(f"month must be YYYY-MM, got {month!r}")
-    features, labeled_schema = _schemas(config)
-    production = _scan(config, config.data.production, month, features)
-    labeled = [_scan(config, config.data.labeled, m, labeled_schema) for m in _training_window(config, month)]
+    production, labeled = _scan_inputs(config, month)
     _check_kinds([s.lineage() for s in (production, *labeled)])
     return {
         "month": month,

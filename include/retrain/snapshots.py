@@ -909,13 +909,14 @@ def _timestamps(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -
         return _numeric_timestamps(float64_values(array))
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         raise DataError(f"{where}: timestamp column {column} has type {array.type}, not a timestamp, date or text")
+    text = _blank_as_null(array)
     try:  # a CSV holds epoch numbers as text
-        return _numeric_timestamps(float64_values(pc.cast(_blank_as_null(array), pa.float64())))
+        return _numeric_timestamps(float64_values(pc.cast(text, pa.float64())))
     except pa.ArrowInvalid:
         pass
     values = pd.Series(array.to_pandas(), dtype=object)
     stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    given = pc.is_valid(_blank_as_null(array)).to_numpy(zero_copy_only=False)
+    given = pc.is_valid(text).to_numpy(zero_copy_only=False)
     failed = given & stamps.isna().to_numpy()
     if failed.any():
         stamps = stamps.fillna(pd.to_datetime(values.where(failed), errors="coerce", utc=True))
