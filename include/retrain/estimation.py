@@ -130,6 +130,41 @@ def expected_auc(scores: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
 
 
+@dataclass(frozen=True)
+class ValidationProfile:
+    """What estimating a champion's AUC needs from the holdout it was validated on. It depends on that
+    holdout's scores only, so the run that validates a model computes it once, from scores it already has,
+    and the estimates of the months after it read it instead of scoring the holdout again."""
+
+    calibration: Calibration
+    validated_auc: float
+    expected_auc_validation: float
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationProfile:
+        calibration = dict(data["calibration"])
+        for points in ("scores", "probabilities"):
+            calibration[points] = tuple(calibration.get(points) or ())
+        return cls(**{**data, "calibration": Calibration(**calibration)})
+
+
+def validation_profile(scores: np.ndarray, labels: np.ndarray, *, seed: int) -> ValidationProfile:
+    """A model's calibration and AUCs on the holdout it is validated on."""
+    from sklearn.metrics import roc_auc_score
+
+    calibration = fit_calibration(scores, labels, seed=seed)
+    return ValidationProfile(
+        calibration=calibration,
+        validated_auc=float(roc_auc_score(labels, scores)),
+        expected_auc_validation=expected_auc(scores, calibration.apply(scores)),
+        rows=len(scores),
+    )
+
+
 def anchored_estimate(validated_auc: float, expected_on_production: float, expected_on_validation: float) -> float:
     """The validated AUC moved by the change in expected AUC from the validation holdout to production.
 

@@ -45,10 +45,15 @@ from retrain.snapshots import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from retrain.estimation import ValidationProfile
 
 log = logging.getLogger(__name__)
 
 PULLED_FILE = "pulled.json"  # the state a run started from, in its run folder
+VALIDATION_FILE = "validation.json"  # the validated model's calibration, read by later estimates
+VALIDATION_FORMAT = 1
 LIBRARIES = ("retrain", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow", "joblib")
 ESTIMATE_MAX_ROWS = 50_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.003
 
@@ -155,6 +160,8 @@ class Evaluation(StepRecord):
     metrics: dict[str, Any]
     holdout_month: str
     evaluation_uri: str
+    # The store key of the validation profile this run wrote for the model it validates, if any.
+    validation_profile: str | None = None
 
     @property
     def promotes(self) -> bool:
@@ -533,7 +540,7 @@ def estimate_performance(
     validated with, and the AUC realized on the last labeled month by the version that estimated it."""
     from sklearn.metrics import roc_auc_score
 
-    from retrain.estimation import PerformanceEstimate, anchored_estimate, expected_auc, fit_calibration
+    from retrain.estimation import PerformanceEstimate, anchored_estimate, expected_auc
     from retrain.training import predict_scores
 
     if pulled.validation is None:
@@ -542,14 +549,9 @@ def estimate_performance(
     version = pulled.champion["version"]
     model = registry.load_model(version)
     target = config.model.target
-    holdout = _holdout(config, pulled.validation)
-    validation_scores = predict_scores(model, holdout, config.model)
-    labels = holdout[target].to_numpy().astype(int)
-    calibration = fit_calibration(validation_scores, labels, seed=config.training.seed)
+    profile = _validation_profile(config, pulled, registry, model)
     production_scores = predict_scores(model, production, config.model)
-    validated_auc = float(roc_auc_score(labels, validation_scores))
-    expected_on_production = expected_auc(production_scores, calibration.apply(production_scores))
-    expected_on_validation = expected_auc(validation_scores, calibration.apply(validation_scores))
+    expected_on_production = expected_auc(production_scores, profile.calibration.apply(production_scores))
     latest = pulled.labeled[-1]
     estimated_by = _estimating_version(registry, latest["month"], run_month=pulled.month) or version
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
@@ -564,17 +566,54 @@ def estimate_performance(
     )
     return PerformanceEstimate(
         champion_version=version,
-        estimated_auc=anchored_estimate(validated_auc, expected_on_production, expected_on_validation),
-        validated_auc=validated_auc,
+        estimated_auc=anchored_estimate(profile.validated_auc, expected_on_production, profile.expected_auc_validation),
+        validated_auc=profile.validated_auc,
         validated_month=pulled.validation["month"],
         expected_auc_production=expected_on_production,
-        expected_auc_validation=expected_on_validation,
+        expected_auc_validation=profile.expected_auc_validation,
         realized_auc=realized_auc,
         realized_month=latest["month"],
         realized_version=estimated_by if realized_auc is not None else None,
         production_rows_scored=len(production),
-        calibration=calibration.method,
+        calibration=profile.calibration.method,
     ).to_dict()
+
+
+def _validation_profile(config: Config, pulled: Pulled, registry: Registry, model: Pipeline) -> ValidationProfile:
+    """The champion's profile on its validation holdout: the one the validating run wrote when it still
+    describes this model on these same rows, else computed here from the holdout."""
+    from retrain.estimation import ValidationProfile, validation_profile
+    from retrain.training import predict_scores
+
+    key = pulled.champion.get("validation_profile")
+    stored = registry.read_json_optional(key) if key else None
+    model_sha256 = registry.metadata(pulled.champion["version"])["model_sha256"]
+    expected = _profile_identity(config, pulled.validation, model_sha256)
+    if stored is not None and {k: stored.get(k) for k in expected} == expected:
+        try:
+            return ValidationProfile.from_dict(stored["profile"])
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("%s: unreadable validation profile (%r); computing it again", key, error)
+    holdout = _holdout(config, pulled.validation)
+    labels = holdout[config.model.target].to_numpy().astype(int)
+    return validation_profile(predict_scores(model, holdout, config.model), labels, seed=config.training.seed)
+
+
+def _profile_identity(config: Config, lineage: dict[str, Any], model_sha256: str) -> dict[str, Any]:
+    """What a stored profile must match to stand for a fresh one: the model, the holdout's rows, the seed."""
+    return {
+        "format": VALIDATION_FORMAT,
+        "model_sha256": model_sha256,
+        "month": lineage["month"],
+        "fingerprint": lineage.get("fingerprint"),
+        "holdout": {
+            "target": config.model.target,
+            "positive_label": config.model.positive_label,
+            "fraction": config.training.holdout_fraction,
+            "timestamp": config.model.timestamp,
+            "seed": config.training.seed,
+        },
+    }
 
 
 def _estimating_version(registry: Registry, month: str, *, run_month: str) -> int | None:
@@ -680,10 +719,31 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
         holdout_month=pulled.labeled_month,
         evaluation_uri=registry.store.uri_for(f"{registry.run_prefix(run.month, run.key)}/evaluation.json"),
     )
+    validated = None
+    if not run.dry_run and result.promotes:
+        validated = (trained.model_sha256, challenger_scores)
+    elif not run.dry_run and champion is not None and _held_up(config, outcome, champion.to_dict()) is None:
+        validated = (registry.metadata(pulled.champion["version"])["model_sha256"], champion_scores)
+    if validated is not None:
+        profile_key = _write_validation_profile(config, registry, pulled, run, *validated, labels)
+        result = dataclasses.replace(result, validation_profile=profile_key)
     if lift is not None:
         details["lift_histogram"] = lift_histogram(lift.samples)
     registry.write_run_file(run.month, run.key, "evaluation.json", to_json({**result.to_dict(), "details": details}))
     return result
+
+
+def _write_validation_profile(
+    config: Config, registry: Registry, pulled: Pulled, run: Run, model_sha256: str, scores: Any, labels: Any
+) -> str:
+    """The profile of the model this run validates, from the holdout scores it has: the estimates of the
+    months after it start from this file instead of scoring the holdout again. Returns its store key."""
+    from retrain.estimation import validation_profile
+
+    profile = validation_profile(scores, labels, seed=config.training.seed)
+    document = {**_profile_identity(config, pulled.labeled[-1], model_sha256), "profile": profile.to_dict()}
+    registry.write_run_file(run.month, run.key, VALIDATION_FILE, to_json(document))
+    return f"{registry.run_prefix(run.month, run.key)}/{VALIDATION_FILE}"
 
 
 def _newer_champion(registry: Registry, run: Run) -> Champion | None:
@@ -773,6 +833,7 @@ def promote(
         reason=evaluation.reason,
         validated_month=evaluation.holdout_month,
         validated_auc=evaluation.metrics["challenger"]["auc"],
+        validation_profile=evaluation.validation_profile,
     )
     if not moved:
         winner = registry.champion()
@@ -790,17 +851,10 @@ def promote(
 def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Kept:
     """The champion stays. When this run showed it holding up on a newer month (KEPT_CHAMPION, its AUC at
     or above promotion.min_auc), that month becomes its validated month, the drift reference."""
-    champion_metrics = evaluation.metrics.get("champion")
     month = evaluation.holdout_month
-    if evaluation.outcome != Outcome.KEPT_CHAMPION or champion_metrics is None:
-        return Kept(False, None, f"{evaluation.outcome}: the champion was not shown to hold up")
-    if champion_metrics["auc"] < config.promotion.min_auc:
-        return Kept(
-            False, None, f"champion AUC {champion_metrics['auc']:.4f} is below min_auc={config.promotion.min_auc}"
-        )
-    scarce = too_few_to_judge(champion_metrics["rows"], champion_metrics["positives"], config.promotion)
-    if scarce:
-        return Kept(False, None, scarce)
+    not_held = _held_up(config, evaluation.outcome, evaluation.metrics.get("champion"))
+    if not_held is not None:
+        return Kept(False, None, not_held)
     if run.dry_run:
         return Kept(False, None, "dry run: the validated month stays")
     registry = Registry.for_config(config)
@@ -812,9 +866,22 @@ def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Ke
         return Kept(False, None, "the champion changed since this run read it")
     if current.validated_month >= month and current.document.get("validated_run_id") != run.run_id:
         return Kept(False, None, f"already validated on {current.validated_month}")
-    if not registry.revalidate(current, month=month, auc=champion_metrics["auc"], run_id=run.run_id):
+    auc = evaluation.metrics["champion"]["auc"]
+    if not registry.revalidate(
+        current, month=month, auc=auc, run_id=run.run_id, validation_profile=evaluation.validation_profile
+    ):
         return Kept(False, None, "the champion pointer changed while this run revalidated it")
     return Kept(True, month, f"champion version {current.version} validated on {month}")
+
+
+def _held_up(config: Config, outcome: str, champion_metrics: dict[str, Any] | None) -> str | None:
+    """None when an evaluation showed the champion holding up on its holdout month (KEPT_CHAMPION, its AUC
+    at or above promotion.min_auc, on enough rows of each class to judge), else why not."""
+    if outcome != Outcome.KEPT_CHAMPION or champion_metrics is None:
+        return f"{outcome}: the champion was not shown to hold up"
+    if champion_metrics["auc"] < config.promotion.min_auc:
+        return f"champion AUC {champion_metrics['auc']:.4f} is below min_auc={config.promotion.min_auc}"
+    return too_few_to_judge(champion_metrics["rows"], champion_metrics["positives"], config.promotion)
 
 
 def record(

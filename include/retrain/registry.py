@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retrain.errors import IntegrityError, NotFoundError, RegistryError
+from retrain.errors import IntegrityError, NotFoundError, RegistryError, StorageError
 from retrain.storage import Store, open_store
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class Champion:
             "etag": self.etag,
             "validated_month": self.validated_month,
             "validated_auc": self.validated_auc,
+            "validation_profile": self.document.get("validation_profile"),
         }
 
 
@@ -108,6 +109,16 @@ class Registry:
             return json.loads(data)
         except json.JSONDecodeError:
             raise RegistryError(f"{self.store.uri_for(key)}: not valid JSON") from None
+
+    def read_json_optional(self, key: str) -> dict[str, Any] | None:
+        """A JSON document that only saves work (a cache): missing or unreadable is None, never an error."""
+        try:
+            found = self.store.read_optional(key)
+            document = json.loads(found[0]) if found is not None else None
+        except (StorageError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            log.warning("%s: not used (%s)", self.store.uri_for(key), error)
+            return None
+        return document if isinstance(document, dict) else None
 
     def check(self) -> None:
         """Fail before any data step when the registry cannot be used (a file as its root, no bucket)."""
@@ -217,8 +228,10 @@ class Registry:
         reason: str,
         validated_month: str | None = None,
         validated_auc: float | None = None,
+        validation_profile: str | None = None,
     ) -> bool:
-        """Compare-and-swap the champion pointer. False when someone else moved it first."""
+        """Compare-and-swap the champion pointer. False when someone else moved it first.
+        `validation_profile` is the key of the calibration the validating run wrote, if any."""
         metadata = self.metadata(version)
         previous = self.champion()
         if previous is not None and previous.etag != expected_etag:
@@ -230,6 +243,7 @@ class Registry:
             "validated_month": validated_month or data_month,
             "validated_auc": validated_auc,
             "validated_run_id": run_id,
+            "validation_profile": validation_profile,
             "model_sha256": metadata["model_sha256"],
             "previous_version": previous.version if previous else None,
             "run_id": run_id,
@@ -241,7 +255,9 @@ class Registry:
             log.info("champion of %s is now version %d", self.model_name, version)
         return moved
 
-    def revalidate(self, expected: Champion, *, month: str, auc: float, run_id: str) -> bool:
+    def revalidate(
+        self, expected: Champion, *, month: str, auc: float, run_id: str, validation_profile: str | None = None
+    ) -> bool:
         """Move the champion's validated month forward, by compare-and-swap on the pointer as `expected`
         read it. False when the pointer changed since (a promotion, a rollback, another revalidation)."""
         if expected.document.get("validated_run_id") == run_id and expected.validated_month == month:
@@ -252,6 +268,7 @@ class Registry:
             "validated_month": month,
             "validated_auc": auc,
             "validated_run_id": run_id,
+            "validation_profile": validation_profile,
             "updated_at": utc_now(),
         }
         moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected.etag) is not None

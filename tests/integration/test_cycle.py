@@ -68,6 +68,7 @@ def test_month_after_month(config_path: Path) -> None:
     champion = registry.champion()
     assert (champion.version, champion.data_month, champion.validated_month) == (2, "2025-07", "2025-07")
     assert champion.document["previous_version"] == 1
+    assert champion.document["validation_profile"] == f"runs/2025-07/{run_key('test__2025-07')}/validation.json"
 
     ledger = registry.ledger()
     assert [r["month"] for r in ledger] == months
@@ -78,6 +79,8 @@ def test_month_after_month(config_path: Path) -> None:
     assert kept["drift"]["drifted_features"] == ["usage_gb"]
     assert kept["metrics"]["lift"]["low"] <= 0 and "not significant" in kept["reason"]
     assert ledger[4]["drift"]["drifted_features"] == []
+    april = json.loads(registry.store.read(f"runs/2025-04/{run_key('test__2025-04')}/validation.json"))
+    assert (april["month"], april["model_sha256"]) == ("2025-04", registry.metadata(1)["model_sha256"])
     for entry in ledger[1:5]:  # before the market turns, the covariate shifts leave the estimate right
         performance = entry["performance"]
         assert performance["realized_month"] == entry["month"] and performance["validated_month"] <= entry["month"]
@@ -96,6 +99,38 @@ def test_month_after_month(config_path: Path) -> None:
     assert {"python", "scikit-learn", "numpy", "pandas"} <= set(metadata["libraries"])
     model_bytes = registry.store.read("versions/000002/model.joblib")
     assert hashlib.sha256(model_bytes).hexdigest() == metadata["model_sha256"]
+
+
+def test_the_estimate_starts_from_the_validating_runs_profile_exactly_as_scoring_again_would(
+    config_path: Path,
+) -> None:
+    """The run that validates a model writes its calibration on that holdout; a later estimate reads it
+    instead of scoring the holdout again, and only while it still describes that model on those rows."""
+    import dataclasses
+
+    cycle(config_path, "2025-01")
+    config = load_config(config_path)
+    registry = Registry.for_config(config)
+    key = registry.champion().document["validation_profile"]
+    assert key == f"runs/2025-01/{run_key('test__2025-01')}/validation.json"
+    stored = json.loads(registry.store.read(key))
+    assert stored["model_sha256"] == registry.metadata(1)["model_sha256"] and stored["month"] == "2025-01"
+
+    def estimate(profile_key: str | None) -> dict[str, Any]:
+        run = Run(run_id=f"estimate-{profile_key}", month="2025-02")
+        pulled = pull_snapshots(config, run)
+        pulled = dataclasses.replace(pulled, champion={**pulled.champion, "validation_profile": profile_key})
+        return check_drift(config, pulled, run).performance
+
+    scored_again = estimate(None)
+    assert estimate(key) == scored_again, "the stored profile is what scoring the holdout again gives"
+    raised = {**stored, "profile": {**stored["profile"], "validated_auc": stored["profile"]["validated_auc"] + 0.1}}
+    registry.store.write("runs/raised.json", json.dumps(raised).encode())
+    assert estimate("runs/raised.json")["estimated_auc"] == pytest.approx(scored_again["estimated_auc"] + 0.1)
+    stale = {**raised, "fingerprint": "0" * 64}  # the labeled month was rewritten since
+    registry.store.write("runs/stale.json", json.dumps(stale).encode())
+    registry.store.write("runs/garbled.json", b"{not json")
+    assert estimate("runs/stale.json") == estimate("runs/garbled.json") == estimate("runs/missing.json") == scored_again
 
 
 def test_rerunning_a_run_id_writes_nothing_twice(config_path: Path) -> None:
