@@ -722,7 +722,7 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
     validated = None
     if not run.dry_run and result.promotes:
         validated = (trained.model_sha256, challenger_scores)
-    elif not run.dry_run and champion is not None and _held_up(config, outcome, champion.to_dict()) is None:
+    elif not run.dry_run and champion is not None and _why_not_held_up(config, outcome, champion.to_dict()) is None:
         validated = (registry.metadata(pulled.champion["version"])["model_sha256"], champion_scores)
     if validated is not None:
         profile_key = _write_validation_profile(config, registry, pulled, run, *validated, labels)
@@ -852,9 +852,9 @@ def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Ke
     """The champion stays. When this run showed it holding up on a newer month (KEPT_CHAMPION, its AUC at
     or above promotion.min_auc), that month becomes its validated month, the drift reference."""
     month = evaluation.holdout_month
-    not_held = _held_up(config, evaluation.outcome, evaluation.metrics.get("champion"))
-    if not_held is not None:
-        return Kept(False, None, not_held)
+    not_held_up = _why_not_held_up(config, evaluation.outcome, evaluation.metrics.get("champion"))
+    if not_held_up is not None:
+        return Kept(False, None, not_held_up)
     if run.dry_run:
         return Kept(False, None, "dry run: the validated month stays")
     registry = Registry.for_config(config)
@@ -874,7 +874,7 @@ def keep(config: Config, pulled: Pulled, evaluation: Evaluation, run: Run) -> Ke
     return Kept(True, month, f"champion version {current.version} validated on {month}")
 
 
-def _held_up(config: Config, outcome: str, champion_metrics: dict[str, Any] | None) -> str | None:
+def _why_not_held_up(config: Config, outcome: str, champion_metrics: dict[str, Any] | None) -> str | None:
     """None when an evaluation showed the champion holding up on its holdout month (KEPT_CHAMPION, its AUC
     at or above promotion.min_auc, on enough rows of each class to judge), else why not."""
     if outcome != Outcome.KEPT_CHAMPION or champion_metrics is None:
