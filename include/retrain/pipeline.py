@@ -40,6 +40,7 @@ from retrain.snapshots import (
     list_months,
     month_folder,
     month_readiness,
+    release_unused_memory,
     scan_month,
 )
 
@@ -347,6 +348,7 @@ def pull_snapshots(config: Config, run: Run) -> Pulled:
         recorded_outcome=recorded["outcome"] if recorded else None,
     )
     registry.write_run_file(run.month, run.key, PULLED_FILE, to_json(pulled.to_dict()))
+    release_unused_memory()
     return pulled
 
 
@@ -495,6 +497,7 @@ def check_drift(config: Config, pulled: Pulled, run: Run) -> DriftCheck:
         if pulled.champion
         else None
     )
+    release_unused_memory()
     gate = drift_gate(
         drifted=report.drifted,
         force=run.force,
