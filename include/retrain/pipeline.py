@@ -590,8 +590,7 @@ def _validation_profile(config: Config, pulled: Pulled, registry: Registry, mode
 
     key = pulled.champion.get("validation_profile")
     stored = registry.read_json_optional(key) if key else None
-    model_sha256 = registry.metadata(pulled.champion["version"])["model_sha256"]
-    expected = _profile_identity(config, pulled.validation, model_sha256)
+    expected = _profile_identity(config, pulled.validation, pulled.champion.get("model_sha256"))
     if stored is not None and {k: stored.get(k) for k in expected} == expected:
         try:
             return ValidationProfile.from_dict(stored["profile"])
@@ -602,8 +601,10 @@ def _validation_profile(config: Config, pulled: Pulled, registry: Registry, mode
     return validation_profile(predict_scores(model, holdout, config.model), labels, seed=config.training.seed)
 
 
-def _profile_identity(config: Config, lineage: dict[str, Any], model_sha256: str) -> dict[str, Any]:
-    """What a stored profile must match to stand for a fresh one: the model, the holdout's rows, the seed."""
+def _profile_identity(config: Config, lineage: dict[str, Any], model_sha256: str | None) -> dict[str, Any]:
+    """What a stored profile must match to stand for a fresh one: the model, the holdout's rows, the seed.
+    The champion's SHA-256 is the one its pointer names, as the run read it, rather than a second read of
+    the version's metadata; a state recorded without it gives None, which only means computing again."""
     return {
         "format": VALIDATION_FORMAT,
         "model_sha256": model_sha256,
@@ -726,7 +727,7 @@ def evaluate(config: Config, pulled: Pulled, drift: DriftCheck, trained: Trained
     if not run.dry_run and result.promotes:
         validated = (trained.model_sha256, challenger_scores)
     elif not run.dry_run and champion is not None and _why_not_held_up(config, outcome, champion.to_dict()) is None:
-        validated = (registry.metadata(pulled.champion["version"])["model_sha256"], champion_scores)
+        validated = (pulled.champion.get("model_sha256"), champion_scores)
     if validated is not None:
         profile_key = _write_validation_profile(config, registry, pulled, run, *validated, labels)
         result = dataclasses.replace(result, validation_profile=profile_key)

@@ -84,6 +84,7 @@ class Champion:
             "validated_month": self.validated_month,
             "validated_auc": self.validated_auc,
             "validation_profile": self.document.get("validation_profile"),
+            "model_sha256": self.document.get("model_sha256"),
         }
 
 
