@@ -145,6 +145,7 @@ class DriftSpec:
     min_ks_statistic: float = 0.1
     min_psi: float = 0.1
     max_null_rate_increase: float = 0.1
+    max_null_rate_decrease: float = 0.1
     dataset_drift_share: float = 0.0
     reference: str = "validated"
     max_estimated_auc_drop: float | None = None
@@ -159,6 +160,7 @@ class DriftSpec:
         _fraction("drift.min_ks_statistic", self.min_ks_statistic, allow_zero=True, allow_one=True)
         _non_negative("drift.min_psi", self.min_psi)
         _fraction("drift.max_null_rate_increase", self.max_null_rate_increase, allow_zero=True, allow_one=True)
+        _fraction("drift.max_null_rate_decrease", self.max_null_rate_decrease, allow_zero=True, allow_one=True)
         _fraction("drift.dataset_drift_share", self.dataset_drift_share, allow_zero=True, allow_one=True)
 
 

@@ -330,6 +330,10 @@ def _feature_verdict(
 ) -> tuple[bool, str]:
     if null_change > spec.max_null_rate_increase:
         return True, f"null rate rose by {null_change:.1%} (> {spec.max_null_rate_increase:.1%})"
+    # A field that upstream starts filling in is as much a new input as one it stops filling: the model
+    # learned what its nulls meant, and the test below sees only the values.
+    if -null_change > spec.max_null_rate_decrease:
+        return True, f"null rate fell by {-null_change:.1%} (> {spec.max_null_rate_decrease:.1%})"
     if math.isnan(p_adjusted):
         return False, "no values on one side to compare"
     if p_adjusted >= spec.alpha:

@@ -174,6 +174,22 @@ def test_a_rising_null_rate_is_drift_on_its_own() -> None:
     assert x2.drifted and "null rate rose" in x2.reason
 
 
+def test_a_falling_null_rate_is_drift_on_its_own_even_when_the_values_look_alike() -> None:
+    # As in real catalogues where a rating field goes from 92% blank to 67% blank in a year: the values
+    # that are there keep their distribution, but the model sees a new mix of missing and present inputs.
+    rng = np.random.default_rng(3)
+    reference = _frame(rng, 4000)
+    current = _frame(rng, 4000)
+    reference.loc[reference.index[:1200], "x2"] = np.nan
+    current.loc[current.index[:400], "x2"] = np.nan
+    x2 = detect_drift(reference, current, SCHEMA, DriftSpec()).features[1]
+    assert x2.null_rate_change == pytest.approx(-0.2)
+    assert x2.p_adjusted >= 0.05, "the present values alone show no drift"
+    assert x2.drifted and x2.reason == "null rate fell by 20.0% (> 10.0%)"
+    tolerant = detect_drift(reference, current, SCHEMA, DriftSpec(max_null_rate_decrease=0.25)).features[1]
+    assert not tolerant.drifted
+
+
 def test_dataset_drift_share_threshold() -> None:
     rng = np.random.default_rng(4)
     reference = _frame(rng, 5000)
