@@ -30,6 +30,7 @@ __all__ = ["StatTestResult", "ks_test", "psi", "chi_square_test", "detect_drift"
 PSI_FLOOR = 1e-4  # keeps PSI finite for categories absent on one side
 PICTURE_SAMPLE = 50_000  # values of each side a report's distribution chart is drawn from
 PICTURE_BINS = 30
+HEAVY_TAIL_RATIO = 20  # a non-negative feature whose 99.5th percentile is this many medians out is charted on log1p
 PICTURE_CATEGORIES = 12  # the most common categories shown; the rest are summed as "(other)"
 
 
@@ -170,14 +171,20 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, An
         return None
     ref = reference[:: max(1, len(reference) // PICTURE_SAMPLE)]
     cur = current[:: max(1, len(current) // PICTURE_SAMPLE)]
-    low, high = np.quantile(np.concatenate([ref, cur]), [0.005, 0.995])
+    low, median, high = np.quantile(np.concatenate([ref, cur]), [0.005, 0.5, 0.995])
     if not np.isfinite([low, high]).all():
         return None
     if low == high:
         low, high = low - 0.5, high + 0.5
-    edges = np.linspace(low, high, PICTURE_BINS + 1)
+    # Counts, amounts and durations are heavy-tailed: on even bins their whole body falls in the first one.
+    # Bins even in log1p(x) show the body and the tail alike; the chart draws its axis the same way.
+    scale = "log1p" if low >= 0 and high - low > HEAVY_TAIL_RATIO * (median - low + 1) else "linear"
+    if scale == "log1p":
+        edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), PICTURE_BINS + 1))
+    else:
+        edges = np.linspace(low, high, PICTURE_BINS + 1)
     shares = [np.histogram(np.clip(v, low, high), edges)[0] / len(v) for v in (ref, cur)]
-    return {"edges": edges.tolist(), "reference": shares[0].tolist(), "current": shares[1].tolist()}
+    return {"edges": edges.tolist(), "scale": scale, "reference": shares[0].tolist(), "current": shares[1].tolist()}
 
 
 def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> dict[str, Any] | None:

@@ -190,6 +190,21 @@ def test_a_falling_null_rate_is_drift_on_its_own_even_when_the_values_look_alike
     assert not tolerant.drifted
 
 
+def test_a_heavy_tailed_feature_is_pictured_on_log1p_bins_and_a_symmetric_one_on_even_bins() -> None:
+    rng = np.random.default_rng(5)
+    # Like vote counts: a median near 50 and a tail in the tens of thousands.
+    votes = np.floor(rng.lognormal(4.0, 2.0, 20_000))
+    frame = pd.DataFrame({"votes": votes, "rating": rng.normal(6, 1.5, 20_000)})
+    schema = Schema(numeric=("votes", "rating"))
+    features = {f.name: f for f in detect_drift(frame, frame, schema, DriftSpec()).features}
+    votes_picture, rating_picture = features["votes"].distribution, features["rating"].distribution
+    assert votes_picture["scale"] == "log1p" and rating_picture["scale"] == "linear"
+    low, high = np.quantile(votes, [0.005, 0.995])
+    np.testing.assert_allclose(np.log1p(votes_picture["edges"]), np.linspace(np.log1p(low), np.log1p(high), 31))
+    assert max(votes_picture["reference"]) < 0.2, "no single bin swallows the body of the distribution"
+    assert np.diff(rating_picture["edges"]) == pytest.approx(np.full(30, np.diff(rating_picture["edges"])[0]))
+
+
 def test_dataset_drift_share_threshold() -> None:
     rng = np.random.default_rng(4)
     reference = _frame(rng, 5000)

@@ -12,6 +12,7 @@ from retrain.config import DriftSpec
 from retrain.drift import detect_drift
 from retrain.evaluation import lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
 from retrain.reports import render_history, render_run_report
+from retrain.reports.charts import _compact, distribution
 from retrain.snapshots import Schema
 
 HOSTILE = '<script>alert("x")</script>'
@@ -191,3 +192,10 @@ def test_charts_of_a_wide_model_show_its_largest_features_only() -> None:
     effects = [[i / 300, None] for i in range(300)]
     heatmap = svg(charts.drift_heatmap(names, ["2025-01", "2025-02"], effects))
     assert float(re.search(r'<svg[^>]*height="([\d.]+)pt"', heatmap).group(1)) < 0.35 * 26 * 72 + 120
+
+
+def test_a_heavy_tailed_feature_is_charted_on_a_log_axis_with_round_ticks() -> None:
+    edges = np.expm1(np.linspace(np.log1p(5), np.log1p(40_000), 31)).tolist()
+    picture = {"edges": edges, "scale": "log1p", "reference": [1 / 30] * 30, "current": [1 / 30] * 30}
+    assert distribution({"name": "votes", "distribution": picture}).startswith("data:image/svg+xml;base64,")
+    assert [_compact(t) for t in (0, 10, 1_000, 25_000, 3e6, 1e9)] == ["0", "10", "1k", "25k", "3M", "1G"]

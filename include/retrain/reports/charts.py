@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 CHAMPION, CHALLENGER, REFERENCE, CURRENT = "#4c72b0", "#dd8452", "#8c8c8c", "#c44e52"
 OUTCOME_COLOURS = {
     "BOOTSTRAPPED": "#55a868",
@@ -59,6 +61,11 @@ def distribution(feature: dict[str, Any]) -> str | None:
             (shown["current"], CURRENT, "current"),
         ):
             axes.stairs(counts, edges, color=colour, label=label, linewidth=1.6)
+        if shown.get("scale") == "log1p":
+            axes.set_xscale("function", functions=(np.log1p, np.expm1))
+            ticks = [t for t in (0, *(10.0**k for k in range(19))) if edges[0] <= t <= edges[-1]]
+            axes.set_xticks(ticks, [_compact(t) for t in ticks])
+            axes.set_xlabel("log scale", fontsize=7)
         axes.set_ylabel("share of rows")
     else:
         labels = shown["categories"]
@@ -197,6 +204,13 @@ def drift_heatmap(features: list[str], months: list[str], effects: list[list[flo
     axes.set_yticks(range(len(features)), [_short(f) for f in features], fontsize=8)
     figure.colorbar(image, ax=axes, label="effect")
     return _data_uri(figure)
+
+
+def _compact(value: float) -> str:
+    for size, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def _short(text: str, limit: int = 24) -> str:
