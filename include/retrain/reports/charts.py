@@ -207,10 +207,10 @@ def drift_heatmap(features: list[str], months: list[str], effects: list[list[flo
 
 
 def _compact(value: float) -> str:
-    for size, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= size:
-            return f"{value / size:g}{suffix}"
-    return f"{value:g}"
+    """A tick label with an SI prefix (25k, 3M)."""
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(sep="").format_eng(value)
 
 
 def _short(text: str, limit: int = 24) -> str:
