@@ -30,7 +30,9 @@ __all__ = ["StatTestResult", "ks_test", "psi", "chi_square_test", "detect_drift"
 PSI_FLOOR = 1e-4  # keeps PSI finite for categories absent on one side
 PICTURE_SAMPLE = 50_000  # values of each side a report's distribution chart is drawn from
 PICTURE_BINS = 30
-HEAVY_TAIL_RATIO = 20  # a non-negative feature whose 99.5th percentile is this many medians out is charted on log1p
+# A non-negative feature is charted on log1p when its central 99% spans more than this many times the
+# distance from its 0.5th percentile to its median (plus 1, so that a median at zero counts too).
+HEAVY_TAIL_RATIO = 20
 PICTURE_CATEGORIES = 12  # the most common categories shown; the rest are summed as "(other)"
 
 
