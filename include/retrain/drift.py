@@ -176,7 +176,11 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, An
     low, median, high = np.quantile(np.concatenate([ref, cur]), [0.005, 0.5, 0.995])
     if not np.isfinite([low, high]).all():
         return None
-    if low == high:
+    # Whole numbers (counts, years, ages) get bins centred on them: bins holding no whole number draw a comb.
+    whole = bool(np.all(np.mod(ref, 1) == 0) and np.all(np.mod(cur, 1) == 0))
+    if whole:
+        low, high = math.floor(low), math.ceil(high)
+    elif low == high:
         low, high = low - 0.5, high + 0.5
     # Counts, amounts and durations are heavy-tailed: on even bins their whole body falls in the first one.
     # Bins even in log1p(x) show the body and the tail alike; the chart draws its axis the same way.
@@ -185,6 +189,8 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, An
         edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), PICTURE_BINS + 1))
     else:
         edges = np.linspace(low, high, PICTURE_BINS + 1)
+    if whole:
+        edges = np.unique(np.concatenate([[low - 0.5], np.floor(edges[1:-1]) + 0.5, [high + 0.5]]))
     shares = [np.histogram(np.clip(v, low, high), edges)[0] / len(v) for v in (ref, cur)]
     return {"edges": edges.tolist(), "scale": scale, "reference": shares[0].tolist(), "current": shares[1].tolist()}
 

@@ -192,17 +192,37 @@ def test_a_falling_null_rate_is_drift_on_its_own_even_when_the_values_look_alike
 
 def test_a_heavy_tailed_feature_is_pictured_on_log1p_bins_and_a_symmetric_one_on_even_bins() -> None:
     rng = np.random.default_rng(5)
-    # Like vote counts: a median near 50 and a tail in the tens of thousands.
-    votes = np.floor(rng.lognormal(4.0, 2.0, 20_000))
-    frame = pd.DataFrame({"votes": votes, "rating": rng.normal(6, 1.5, 20_000)})
-    schema = Schema(numeric=("votes", "rating"))
+    # Like amounts spent: a median near 50 and a tail in the tens of thousands.
+    spend = rng.lognormal(4.0, 2.0, 20_000)
+    frame = pd.DataFrame({"spend": spend, "rating": rng.normal(6, 1.5, 20_000)})
+    schema = Schema(numeric=("spend", "rating"))
     features = {f.name: f for f in detect_drift(frame, frame, schema, DriftSpec()).features}
-    votes_picture, rating_picture = features["votes"].distribution, features["rating"].distribution
-    assert votes_picture["scale"] == "log1p" and rating_picture["scale"] == "linear"
-    low, high = np.quantile(votes, [0.005, 0.995])
-    np.testing.assert_allclose(np.log1p(votes_picture["edges"]), np.linspace(np.log1p(low), np.log1p(high), 31))
-    assert max(votes_picture["reference"]) < 0.2, "no single bin swallows the body of the distribution"
+    spend_picture, rating_picture = features["spend"].distribution, features["rating"].distribution
+    assert spend_picture["scale"] == "log1p" and rating_picture["scale"] == "linear"
+    low, high = np.quantile(spend, [0.005, 0.995])
+    np.testing.assert_allclose(np.log1p(spend_picture["edges"]), np.linspace(np.log1p(low), np.log1p(high), 31))
+    assert max(spend_picture["reference"]) < 0.2, "no single bin swallows the body of the distribution"
     assert np.diff(rating_picture["edges"]) == pytest.approx(np.full(30, np.diff(rating_picture["edges"])[0]))
+
+
+def test_whole_numbers_are_pictured_on_bins_centred_on_them_so_no_bin_is_empty_by_construction() -> None:
+    rng = np.random.default_rng(6)
+    # Years of experience a year apart (a panel ageing by one), and counts of votes with a long tail.
+    experience = rng.integers(4, 14, 10_000).astype(float)
+    votes = np.floor(rng.lognormal(2.0, 2.0, 20_000))
+    reference = pd.DataFrame({"experience": experience, "votes": votes[:10_000]})
+    current = pd.DataFrame({"experience": experience + 1, "votes": votes[10_000:]})
+    schema = Schema(numeric=("experience", "votes"))
+    features = {f.name: f for f in detect_drift(reference, current, schema, DriftSpec()).features}
+    ages = features["experience"].distribution
+    assert ages["edges"] == [value + 0.5 for value in range(3, 15)], "one bin per whole year, 4 to 14"
+    assert ages["reference"][0] == pytest.approx(np.mean(experience == 4))
+    assert ages["current"][0] == 0 and ages["current"][-1] == pytest.approx(np.mean(experience == 13))
+    counts = features["votes"].distribution
+    assert counts["scale"] == "log1p"
+    assert all(edge % 1 == 0.5 for edge in counts["edges"]), "edges fall halfway between whole numbers"
+    assert counts["edges"][:3] == [-0.5, 0.5, 1.5], "the body's counts 0 and 1 each have their own bin"
+    assert min(counts["reference"]) > 0, "every bin holds at least one whole number, so none is empty"
 
 
 def test_dataset_drift_share_threshold() -> None:
