@@ -52,9 +52,11 @@ def distribution(feature: dict[str, Any]) -> str | None:
     shown = feature.get("distribution")
     if not shown:
         return None
-    figure = _figure(4.2, 2.6, bottom=0.2 if "edges" in shown else 0.3)
+    numeric = "edges" in shown
+    # Category names are long ("Professional_and_Related Service"): on a vertical axis they read whole.
+    figure = _figure(4.2, 2.6) if numeric else _figure(4.2, 2.6, left=0.4, bottom=0.17)
     axes = figure.add_subplot()
-    if "edges" in shown:
+    if numeric:
         edges = shown["edges"]
         for counts, colour, label in (
             (shown["reference"], REFERENCE, "reference"),
@@ -70,13 +72,18 @@ def distribution(feature: dict[str, Any]) -> str | None:
     else:
         labels = shown["categories"]
         positions = range(len(labels))
-        width = 0.4
-        axes.bar([p - width / 2 for p in positions], shown["reference"], width, color=REFERENCE, label="reference")
-        axes.bar([p + width / 2 for p in positions], shown["current"], width, color=CURRENT, label="current")
-        axes.set_xticks(list(positions), [_short(label) for label in labels], rotation=45, ha="right", fontsize=7)
-        axes.set_ylabel("share of rows")
+        height = 0.4
+        axes.barh([p - height / 2 for p in positions], shown["reference"], height, color=REFERENCE, label="reference")
+        axes.barh([p + height / 2 for p in positions], shown["current"], height, color=CURRENT, label="current")
+        axes.set_yticks(list(positions), [_short(label) for label in labels], fontsize=7)
+        axes.invert_yaxis()  # the most common category on top
+        axes.set_xlabel("share of rows", fontsize=8)
     axes.set_title(_short(feature["name"], 40), fontsize=10)
-    axes.legend(fontsize=7, frameon=False, loc="upper right")
+    if numeric:
+        axes.legend(fontsize=7, frameon=False, loc="upper right")
+    else:
+        # Bars can fill every corner of the axes; above the category names there is always room.
+        figure.legend(fontsize=7, frameon=False, loc="upper left", borderaxespad=0.2)
     return _data_uri(figure)
 
 
