@@ -207,17 +207,22 @@ def test_a_heavy_tailed_feature_is_pictured_on_log1p_bins_and_a_symmetric_one_on
 
 def test_whole_numbers_are_pictured_on_bins_centred_on_them_so_no_bin_is_empty_by_construction() -> None:
     rng = np.random.default_rng(6)
-    # Years of experience a year apart (a panel ageing by one), and counts of votes with a long tail.
+    # Years of experience a year apart (a panel ageing by one), months of tenure, and counts of votes with a
+    # long tail.
     experience = rng.integers(4, 14, 10_000).astype(float)
+    tenure = rng.integers(0, 73, 10_000).astype(float)
     votes = np.floor(rng.lognormal(2.0, 2.0, 20_000))
-    reference = pd.DataFrame({"experience": experience, "votes": votes[:10_000]})
-    current = pd.DataFrame({"experience": experience + 1, "votes": votes[10_000:]})
-    schema = Schema(numeric=("experience", "votes"))
+    reference = pd.DataFrame({"experience": experience, "tenure": tenure, "votes": votes[:10_000]})
+    current = pd.DataFrame({"experience": experience + 1, "tenure": tenure, "votes": votes[10_000:]})
+    schema = Schema(numeric=("experience", "tenure", "votes"))
     features = {f.name: f for f in detect_drift(reference, current, schema, DriftSpec()).features}
     ages = features["experience"].distribution
     assert ages["edges"] == [value + 0.5 for value in range(3, 15)], "one bin per whole year, 4 to 14"
     assert ages["reference"][0] == pytest.approx(np.mean(experience == 4))
     assert ages["current"][0] == 0 and ages["current"][-1] == pytest.approx(np.mean(experience == 13))
+    months = features["tenure"].distribution
+    assert months["edges"] == [value - 0.5 for value in range(0, 76, 3)], "73 values in 25 bins of 3 each"
+    assert months["reference"] == pytest.approx([np.mean((tenure >= v) & (tenure < v + 3)) for v in range(0, 75, 3)])
     counts = features["votes"].distribution
     assert counts["scale"] == "log1p"
     assert all(edge % 1 == 0.5 for edge in counts["edges"]), "edges fall halfway between whole numbers"

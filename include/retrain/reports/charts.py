@@ -54,7 +54,7 @@ def distribution(feature: dict[str, Any]) -> str | None:
         return None
     numeric = "edges" in shown
     # Category names are long ("Professional_and_Related Service"): on a vertical axis they read whole.
-    figure = _figure(4.2, 2.6) if numeric else _figure(4.2, 2.6, left=0.4, bottom=0.17)
+    figure = _figure(4.2, 2.6, left=0.17) if numeric else _figure(4.2, 2.6, left=0.4, bottom=0.17)
     axes = figure.add_subplot()
     if numeric:
         edges = shown["edges"]
