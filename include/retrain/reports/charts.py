@@ -153,7 +153,7 @@ def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str
     """AUC per month: the champion as evaluated, estimated and realized, and each challenger."""
     if not months:
         return None
-    figure = _figure(7.5, 3.2, left=0.1, bottom=0.25, top=0.95)
+    figure = _figure(7.5, 3.2, left=0.1, bottom=0.25, top=_top_below_legend(3.2, len(series)))
     axes = figure.add_subplot()
     styles = {
         "champion (holdout)": {"color": CHAMPION, "marker": "o"},
@@ -168,7 +168,7 @@ def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str
             axes.plot([p for p, _ in points], [v for _, v in points], label=name, **styles.get(name, {}))
     axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
     axes.set_ylabel("ROC AUC")
-    axes.legend(fontsize=7, frameon=False, ncols=2, loc="lower left")
+    _legend_above(axes)
     return _data_uri(figure)
 
 
@@ -176,7 +176,7 @@ def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int
     """One mark per month, coloured by outcome, at the height of the champion version after it."""
     if not months:
         return None
-    figure = _figure(7.5, 2.4, left=0.1, bottom=0.32, top=0.95)
+    figure = _figure(7.5, 2.4, left=0.1, bottom=0.32, top=_top_below_legend(2.4, len(set(outcomes))))
     axes = figure.add_subplot()
     positions = list(range(len(months)))
     heights = [c if c is not None else 0 for c in champions]
@@ -189,7 +189,7 @@ def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int
     axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
     axes.set_ylabel("champion version")
     axes.yaxis.get_major_locator().set_params(integer=True)
-    axes.legend(fontsize=7, frameon=False, ncols=4, loc="upper left")
+    _legend_above(axes)
     return _data_uri(figure)
 
 
@@ -211,6 +211,23 @@ def drift_heatmap(features: list[str], months: list[str], effects: list[list[flo
     axes.set_yticks(range(len(features)), [_short(f) for f in features], fontsize=8)
     figure.colorbar(image, ax=axes, label="effect")
     return _data_uri(figure)
+
+
+LEGEND_COLUMNS = 4
+LEGEND_ROW_INCHES = 0.2
+
+
+def _top_below_legend(height: float, entries: int) -> float:
+    """The axes' top margin that leaves room above them for a legend of this many entries."""
+    rows = max(1, math.ceil(entries / LEGEND_COLUMNS))
+    return 1 - (0.08 + rows * LEGEND_ROW_INCHES) / height
+
+
+def _legend_above(axes: Any) -> None:
+    """A legend over the axes rather than in them: monthly points reach every corner of a history chart."""
+    axes.legend(
+        fontsize=7, frameon=False, ncols=LEGEND_COLUMNS, loc="lower left", bbox_to_anchor=(0, 1), borderaxespad=0.2
+    )
 
 
 def _compact(value: float) -> str:
