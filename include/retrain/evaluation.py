@@ -24,6 +24,10 @@ def holdout_mask(
 
     With a timestamp column the latest rows of each class are held out (the model is always judged on
     data later than what it learned from); without one, a seeded random share of each class.
+
+    Every class keeps at least one row in the holdout, so that an AUC exists, and one in training when
+    it has two or more. A month with a handful of positives is then judged too small to decide on
+    (`promotion.min_holdout_per_class`), and the run still ends with a decision, not an error.
     """
     labels = frame[target].to_numpy()
     mask = np.zeros(len(frame), dtype=bool)
@@ -32,12 +36,9 @@ def holdout_mask(
     moments = frame[timestamp].to_numpy(dtype="datetime64[ns]").view(np.int64) if timestamp else None
     for label in (0, 1):
         rows = np.flatnonzero(labels == label)
-        take = int(round(fraction * len(rows)))
-        if take < 1 or take >= len(rows):
-            raise DataError(
-                f"holdout: class {label} of {target} has {len(rows)} rows, too few to split "
-                f"{fraction:.0%} for evaluation"
-            )
+        if not len(rows):
+            raise DataError(f"holdout: target column {target} holds no row of class {label}")
+        take = min(max(round(fraction * len(rows)), 1), max(len(rows) - 1, 1))
         if timestamp:
             order = np.argsort(moments[rows], kind="stable")
             mask[rows[order[-take:]]] = True

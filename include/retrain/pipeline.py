@@ -646,6 +646,14 @@ def train_challenger(config: Config, pulled: Pulled, run: Run) -> Trained:
     frames.append(current[~mask])
     window = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     del frames
+    target = config.model.target
+    if window[target].nunique() < 2:
+        months = ", ".join(lineage["month"] for lineage in pulled.labeled)
+        raise DataError(
+            f"{config.data.labeled}: labeled months {months} hold a single class of {target} once the holdout "
+            f"of {pulled.labeled[-1]['month']} is set aside (its only row of the other class): nothing to train "
+            "on; a longer training.window_months reaches months that hold both"
+        )
     training = stratified_sample(window, config.model.target, config.training.max_rows or 0, config.training.seed)
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)

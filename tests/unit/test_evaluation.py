@@ -36,9 +36,17 @@ def test_random_holdout_is_stratified_and_seeded() -> None:
     np.testing.assert_array_equal(first, holdout_mask(frame, "y", 0.3, seed=5))
 
 
-def test_holdout_refuses_a_class_too_small_to_split() -> None:
-    with pytest.raises(DataError, match="class 1 of y has 1 rows"):
-        holdout_mask(pd.DataFrame({"y": [0] * 20 + [1]}), "y", 0.3)
+def test_a_class_too_small_for_its_share_still_has_a_row_on_each_side_of_the_split() -> None:
+    few = pd.DataFrame({"y": [0] * 20 + [1] * 3})
+    mask = holdout_mask(few, "y", 0.1, seed=1)
+    assert few["y"][mask].tolist().count(1) == 1, "0.1 x 3 rounds to 0, yet the holdout needs a positive"
+    assert few["y"][~mask].tolist().count(1) == 2
+    pair = pd.DataFrame({"y": [0] * 20 + [1] * 2})
+    assert pair["y"][holdout_mask(pair, "y", 0.9, seed=1)].sum() == 1, "0.9 x 2 leaves one to train on"
+    single = pd.DataFrame({"y": [0] * 20 + [1]})
+    assert single["y"][holdout_mask(single, "y", 0.3)].sum() == 1, "a lone positive goes to the holdout"
+    with pytest.raises(DataError, match="holds no row of class 1"):
+        holdout_mask(pd.DataFrame({"y": [0] * 20}), "y", 0.3)
 
 
 def test_metrics_match_scikit_learn() -> None:

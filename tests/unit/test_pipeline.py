@@ -379,3 +379,45 @@ def test_months_whose_code_list_gained_a_text_code_run_together_but_two_encoding
     recode("2025-02", ["basic", "premium"])
     with pytest.raises(DataError, match="column plan holds integer values in month 2025-01 .* but text values in"):
         pull_snapshots(config_for(data), Run("r", "2025-02"))
+
+
+def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_one_class_is_named(
+    tmp_path: Path,
+) -> None:
+    from retrain.config import parse_config
+    from retrain.pipeline import run_cycle
+
+    rng = np.random.default_rng(11)
+    for month, positives in (("2025-01", None), ("2025-02", 1)):
+        signal = rng.normal(0, 1, 600)
+        labels = (rng.random(600) < 1 / (1 + np.exp(-3 * signal))).astype(int)
+        if positives is not None:  # a rare-event month: all but the first few positives become negatives
+            labels[np.flatnonzero(labels)[positives:]] = 0
+        frame = pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, 600)})
+        for name, data in (("production", frame), ("labeled", frame.assign(y=labels))):
+            (tmp_path / name / f"month={month}").mkdir(parents=True)
+            data.to_parquet(tmp_path / name / f"month={month}" / "part-0.parquet")
+    document = {
+        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"]},
+        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
+        "registry": {"root": str(tmp_path / "registry")},
+        "promotion": {"min_auc": 0.6, "bootstrap_resamples": 200},
+    }
+    config = parse_config(document)
+    assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
+    # 0.3 x 1 positive rounds to 0, yet the lone positive is held out (2025-01 has positives to train on):
+    # an AUC exists, on far too few positives to decide anything.
+    entry = run_cycle(config, Run("rare", "2025-02", force=True))
+    assert entry["outcome"] == "KEPT_CHAMPION"
+    assert "the holdout has 1 positives" in entry["reason"] and "too few to judge a model on" in entry["reason"]
+    assert entry["champion_version"] == 1
+    # With a one-month window, the month's lone positive goes to the holdout and training has none.
+    alone = parse_config({**document, "training": {"window_months": 1}})
+    with pytest.raises(DataError) as error:
+        run_cycle(alone, Run("lone", "2025-02", force=True))
+    assert str(error.value) == (
+        f"{tmp_path / 'labeled'}: labeled months 2025-02 hold a single class of y once the holdout of 2025-02 is "
+        "set aside (its only row of the other class): nothing to train on; a longer training.window_months "
+        "reaches months that hold both"
+    )
+    assert [r["month"] for r in Registry.for_config(config).ledger()] == ["2025-01", "2025-02"], "nothing recorded"
