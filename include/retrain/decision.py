@@ -56,8 +56,10 @@ def too_few_to_judge(rows: int, positives: int, policy: PromotionSpec) -> str | 
     of that one row looks certain (a model of pure noise became the first champion with AUC 0.69)."""
     if min(positives, rows - positives) >= policy.min_holdout_per_class:
         return None
+    negatives = rows - positives
     return (
-        f"the holdout has {positives} positives and {rows - positives} negatives, fewer than "
+        f"the holdout has {positives} positive{'' if positives == 1 else 's'} and "
+        f"{negatives} negative{'' if negatives == 1 else 's'}, fewer than "
         f"promotion.min_holdout_per_class={policy.min_holdout_per_class} of a class: too few to judge a model on "
         "(a larger training.holdout_fraction holds out more)"
     )

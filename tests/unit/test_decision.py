@@ -162,7 +162,7 @@ def test_all_shortfalls_are_named_in_the_reason() -> None:
     assert decision.to_dict() == {"outcome": "KEPT_CHAMPION", "reason": decision.reason, "promotes": False}
 
 
-@pytest.mark.parametrize(("positives", "champion"), [(19, None), (981, None), (5, metrics(0.7))])
+@pytest.mark.parametrize(("positives", "champion"), [(19, None), (981, None), (5, metrics(0.7)), (1, None)])
 def test_a_holdout_with_too_few_of_a_class_judges_no_model(positives: int, champion: Metrics | None) -> None:
     decision = decide(
         drifted=True,
@@ -173,7 +173,8 @@ def test_a_holdout_with_too_few_of_a_class_judges_no_model(positives: int, champ
         lift=lift(0.25, 0.2, 0.3),
     )
     assert decision.outcome is (Outcome.REJECTED if champion is None else Outcome.KEPT_CHAMPION)
-    assert f"the holdout has {positives} positives and {1000 - positives} negatives" in decision.reason
+    counted = "1 positive" if positives == 1 else f"{positives} positives"
+    assert f"the holdout has {counted} and {1000 - positives} negatives" in decision.reason
     assert "min_holdout_per_class=20" in decision.reason
     assert decide(drifted=True, force=False, policy=POLICY, challenger=metrics(0.95, positives=20)).promotes
 

@@ -409,7 +409,7 @@ def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_
     # an AUC exists, on far too few positives to decide anything.
     entry = run_cycle(config, Run("rare", "2025-02", force=True))
     assert entry["outcome"] == "KEPT_CHAMPION"
-    assert "the holdout has 1 positives" in entry["reason"] and "too few to judge a model on" in entry["reason"]
+    assert "the holdout has 1 positive and " in entry["reason"] and "too few to judge a model on" in entry["reason"]
     assert entry["champion_version"] == 1
     # With a one-month window, the month's lone positive goes to the holdout and training has none.
     alone = parse_config({**document, "training": {"window_months": 1}})
