@@ -296,7 +296,7 @@ def build_dag(config_path: Path, config: Any) -> DAG:
         description=f"Drift-gated monthly retraining of {config.model.name}",
         doc_md=__doc__.format(model=config.model.name, config=path, dag_id=dag_id),
         schedule=CronDataIntervalTimetable(config.airflow.schedule, timezone="UTC"),
-        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        start_date=datetime.strptime(config.airflow.start_month, "%Y-%m").replace(tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         tags=["ml", "retraining", "drift", *config.airflow.tags],

@@ -263,11 +263,16 @@ class AirflowSpec:
     schedule: str = "0 0 1 * *"
     tags: tuple[str, ...] = ()
     owners: tuple[str, ...] = ("ml-platform",)
+    # The DAG's start date. Airflow gives a run whose logical date is earlier no task at all (the run still
+    # "succeeds"), so a backfill over history needs it early; with catchup off it costs nothing.
+    start_month: str = "2000-01"
 
     def __post_init__(self) -> None:
         fields_ = self.schedule.split()
         if len(fields_) != 5 or not all(CRON_FIELD.match(f) for f in fields_):
             raise ConfigError(f"airflow.schedule must be a 5-field cron expression, got {self.schedule!r}")
+        if not MONTH_PATTERN.match(self.start_month):
+            raise ConfigError(f"airflow.start_month must be YYYY-MM, got {self.start_month!r}")
         if not self.owners:
             raise ConfigError("airflow.owners must name at least one owner")
 

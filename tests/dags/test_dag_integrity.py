@@ -95,7 +95,10 @@ def test_a_config_sets_schedule_tags_and_owners(tmp_path: Path, monkeypatch: pyt
 
     path = tmp_path / "weekly.toml"
     path.write_text(
-        model_config("weekly", airflow='schedule = "0 6 * * 1"\ntags = ["team-a"]\nowners = ["alice", "bob"]')
+        model_config(
+            "weekly",
+            airflow='schedule = "0 6 * * 1"\ntags = ["team-a"]\nowners = ["alice", "bob"]\nstart_month = "2018-06"',
+        )
     )
     monkeypatch.setenv("RETRAIN_CONFIG", str(path))
     from airflow.serialization.encoders import coerce_to_core_timetable
@@ -105,6 +108,12 @@ def test_a_config_sets_schedule_tags_and_owners(tmp_path: Path, monkeypatch: pyt
     assert {"team-a", "ml", "retraining"} <= set(dag.tags)
     assert {task.owner for task in dag.tasks} == {"alice,bob"}
     assert [a.name for a in dag.get_task("promote").outlets] == ["retrain_champion__weekly"]
+    assert dag.start_date == datetime(2018, 6, 1, tzinfo=UTC)
+
+
+def test_the_dag_starts_early_enough_for_backfills_over_years_of_history(dag) -> None:  # noqa: ANN001
+    # Airflow creates no task for a run before the DAG's start date and calls that run a success.
+    assert dag.start_date == datetime(2000, 1, 1, tzinfo=UTC) and dag.catchup is False
 
 
 def test_owner_tags_retries_and_failure_callback(dag) -> None:  # noqa: ANN001

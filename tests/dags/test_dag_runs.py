@@ -173,6 +173,37 @@ def test_without_a_month_param_the_data_interval_decides(dag: Any, retrain_confi
     assert registry(retrain_config).ledger()[0]["month"] == "2025-01"
 
 
+def test_a_scheduled_or_backfilled_run_over_years_old_history_runs_every_task(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run dated before the DAG's start date would get no task at all and still succeed, doing nothing.
+    from retrain.demo_data import write_demo_data
+
+    write_demo_data(tmp_path / "data", months=1, start="2019-03", rows=4000, config=False)
+    path = write_config(
+        tmp_path / "retrain.toml",
+        production=str(tmp_path / "data" / "production"),
+        labeled=str(tmp_path / "data" / "labeled"),
+        registry=str(tmp_path / "registry"),
+    )
+    path.write_text(path.read_text().replace(f'reference_month = "{DEMO_START}"', ""))
+    monkeypatch.setenv("RETRAIN_CONFIG", str(path))
+    # Like test_without_a_month_param_the_data_interval_decides: the interval that ended on 1 April.
+    state, tasks = run(parse_dag(), logical_date=datetime(2019, 4, 1, tzinfo=UTC))
+    assert state == "success"
+    assert tasks == {
+        "wait_for_data": S,
+        "pull_snapshots": S,
+        "check_drift": S,
+        "train_challenger": S,
+        "evaluate": S,
+        "promote": S,
+        "keep_champion": K,
+        "record_decision": S,
+    }
+    assert [(r["month"], r["outcome"]) for r in registry(path).ledger()] == [("2019-03", "BOOTSTRAPPED")]
+
+
 @pytest.mark.parametrize(
     "conf",
     [{"month": "2025-13"}, {"month": "January"}, {"alpha": 1.5}, {"min_lift": -0.1}, {"force_retrain": "yes"}],

@@ -35,6 +35,7 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
         "c": 1.0
     }
     assert config.training.max_rows is None and config.airflow.schedule == "0 0 1 * *"
+    assert config.airflow.start_month == "2000-01"
     assert not config.notify.enabled and config.notify.outcomes == ("PROMOTED", "REJECTED", "CONFLICT", "SUPERSEDED")
     assert config.mlflow.tracking_uri is None and config.mlflow.alias == "champion"
 
@@ -80,6 +81,7 @@ def test_the_model_configs_in_the_repository_load() -> None:
         ({"data": {"max_null_rate_by_feature": {"a": "90%"}}}, "data.max_null_rate_by_feature.a must be a number"),
         ({"data": {"max_null_rate_by_feature": 0.9}}, "data.max_null_rate_by_feature must be a table"),
         ({"airflow": {"schedule": "@monthly"}}, "airflow.schedule must be a 5-field cron expression"),
+        ({"airflow": {"start_month": "2019-03-01"}}, "airflow.start_month must be YYYY-MM, got '2019-03-01'"),
         ({"airflow": {"owners": []}}, "airflow.owners must name at least one owner"),
         ({"notify": {"outcomes": ["PROMOTED", "PROMOTE"]}}, "notify.outcomes: unknown outcome 'PROMOTE'"),
         ({"notify": {"email_to": ["oncall"]}}, "notify: 'oncall' is not an e-mail address"),
