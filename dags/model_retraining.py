@@ -23,7 +23,8 @@ Keeps the `{model}` classifier fresh (config `{config}`). For one month of data 
 
 ## Which month
 
-- Scheduled runs process the month of their data interval (the whole previous month).
+- Scheduled runs process the last month complete when their data interval ends: on the default
+  monthly cron, the interval itself (the whole previous month).
 - Manual runs take the `month` param; without it, the data interval if the run has one, else the last
   complete month.
 - Backfills: `airflow backfill create --dag-id {dag_id} --from-date 2025-02-01 --to-date 2025-07-01
@@ -120,14 +121,16 @@ PARAMS = {
 
 
 def _run_month(context: dict[str, Any]) -> str:
-    """The month this run processes: the param, else the data interval, else the last complete month."""
-    from retrain.months import month_of, previous_complete_month
+    """The month this run processes: the param, else the last month complete when the data interval ended
+    (the interval's own month on a monthly schedule; on a weekly or quarterly one, never a month still in
+    progress), else the last month complete when the run was created."""
+    from retrain.months import previous_complete_month
 
     if context["params"].get("month"):
         return context["params"]["month"]
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None and end > start:
-        return month_of(start)
+        return previous_complete_month(end)
     dag_run = context.get("dag_run")
     moment = getattr(dag_run, "run_after", None) or datetime.now(UTC)
     return previous_complete_month(moment)

@@ -193,6 +193,21 @@ def test_which_month_a_run_processes() -> None:
     manual = SimpleNamespace(run_after=datetime(2025, 3, 15, 9, 30, tzinfo=UTC))
     assert run_month({"params": {"month": "2024-07"}, **january}) == "2024-07", "the param wins"
     assert run_month({"params": {"month": None}, **january}) == "2025-01", "a scheduled run: its data interval"
+    fifth = {
+        "data_interval_start": datetime(2025, 1, 5, tzinfo=UTC),
+        "data_interval_end": datetime(2025, 2, 5, tzinfo=UTC),
+    }
+    assert run_month({"params": {}, **fifth}) == "2025-01", "cron 0 0 5 * *: data given four days to land"
+    weekly = {
+        "data_interval_start": datetime(2025, 3, 3, tzinfo=UTC),
+        "data_interval_end": datetime(2025, 3, 10, tzinfo=UTC),
+    }
+    assert run_month({"params": {}, **weekly}) == "2025-02", "a weekly run never takes March before it ended"
+    quarter = {
+        "data_interval_start": datetime(2025, 1, 1, tzinfo=UTC),
+        "data_interval_end": datetime(2025, 4, 1, tzinfo=UTC),
+    }
+    assert run_month({"params": {}, **quarter}) == "2025-03", "a quarterly run: the quarter's last month"
     no_interval = {"data_interval_start": None, "data_interval_end": None, "dag_run": manual}
     assert run_month({"params": {}, **no_interval}) == "2025-02", "no logical date: the last complete month"
     zero_length = {"data_interval_start": manual.run_after, "data_interval_end": manual.run_after, "dag_run": manual}
