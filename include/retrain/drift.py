@@ -187,14 +187,14 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, An
     scale = "log1p" if low >= 0 and high - low > HEAVY_TAIL_RATIO * (median - low + 1) else "linear"
     if scale == "log1p":
         edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), PICTURE_BINS + 1))
-    else:
-        edges = np.linspace(low, high, PICTURE_BINS + 1)
-    if whole and scale == "linear":
+        if whole:
+            edges = np.unique(np.concatenate([[low - 0.5], np.floor(edges[1:-1]) + 0.5, [high + 0.5]]))
+    elif whole:
         # Bins of one common whole width: widths alternating between 2 and 3 values would draw a zig-zag.
         width = math.ceil((high - low + 1) / PICTURE_BINS)
         edges = np.arange(low - 0.5, high + 0.5 + width, width)
-    elif whole:
-        edges = np.unique(np.concatenate([[low - 0.5], np.floor(edges[1:-1]) + 0.5, [high + 0.5]]))
+    else:
+        edges = np.linspace(low, high, PICTURE_BINS + 1)
     shares = [np.histogram(np.clip(v, low, high), edges)[0] / len(v) for v in (ref, cur)]
     return {"edges": edges.tolist(), "scale": scale, "reference": shares[0].tolist(), "current": shares[1].tolist()}
 

@@ -654,7 +654,7 @@ def train_challenger(config: Config, pulled: Pulled, run: Run) -> Trained:
             f"of {pulled.labeled[-1]['month']} is set aside (its only row of the other class): nothing to train "
             "on; a longer training.window_months reaches months that hold both"
         )
-    training = stratified_sample(window, config.model.target, config.training.max_rows or 0, config.training.seed)
+    training = stratified_sample(window, target, config.training.max_rows or 0, config.training.seed)
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)
     uri = Registry.for_config(config).write_run_file(run.month, run.key, "challenger.joblib", model_bytes)

@@ -69,6 +69,7 @@ def distribution(feature: dict[str, Any]) -> str | None:
             axes.set_xticks(ticks, [_compact(t) for t in ticks])
             axes.set_xlabel("log scale", fontsize=7)
         axes.set_ylabel("share of rows")
+        axes.legend(fontsize=7, frameon=False, loc="upper right")
     else:
         labels = shown["categories"]
         positions = range(len(labels))
@@ -78,12 +79,9 @@ def distribution(feature: dict[str, Any]) -> str | None:
         axes.set_yticks(list(positions), [_short(label) for label in labels], fontsize=7)
         axes.invert_yaxis()  # the most common category on top
         axes.set_xlabel("share of rows", fontsize=8)
-    axes.set_title(_short(feature["name"], 40), fontsize=10)
-    if numeric:
-        axes.legend(fontsize=7, frameon=False, loc="upper right")
-    else:
         # Bars can fill every corner of the axes; above the category names there is always room.
         figure.legend(fontsize=7, frameon=False, loc="upper left", borderaxespad=0.2)
+    axes.set_title(_short(feature["name"], 40), fontsize=10)
     return _data_uri(figure)
 
 
