@@ -21,6 +21,17 @@ from tests.dags.conftest import parse_dag
 pytestmark = pytest.mark.slow
 
 S, K = "success", "skipped"
+# Every task but keep_champion: a run that bootstraps or promotes.
+PROMOTING_PATH = {
+    "wait_for_data": S,
+    "pull_snapshots": S,
+    "check_drift": S,
+    "train_challenger": S,
+    "evaluate": S,
+    "promote": S,
+    "keep_champion": K,
+    "record_decision": S,
+}
 
 
 def run(dag: Any, logical_date: datetime | None = None, **conf: Any) -> tuple[str, dict[str, str]]:
@@ -50,16 +61,7 @@ def test_first_run_bootstraps_and_announces_the_champion(dag: Any, retrain_confi
     before = len(champion_events())
     state, tasks = run(dag, month="2025-01")
     assert state == "success"
-    assert tasks == {
-        "wait_for_data": S,
-        "pull_snapshots": S,
-        "check_drift": S,
-        "train_challenger": S,
-        "evaluate": S,
-        "promote": S,
-        "keep_champion": K,
-        "record_decision": S,
-    }
+    assert tasks == PROMOTING_PATH
     reg = registry(retrain_config)
     assert reg.champion().version == 1 and reg.versions() == [1]
     (entry,) = reg.ledger()
@@ -191,16 +193,7 @@ def test_a_scheduled_or_backfilled_run_over_years_old_history_runs_every_task(
     # Like test_without_a_month_param_the_data_interval_decides: the interval that ended on 1 April.
     state, tasks = run(parse_dag(), logical_date=datetime(2019, 4, 1, tzinfo=UTC))
     assert state == "success"
-    assert tasks == {
-        "wait_for_data": S,
-        "pull_snapshots": S,
-        "check_drift": S,
-        "train_challenger": S,
-        "evaluate": S,
-        "promote": S,
-        "keep_champion": K,
-        "record_decision": S,
-    }
+    assert tasks == PROMOTING_PATH
     assert [(r["month"], r["outcome"]) for r in registry(path).ledger()] == [("2019-03", "BOOTSTRAPPED")]
 
 

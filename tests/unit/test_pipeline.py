@@ -279,11 +279,25 @@ def write_world(root: Path, month: str, spread: float, seed: int) -> None:
     rows = 20000
     signal = rng.normal(0, spread, rows)
     frame = pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, rows)})
-    labeled = frame.assign(y=(rng.random(rows) < 1 / (1 + np.exp(-2 * signal))).astype(int))
-    for name, data in (("production", frame), ("labeled", labeled)):
+    write_month_pair(root, month, frame, (rng.random(rows) < 1 / (1 + np.exp(-2 * signal))).astype(int))
+
+
+def write_month_pair(root: Path, month: str, features: pd.DataFrame, labels: np.ndarray) -> None:
+    """A month's production snapshot (the features) and its labeled snapshot (the features and y)."""
+    for name, data in (("production", features), ("labeled", features.assign(y=labels))):
         folder = root / name / f"month={month}"
         folder.mkdir(parents=True)
         data.to_parquet(folder / "part-0.parquet")
+
+
+def world_document(root: Path, **sections: dict) -> dict:
+    """A config for the worlds above: y from `signal` and `noise`, data and registry under `root`."""
+    return {
+        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"]},
+        "data": {"production": str(root / "production"), "labeled": str(root / "labeled")},
+        "registry": {"root": str(root / "registry")},
+        **sections,
+    }
 
 
 @pytest.mark.slow
@@ -293,13 +307,7 @@ def test_an_estimated_auc_drop_triggers_a_retrain_without_feature_drift(tmp_path
 
     write_world(tmp_path, "2025-01", spread=1.0, seed=0)
     write_world(tmp_path, "2025-02", spread=0.85, seed=1)
-    document = {
-        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"]},
-        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
-        "registry": {"root": str(tmp_path / "registry")},
-        "drift": {"max_estimated_auc_drop": 0.01},
-        "promotion": {"min_auc": 0.6},
-    }
+    document = world_document(tmp_path, drift={"max_estimated_auc_drop": 0.01}, promotion={"min_auc": 0.6})
     config = parse_config(document)
     assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
     entry = run_cycle(config, Run("next", "2025-02"))
@@ -338,11 +346,8 @@ def test_text_labels_train_a_model_for_the_named_positive_label(tmp_path: Path) 
     labeled = pd.read_parquet(folder / "part-0.parquet")
     (folder / "part-0.parquet").unlink()
     labeled.assign(y=np.where(labeled["y"] == 1, "churned", "stayed")).to_csv(folder / "part-0.csv", index=False)
-    document = {
-        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"], "positive_label": "churned"},
-        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
-        "registry": {"root": str(tmp_path / "registry")},
-    }
+    document = world_document(tmp_path)
+    document["model"]["positive_label"] = "churned"
     entry = run_cycle(parse_config(document), Run("boot", "2025-01"))
     assert entry["outcome"] == "BOOTSTRAPPED"
     # P(churned) = sigmoid(2 * signal): a model of the right class ranks by signal, AUC well above 0.5.
@@ -393,16 +398,8 @@ def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_
         labels = (rng.random(600) < 1 / (1 + np.exp(-3 * signal))).astype(int)
         if positives is not None:  # a rare-event month: all but the first few positives become negatives
             labels[np.flatnonzero(labels)[positives:]] = 0
-        frame = pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, 600)})
-        for name, data in (("production", frame), ("labeled", frame.assign(y=labels))):
-            (tmp_path / name / f"month={month}").mkdir(parents=True)
-            data.to_parquet(tmp_path / name / f"month={month}" / "part-0.parquet")
-    document = {
-        "model": {"name": "m", "target": "y", "numeric_features": ["signal", "noise"]},
-        "data": {"production": str(tmp_path / "production"), "labeled": str(tmp_path / "labeled")},
-        "registry": {"root": str(tmp_path / "registry")},
-        "promotion": {"min_auc": 0.6, "bootstrap_resamples": 200},
-    }
+        write_month_pair(tmp_path, month, pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, 600)}), labels)
+    document = world_document(tmp_path, promotion={"min_auc": 0.6, "bootstrap_resamples": 200})
     config = parse_config(document)
     assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
     # 0.3 x 1 positive rounds to 0, yet the lone positive is held out (2025-01 has positives to train on):
