@@ -47,6 +47,7 @@ BY_MONTH = Partitioning()
 BATCH_ROWS = 1 << 19
 INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 BOOLEAN_TEXT = {"true": "True", "false": "False"}
+MALFORMED_ROW = re.compile(r"(?:Row #(\d+): )?Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
 NOT_UTF8_COLUMN = re.compile(r"CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to string: invalid UTF8")
 CATEGORIES = pa.dictionary(pa.int32(), pa.string())
 # A categorical column's values are one of these kinds in every file of a month and across snapshots;
@@ -241,32 +242,28 @@ def _csv_batches(path: Path, where: str, columns: tuple[str, ...]) -> Iterator[p
 
     header = _csv_header(path, where)
     _check_header(where, header, columns)
-    malformed: list[Any] = []
-
-    def refuse(row: Any) -> str:
-        malformed.append(row)
-        return "error"
-
     try:
+        # No invalid_row_handler: a Python callback held by Arrow's read-ahead thread can be released after
+        # the interpreter has begun to exit, which aborts the process; Arrow's own error names the row.
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=16 << 20),
             # A quoted free-text column may hold line breaks; Arrow only promises to read them with this set.
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns),
                 column_types=dict.fromkeys(columns, pa.string()),
                 strings_can_be_null=True,
             ),
         )
-        yield from reader
+        with reader:
+            yield from reader
     except (pa.ArrowException, OSError) as error:
+        malformed = MALFORMED_ROW.search(str(error))
         if malformed:
-            row = malformed[0]
-            raise DataError(
-                f"{where}: line {row.number}: {row.actual_columns} fields where the header has "
-                f"{row.expected_columns}: {row.text[:80]!r}"
-            ) from None
+            line, expected, actual, text = malformed.groups()
+            at = f"line {line}" if line else "a row"
+            raise DataError(f"{where}: {at}: {actual} fields where the header has {expected}: {text[:80]!r}") from None
         not_utf8 = NOT_UTF8_COLUMN.search(str(error))
         if not_utf8 and int(not_utf8[1]) < len(header):
             line = f" (line {not_utf8[2]})" if not_utf8[2] else ""  # Arrow counts lines from 1, the header's too
@@ -885,7 +882,8 @@ class SnapshotReader:
         import pyarrow.csv as pacsv
 
         try:
-            return pacsv.open_csv(path).schema
+            with pacsv.open_csv(path) as reader:
+                return reader.schema
         except (pa.ArrowException, OSError) as error:
             raise DataError(f"{where}: unreadable or corrupt CSV file: {error}") from None
 
