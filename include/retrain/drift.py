@@ -305,6 +305,7 @@ class FeatureDrift:
     p_adjusted: float | None
     effect: float | None
     effect_name: str
+    effect_floor: float
     null_rate_reference: float
     null_rate_current: float
     null_rate_change: float
@@ -337,6 +338,8 @@ class DriftReport:
             "drifted_features": self.drifted_features,
             "n_features": len(self.features),
             "effects": {f.name: f.effect for f in self.features},
+            # KS statistics and PSI have different scales: the floor in force makes them comparable.
+            "effect_floors": {f.name: f.effect_floor for f in self.features},
         }
 
 
@@ -405,6 +408,7 @@ def detect_drift(
                 p_adjusted=_finite_or_none(p_adjusted),
                 effect=_finite_or_none(m.result.effect),
                 effect_name=TESTS[kind].effect_name,
+                effect_floor=floors[kind],
                 null_rate_reference=m.null_reference,
                 null_rate_current=m.null_current,
                 null_rate_change=null_change,

@@ -121,6 +121,7 @@ class DriftCheck(StepRecord):
     drifted_features: list[str]
     n_features: int
     effects: dict[str, float | None]
+    effect_floors: dict[str, float]
     report_uri: str
     train: bool
     triggers: list[str]
@@ -132,6 +133,7 @@ class DriftCheck(StepRecord):
         "share_drifted",
         "drifted_features",
         "effects",
+        "effect_floors",
         "report_uri",
         "triggers",
     )

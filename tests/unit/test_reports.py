@@ -11,7 +11,7 @@ import pytest
 from retrain.config import DriftSpec
 from retrain.drift import detect_drift
 from retrain.evaluation import lift_histogram, paired_bootstrap_lift, roc_points, score_metrics
-from retrain.reports import render_history, render_run_report
+from retrain.reports import drift_grid, render_history, render_run_report
 from retrain.reports.charts import _compact, distribution
 from retrain.snapshots import Schema
 
@@ -173,6 +173,25 @@ def test_history_has_its_charts_and_links_each_month_to_its_report() -> None:
     assert_self_contained_and_escaped(page)
 
 
+def test_the_drift_heatmap_puts_ks_and_psi_on_one_scale_by_their_floors() -> None:
+    records = [
+        {
+            "drift": {
+                "effects": {"plan": 0.9, "age": 0.15},
+                "effect_floors": {"plan": 0.3, "age": 0.1},
+                "drifted_features": ["plan"],
+            }
+        },
+        {},  # a run that stopped before the drift test
+        {"drift": {"effects": {"plan": 0.05, "age": 0.2}, "drifted_features": []}},  # written before floors
+        {"drift": {"effects": {"age": 0.3}, "effect_floors": {"age": 0.0}, "drifted_features": ["age"]}},
+    ]
+    features, ratios, drifted = drift_grid(records)
+    assert features == ["age", "plan"]
+    assert ratios == [pytest.approx([1.5, None, 2.0, 3.0]), pytest.approx([3.0, None, 0.5, None])]
+    assert drifted == [[False, False, False, True], [True, False, False, False]]
+
+
 def test_charts_of_a_wide_model_show_its_largest_features_only() -> None:
     import base64
 
@@ -190,7 +209,8 @@ def test_charts_of_a_wide_model_show_its_largest_features_only() -> None:
     height_pt = float(re.search(r'<svg[^>]*height="([\d.]+)pt"', importance).group(1))
     assert height_pt < 0.35 * 26 * 72 + 72, "25 bars tall, not 300"
     effects = [[i / 300, None] for i in range(300)]
-    heatmap = svg(charts.drift_heatmap(names, ["2025-01", "2025-02"], effects))
+    drifted = [[i % 2 == 0, False] for i in range(300)]
+    heatmap = svg(charts.drift_heatmap(names, ["2025-01", "2025-02"], effects, drifted))
     assert float(re.search(r'<svg[^>]*height="([\d.]+)pt"', heatmap).group(1)) < 0.35 * 26 * 72 + 120
 
 

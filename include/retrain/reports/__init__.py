@@ -138,8 +138,7 @@ def render_history(
         "champion (realized)": [realized.get(m) for m in months],
         "challenger (holdout)": [_auc(r, "challenger") for r in by_month],
     }
-    features = sorted({name for r in by_month for name in ((r.get("drift") or {}).get("effects") or {})})
-    effects = [[((r.get("drift") or {}).get("effects") or {}).get(f) for r in by_month] for f in features]
+    features, ratios, drifted = drift_grid(by_month)
     rows = []
     for record in sorted(records, key=lambda r: r.get("recorded_at", "")):
         metrics = record.get("metrics") or {}
@@ -171,10 +170,30 @@ def render_history(
             timeline_chart=charts.outcome_timeline(
                 months, [r["outcome"] for r in by_month], [r.get("champion_version") for r in by_month]
             ),
-            heatmap_chart=charts.drift_heatmap(features, months, effects),
+            heatmap_chart=charts.drift_heatmap(features, months, ratios, drifted),
             rows=rows,
         )
     )
+
+
+FLOOR_OF_OLDER_RECORDS = 0.1  # records written before floors were kept: both tests' default floor
+
+
+def drift_grid(records: list[dict[str, Any]]) -> tuple[list[str], list[list[float | None]], list[list[bool]]]:
+    """Features (sorted), and per feature and record: the drift effect over the floor it had to reach (a
+    zero or unrecorded floor counts as the default one), and whether the feature drifted."""
+    drifts = [r.get("drift") or {} for r in records]
+    features = sorted({name for drift in drifts for name in drift.get("effects") or {}})
+    ratios: list[list[float | None]] = []
+    for feature in features:
+        row = []
+        for drift in drifts:
+            effect = (drift.get("effects") or {}).get(feature)
+            floor = (drift.get("effect_floors") or {}).get(feature) or FLOOR_OF_OLDER_RECORDS
+            row.append(None if effect is None else effect / floor)
+        ratios.append(row)
+    drifted = [[f in (drift.get("drifted_features") or []) for drift in drifts] for f in features]
+    return features, ratios, drifted
 
 
 def _auc(record: dict[str, Any], model: str) -> float | None:

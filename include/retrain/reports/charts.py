@@ -164,7 +164,7 @@ def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str
         points = [(p, v) for p, v in zip(positions, values, strict=True) if v is not None]
         if points:
             axes.plot([p for p, _ in points], [v for _, v in points], label=name, **styles.get(name, {}))
-    axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
+    _month_ticks(axes, months)
     axes.set_ylabel("ROC AUC")
     _legend_above(axes)
     return _data_uri(figure)
@@ -184,31 +184,49 @@ def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int
         axes.scatter(
             chosen, [heights[i] for i in chosen], color=OUTCOME_COLOURS.get(outcome, "#333333"), label=outcome, s=40
         )
-    axes.set_xticks(positions, months, rotation=45, ha="right", fontsize=8)
+    _month_ticks(axes, months)
     axes.set_ylabel("champion version")
     axes.yaxis.get_major_locator().set_params(integer=True)
     _legend_above(axes)
     return _data_uri(figure)
 
 
-def drift_heatmap(features: list[str], months: list[str], effects: list[list[float | None]]) -> str | None:
-    """Features by months, shaded by drift effect (KS statistic or PSI); blank where not tested. With more
-    than MAX_CHART_FEATURES features, those with the largest effect in any month."""
+HEATMAP_CEILING = 3.0  # effects this many times their floor or more share the darkest shade
+
+
+def drift_heatmap(
+    features: list[str], months: list[str], ratios: list[list[float | None]], drifted: list[list[bool]]
+) -> str | None:
+    """Features by months, shaded by drift effect over the floor it had to reach (KS statistic and PSI have
+    different scales), a dot where the feature drifted; blank where not tested. With more than
+    MAX_CHART_FEATURES features, those with the largest effect in any month."""
     if not features or not months:
         return None
-    import numpy as np
-
-    kept = largest_features([max((v for v in row if v is not None), default=-1.0) for row in effects])
-    features, effects = [features[i] for i in kept], [effects[i] for i in kept]
+    kept = largest_features([max((v for v in row if v is not None), default=-1.0) for row in ratios])
+    features, ratios, drifted = [features[i] for i in kept], [ratios[i] for i in kept], [drifted[i] for i in kept]
     height = 0.35 * len(features) + 1.3
-    figure = _figure(7.5, height, left=0.2, right=0.9, bottom=0.8 / height, top=1 - 0.2 / height)
+    figure = _figure(7.5, height, left=0.2, right=0.9, bottom=0.8 / height, top=_top_below_legend(height, 1))
     axes = figure.add_subplot()
-    grid = np.array([[math.nan if v is None else v for v in row] for row in effects], dtype=float)
-    image = axes.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="Reds", vmin=0)
-    axes.set_xticks(range(len(months)), months, rotation=45, ha="right", fontsize=8)
+    grid = np.array([[math.nan if v is None else v for v in row] for row in ratios], dtype=float)
+    image = axes.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="Reds", vmin=0, vmax=HEATMAP_CEILING)
+    rows, columns = np.nonzero(np.array(drifted, dtype=bool).reshape(len(features), len(months)))
+    if len(rows):
+        axes.scatter(columns, rows, s=10, color="black", label="drifted")
+        _legend_above(axes)
+    _month_ticks(axes, months)
     axes.set_yticks(range(len(features)), [_short(f) for f in features], fontsize=8)
-    figure.colorbar(image, ax=axes, label="effect")
+    figure.colorbar(image, ax=axes, extend="max", label="effect ÷ its floor (1: large enough)")
     return _data_uri(figure)
+
+
+MAX_MONTH_LABELS = 24  # more would overlap on a chart this wide
+
+
+def _month_ticks(axes: Any, months: list[str]) -> None:
+    """A label for every month while they fit, otherwise for every k-th month, always the latest."""
+    step = math.ceil(len(months) / MAX_MONTH_LABELS)
+    shown = list(range(len(months) - 1, -1, -step))[::-1]
+    axes.set_xticks(shown, [months[i] for i in shown], rotation=45, ha="right", fontsize=8)
 
 
 LEGEND_COLUMNS = 4
