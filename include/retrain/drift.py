@@ -33,7 +33,7 @@ PICTURE_BINS = 30
 # A non-negative feature is charted on log1p when its central 99% spans more than this many times the
 # distance from its 0.5th percentile to its median (plus 1, so that a median at zero counts too).
 HEAVY_TAIL_RATIO = 20
-PICTURE_CATEGORIES = 12  # the most common categories shown; the rest are summed as "(other)"
+PICTURE_CATEGORIES = 12  # the categories whose share changed most are shown; the rest are summed as "(other)"
 
 
 class Columns(Protocol):
@@ -203,8 +203,16 @@ def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> 
     ref_total, cur_total = sum(reference.values()), sum(current.values())
     if not ref_total or not cur_total:
         return None
-    ranked = sorted(set(reference) | set(current), key=lambda c: -(reference.get(c, 0) + current.get(c, 0)))
-    shown = ranked[:PICTURE_CATEGORIES]
+    def share_change(category: str) -> float:
+        return abs(current.get(category, 0) / cur_total - reference.get(category, 0) / ref_total)
+
+    def combined_share(category: str) -> float:
+        return reference.get(category, 0) / ref_total + current.get(category, 0) / cur_total
+
+    # With many categories (stores, teams, product codes) the change is often in a small or new one:
+    # choose the categories that changed most, then draw them most common first.
+    ranked = sorted(set(reference) | set(current), key=lambda c: (-share_change(c), -combined_share(c), c))
+    shown = sorted(ranked[:PICTURE_CATEGORIES], key=lambda c: (-combined_share(c), c))
     ref = [reference.get(c, 0) / ref_total for c in shown]
     cur = [current.get(c, 0) / cur_total for c in shown]
     if len(ranked) > len(shown):

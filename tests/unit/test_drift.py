@@ -230,6 +230,23 @@ def test_whole_numbers_are_pictured_on_bins_centred_on_them_so_no_bin_is_empty_b
     assert min(counts["reference"]) > 0, "every bin holds at least one whole number, so none is empty"
 
 
+def test_a_many_category_picture_shows_the_categories_that_changed_even_a_new_small_one() -> None:
+    # 30 stores with 200 rows each; this month store s00 sheds half its rows and a new store opens small.
+    stores = [f"s{i:02d}" for i in range(30)]
+    reference = pd.DataFrame({"store": np.repeat(stores, 200)})
+    current = pd.DataFrame({"store": np.concatenate([np.repeat(stores, 200)[100:], np.repeat("new", 150)])})
+    schema = Schema(categorical=("store",))
+    picture = detect_drift(reference, current, schema, DriftSpec()).features[0].distribution
+    assert picture["categories"][-1] == "(other)" and len(picture["categories"]) == 13
+    shown = picture["categories"][:-1]
+    assert {"new", "s00"} <= set(shown), "the two categories that changed, though neither is the most common"
+    assert shown[0] == "s01" and shown[-1] == "new", "drawn most common first"
+    total = 6000 - 100 + 150
+    assert picture["current"][shown.index("new")] == pytest.approx(150 / total)
+    assert picture["reference"][shown.index("new")] == 0
+    assert sum(picture["reference"]) == pytest.approx(1) and sum(picture["current"]) == pytest.approx(1)
+
+
 def test_dataset_drift_share_threshold() -> None:
     rng = np.random.default_rng(4)
     reference = _frame(rng, 5000)
