@@ -203,6 +203,7 @@ def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> 
     ref_total, cur_total = sum(reference.values()), sum(current.values())
     if not ref_total or not cur_total:
         return None
+
     def share_change(category: str) -> float:
         return abs(current.get(category, 0) / cur_total - reference.get(category, 0) / ref_total)
 
