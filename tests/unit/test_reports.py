@@ -137,6 +137,24 @@ def test_the_drift_table_is_sorted_by_effect_and_drifted_features_are_charted_fi
     assert "production month 2025-03" in page and "alpha = 0.05" in page
 
 
+def test_thresholds_read_as_they_are_written_in_the_config() -> None:
+    record = entry("NO_DRIFT", None)
+    record["thresholds"] = {
+        "drift": {"alpha": 0.05, "correction": "bh", "max_estimated_auc_drop": None},
+        "promotion": {"require_significant_lift": True, "min_holdout_per_class": 20},
+    }
+    page = render_run_report(record)
+    for written in (
+        "alpha = 0.05",
+        "correction = &#34;bh&#34;",
+        "max_estimated_auc_drop unset",
+        "require_significant_lift = true",
+        "min_holdout_per_class = 20",
+    ):
+        assert f"<code>{written}</code>" in page
+    assert "None" not in page and "True" not in page
+
+
 def test_a_run_without_stored_evidence_still_renders() -> None:
     page = render_run_report(entry("NO_DRIFT", None))
     assert "No drift report was stored" in page and "BOOTSTRAPPED" not in page

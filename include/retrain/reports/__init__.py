@@ -7,6 +7,7 @@ drift.json and evaluation.json), so it renders the same from the CLI, the DAG an
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals.update(number=_number, pvalue=_pvalue)
+    environment.globals.update(number=_number, pvalue=_pvalue, setting=_setting)
     return environment
 
 
@@ -44,6 +45,13 @@ def _number(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _setting(key: str, value: Any) -> str:
+    """A threshold as it is written in the TOML config (true, "bonferroni", [..]); an unset one says so."""
+    if value is None:
+        return f"{key} unset"
+    return f"{key} = {value if isinstance(value, int | float) and not isinstance(value, bool) else json.dumps(value)}"
 
 
 def _pvalue(value: float | None) -> str:
