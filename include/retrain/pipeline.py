@@ -291,12 +291,22 @@ def _training_window(config: Config, month: str) -> list[str]:
 
 def missing_inputs(config: Config, month: str) -> list[str]:
     """What a run for `month` still waits for: the production partition, the last labeled partition,
-    and their `data.success_marker` files when one is configured. Empty once everything has landed."""
+    and their `data.success_marker` files when one is configured. Empty once everything has landed.
+
+    A partition older than the first one present never lands (history starts somewhere): that is a
+    DataError at once, not days of waiting, as when a backfill or a label delay reaches before the data.
+    """
     marker = config.data.success_marker
     needs = [
         ("production", config.data.production, month),
         ("labeled", config.data.labeled, labeled_month_for(config, month)),
     ]
+    firsts = {
+        name: min(list_months(root, config.storage, config.data.partitioning), default=None) for name, root, _ in needs
+    }
+    for name, _, wanted in needs:
+        if firsts[name] is not None and wanted < firsts[name]:
+            raise DataError(_before_history(config, month, name, wanted, firsts))
     missing = []
     for name, root, wanted in needs:
         problem = month_readiness(
@@ -305,6 +315,22 @@ def missing_inputs(config: Config, month: str) -> list[str]:
         if problem:
             missing.append(f"{name} {problem}")
     return missing
+
+
+def _before_history(config: Config, month: str, name: str, wanted: str, firsts: dict[str, str | None]) -> str:
+    root = config.data.production if name == "production" else config.data.labeled
+    delay = config.data.label_delay_months
+    uses = (
+        f"; the run for {month} uses labels up to {wanted} (data.label_delay_months={delay})"
+        if name == "labeled" and delay
+        else ""
+    )
+    earliest = [firsts["production"], shift_month(firsts["labeled"], delay) if firsts["labeled"] else None]
+    first_run = max(m for m in earliest if m is not None)
+    return (
+        f"{name} month {wanted} ({month_folder(root, wanted, config.data.partitioning)}): before the first "
+        f"{name} month, {firsts[name]}, so it never lands{uses}; the first month a run can use is {first_run}"
+    )
 
 
 # -- the steps -----------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ dag.test() logs task exceptions instead of raising them, so every test asserts e
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,8 @@ def test_a_backfill_that_cannot_promote_never_says_promoted(
 def waiting_config(
     s3_bucket: str, s3_env: str, demo_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Production data up to January only; the DAG waits at most 12 s, looking every second."""
+    """Production data up to January only; the DAG waits at most 30 s, looking every second (a task
+    can take 10 s to start on a loaded machine)."""
     upload_tree(s3_env, demo_source / "labeled", s3_bucket, "data/labeled")
     upload_tree(
         s3_env, demo_source / "production" / f"month={DEMO_START}", s3_bucket, f"data/production/month={DEMO_START}"
@@ -250,7 +252,7 @@ def waiting_config(
         production=f"s3://{s3_bucket}/data/production",
         labeled=f"s3://{s3_bucket}/data/labeled",
         registry=f"s3://{s3_bucket}/registry",
-        data_extra='success_marker = "_SUCCESS"\nwait_timeout_minutes = 0.2\nwait_poke_seconds = 1',
+        data_extra='success_marker = "_SUCCESS"\nwait_timeout_minutes = 0.5\nwait_poke_seconds = 1',
     )
     monkeypatch.setenv("RETRAIN_CONFIG", str(path))
     return path
@@ -261,6 +263,12 @@ def _land(s3_env: str, bucket: str, source: Path, prefix: str) -> None:
     s3_client(s3_env).put_object(Bucket=bucket, Key=f"{prefix}/_SUCCESS", Body=b"")
 
 
+def _reschedule_count(database: Path) -> int:
+    """Rows in Airflow's task_reschedule table, read over a connection of its own (the run holds others)."""
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+        return connection.execute("SELECT COUNT(*) FROM task_reschedule").fetchone()[0]
+
+
 def test_the_run_waits_for_late_data_without_holding_a_worker(
     airflow_db: Path, waiting_config: Path, s3_env: str, s3_bucket: str, demo_source: Path
 ) -> None:
@@ -268,17 +276,25 @@ def test_the_run_waits_for_late_data_without_holding_a_worker(
     month = "month=2025-01"
     s3_client(s3_env).delete_object(Bucket=s3_bucket, Key=f"data/production/{month}/part-0000.parquet")
     s3_client(s3_env).put_object(Bucket=s3_bucket, Key=f"data/labeled/{month}/_SUCCESS", Body=b"")
-    landing = threading.Timer(
-        4.0, _land, (s3_env, s3_bucket, demo_source / "production" / month, f"data/production/{month}")
-    )
+    database, done = airflow_db / "airflow.db", threading.Event()
+    before = _reschedule_count(database)
+
+    def land_once_the_sensor_has_given_its_slot_back() -> None:
+        # Not after a fixed delay: on a loaded machine the task can take longer than that to start.
+        while not done.wait(0.2):
+            with contextlib.suppress(sqlite3.OperationalError):  # the run is writing; look again
+                if _reschedule_count(database) > before:
+                    break
+        _land(s3_env, s3_bucket, demo_source / "production" / month, f"data/production/{month}")
+
+    landing = threading.Thread(target=land_once_the_sensor_has_given_its_slot_back)
     landing.start()
-    started = time.monotonic()
     try:
         dag_run = parse_dag().test(run_conf={"month": "2025-01"}, logical_date=None)
     finally:
+        done.set()
         landing.join()
     assert str(dag_run.state) == "success"
-    assert time.monotonic() - started >= 4.0
     sensor = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "wait_for_data")
     assert _reschedules(sensor) >= 1, "the sensor gave its slot back between pokes"
     assert registry(waiting_config).ledger()[0]["outcome"] == "BOOTSTRAPPED"
@@ -291,6 +307,19 @@ def _reschedules(ti: Any) -> int:
 
     with create_session() as session:
         return session.scalar(select(func.count()).select_from(TaskReschedule).where(TaskReschedule.ti_id == ti.id))
+
+
+def test_a_month_before_the_data_begins_fails_at_once_instead_of_waiting(
+    airflow_db: Path, waiting_config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A backfill reaching back before the first partition: nothing will ever land for it.
+    dag_run = parse_dag().test(run_conf={"month": "2024-11"}, logical_date=None)
+    tasks = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert str(dag_run.state) == "failed" and str(tasks["wait_for_data"].state) == "failed"
+    assert _reschedules(tasks["wait_for_data"]) == 0 and tasks["wait_for_data"].try_number == 1
+    assert "production month 2024-11" in caplog.text
+    assert "before the first production month, 2025-01, so it never lands" in caplog.text
+    assert registry(waiting_config).store.list() == []
 
 
 def test_data_that_never_lands_fails_the_run_naming_what_is_missing(

@@ -134,6 +134,22 @@ def test_readiness_names_the_missing_partitions_and_markers(data: Path) -> None:
     assert missing_inputs(marked, "2025-05") == []
 
 
+def test_a_month_before_the_first_partition_is_an_error_not_a_wait(data: Path) -> None:
+    with pytest.raises(DataError) as error:
+        missing_inputs(config_for(data, delay=1), "2025-01")
+    assert str(error.value).startswith(
+        f"labeled month 2024-12 ({data}/labeled/month=2024-12): before the first labeled month, 2025-01, so it "
+        "never lands; the run for 2025-01 uses labels up to 2024-12 (data.label_delay_months=1); the first month "
+        "a run can use is 2025-02"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"^production month 2024-06 .*before the first production month, 2025-01.*"
+        r"the first month a run can use is 2025-01$",
+    ):
+        missing_inputs(config_for(data), "2024-06")
+
+
 def test_a_spark_style_partition_layout_is_read_through_data_partition(tmp_path: Path) -> None:
     for kind, labeled in (("production", False), ("labeled", True)):
         for i, month in enumerate(MONTHS[:3]):
