@@ -304,9 +304,9 @@ def missing_inputs(config: Config, month: str) -> list[str]:
     firsts = {
         name: min(list_months(root, config.storage, config.data.partitioning), default=None) for name, root, _ in needs
     }
-    for name, _, wanted in needs:
+    for name, root, wanted in needs:
         if firsts[name] is not None and wanted < firsts[name]:
-            raise DataError(_before_history(config, month, name, wanted, firsts))
+            raise DataError(_before_history(config, month, name, root, wanted, firsts))
     missing = []
     for name, root, wanted in needs:
         problem = month_readiness(
@@ -317,8 +317,9 @@ def missing_inputs(config: Config, month: str) -> list[str]:
     return missing
 
 
-def _before_history(config: Config, month: str, name: str, wanted: str, firsts: dict[str, str | None]) -> str:
-    root = config.data.production if name == "production" else config.data.labeled
+def _before_history(
+    config: Config, month: str, name: str, root: str, wanted: str, firsts: dict[str, str | None]
+) -> str:
     delay = config.data.label_delay_months
     uses = (
         f"; the run for {month} uses labels up to {wanted} (data.label_delay_months={delay})"

@@ -209,7 +209,7 @@ def drift_heatmap(
     axes = figure.add_subplot()
     grid = np.array([[math.nan if v is None else v for v in row] for row in ratios], dtype=float)
     image = axes.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="Reds", vmin=0, vmax=HEATMAP_CEILING)
-    rows, columns = np.nonzero(np.array(drifted, dtype=bool).reshape(len(features), len(months)))
+    rows, columns = np.nonzero(np.array(drifted, dtype=bool))
     if len(rows):
         axes.scatter(columns, rows, s=10, color="black", label="drifted")
         _legend_above(axes)
