@@ -313,14 +313,13 @@ def bench_cycles(
     *,
     cycles: list[tuple[str, int, tuple | None]],
     repeats: int = 3,
-) -> dict:
+) -> None:
     """Each cycle is (drift reference mode, training window in months, (seconds, bytes) targets or None)."""
     folder = dataset(data, production_rows, labeled_rows)
     print(
         f"Whole cycle (forced: drift, estimate, training, evaluation), {production_rows:,} production rows, "
         f"{labeled_rows:,} labeled rows a month, 20 features"
     )
-    results = {}
     for reference, window_months, targets in cycles:
         with tempfile.TemporaryDirectory(dir=data) as scratch:
             config = write_config(folder, Path(scratch) / "registry", reference, window_months)
@@ -330,7 +329,6 @@ def bench_cycles(
                 in_process("--cycle-worker", str(config), "2025-04", "--force", "--dry-run") for _ in range(repeats)
             ]
             measured = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-        results[(reference, window_months)] = measured
         window = f"{window_months}-month training window ({window_months * labeled_rows:,} labeled rows)"
         described = {
             "validated": f"reference: the {production_rows:,}-row production month the champion was validated on",
@@ -346,7 +344,6 @@ def bench_cycles(
             f"the same snapshots once, {read:.2f} s), after {measured['imports']:.2f} s of imports"
         )
         print(f"    peak RSS    {gb(rss):>9}  {against_memory}   outcome {measured['outcome']}")
-    return results
 
 
 def bench_steps(data: Path, production_rows: int, labeled_rows: int) -> None:
