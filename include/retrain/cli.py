@@ -173,7 +173,7 @@ def format_performance(performance: dict[str, Any] | None) -> str:
         f"{performance['validated_month']})"
     )
     if performance.get("realized_auc") is not None:
-        text += f", realized {performance['realized_auc']:.4f} on {performance['realized_month']}"
+        text += f", realized {performance['realized_auc']:.4f} on all of {performance['realized_month']}"
     return text
 
 
