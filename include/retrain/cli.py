@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from retrain.errors import RetrainError
+
+if TYPE_CHECKING:
+    from retrain.config import Config
+    from retrain.cycle.pull import CheckedInputs
+    from retrain.drift import DriftReport
+    from retrain.records import LedgerRecord, MirrorState, PerformanceEstimate
+    from retrain.registry import Registry
 
 log = logging.getLogger("retrain")
 
@@ -52,9 +58,13 @@ def _drift(args: argparse.Namespace) -> int:
             if getattr(feature, f"null_rate_{side}") == 1.0:
                 raise RetrainError(f"{reader.where}: column {feature.name} is entirely null")
     if args.json:
-        print(json.dumps({**report.to_dict(), "untested_columns": untested}, indent=2))
+        import json
+
+        from retrain.serial import to_jsonable
+
+        print(json.dumps({**to_jsonable(report), "untested_columns": untested}, indent=2))
     else:
-        print(format_drift_table(report.to_dict()))
+        print(format_drift_table(report))
         if untested:
             listed = ", ".join(f"{name} ({kind})" for name, kind in untested.items())
             print(f"not tested (no drift test for their type): {listed}")
@@ -65,26 +75,26 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_drift_table(report: dict[str, Any]) -> str:
+def format_drift_table(report: DriftReport) -> str:
     header = (
         f"{'feature':<22} {'test':<5} {'statistic':>10} {'p-value':>10} {'p-adjusted':>10} "
         f"{'effect':>8} {'null ref->cur':>14}  drifted"
     )
     lines = [header, "-" * len(header)]
-    for f in report["features"]:
-        nulls = f"{f['null_rate_reference']:.1%}->{f['null_rate_current']:.1%}"
+    for f in report.features:
+        nulls = f"{f.null_rate_reference:.1%}->{f.null_rate_current:.1%}"
         lines.append(
-            f"{f['name']:<22} {f['test']:<5} {_fmt(f['statistic'], '10.4f')} {_fmt(f['p_value'], '10.3g')} "
-            f"{_fmt(f['p_adjusted'], '10.3g')} {_fmt(f['effect'], '8.4f')} {nulls:>14}  "
-            f"{'YES' if f['drifted'] else 'no'}"
+            f"{f.name:<22} {f.test:<5} {_fmt(f.statistic, '10.4f')} {_fmt(f.p_value, '10.3g')} "
+            f"{_fmt(f.p_adjusted, '10.3g')} {_fmt(f.effect, '8.4f')} {nulls:>14}  "
+            f"{'YES' if f.drifted else 'no'}"
         )
-    drifted = report["drifted_features"]
-    verdict = "yes" if report["drifted"] else "no"
-    detail = f"{len(drifted)} of {len(report['features'])} features" + (f": {', '.join(drifted)}" if drifted else "")
+    drifted = report.drifted_features
+    verdict = "yes" if report.drifted else "no"
+    detail = f"{len(drifted)} of {len(report.features)} features" + (f": {', '.join(drifted)}" if drifted else "")
     lines.append("")
     lines.append(
-        f"dataset drift: {verdict} ({detail}; {report['correction']} correction, alpha={report['alpha']}, "
-        f"{report['n_reference']} reference rows, {report['n_current']} current rows)"
+        f"dataset drift: {verdict} ({detail}; {report.correction} correction, alpha={report.alpha}, "
+        f"{report.n_reference} reference rows, {report.n_current} current rows)"
     )
     return "\n".join(lines)
 
@@ -121,7 +131,7 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace) -> Config:
     from retrain.config import load_config
 
     config = load_config(args.config)
@@ -130,93 +140,90 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _cycle(args: argparse.Namespace) -> int:
-    from retrain.pipeline import Run, dumps, run_cycle, summarize
+    from retrain.cycle import run_cycle
+    from retrain.cycle.record import summary
+    from retrain.records import Run
+    from retrain.serial import dumps
 
     config = _load(args)
     run_id = args.run_id or f"cli__{args.month}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
     entry = run_cycle(config, Run(run_id=run_id, month=args.month, force=args.force, dry_run=args.dry_run))
-    summary = summarize(entry)
-    if args.json:
-        print(dumps(summary))
-    else:
-        print(format_cycle(summary))
+    print(dumps(summary(entry)) if args.json else format_cycle(entry))
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from retrain.pipeline import check_inputs, dumps
+    from retrain.cycle.pull import check_inputs
+    from retrain.serial import dumps
 
     checked = check_inputs(_load(args), args.month)
     print(dumps(checked) if args.json else format_check(checked))
     return 0
 
 
-def format_check(checked: dict[str, Any]) -> str:
-    lines = [f"{checked['month']}: the snapshots a run reads pass validation (nothing was written)"]
-    for role, snapshot in [("production", checked["production"]), *(("labeled", s) for s in checked["labeled"])]:
-        files = len(snapshot["files"])
-        text = f"  {role:<10} {snapshot['month']}: {files} file{'s' if files != 1 else ''}, {snapshot['rows']:,} rows"
-        if snapshot["classes"]:
-            text += f" (labels 0: {snapshot['classes']['0']:,}, 1: {snapshot['classes']['1']:,})"
-        nulls = [f"{column} {rate:.1%}" for column, rate in snapshot["null_rates"].items() if rate]
+def format_check(checked: CheckedInputs) -> str:
+    lines = [f"{checked.month}: the snapshots a run reads pass validation (nothing was written)"]
+    for role, snapshot in [("production", checked.production), *(("labeled", s) for s in checked.labeled)]:
+        files = len(snapshot.files)
+        text = f"  {role:<10} {snapshot.month}: {files} file{'s' if files != 1 else ''}, {snapshot.rows:,} rows"
+        if snapshot.classes:
+            text += f" (labels 0: {snapshot.classes['0']:,}, 1: {snapshot.classes['1']:,})"
+        nulls = [f"{column} {rate:.1%}" for column, rate in snapshot.null_rates.items() if rate]
         text += f"; nulls: {', '.join(nulls) if nulls else 'none'}"
         lines.append(text)
     return "\n".join(lines)
 
 
-def format_performance(performance: dict[str, Any] | None) -> str:
+def format_performance(performance: PerformanceEstimate | None) -> str:
     """The champion's estimated AUC beside the AUC it was validated with and the AUC it realized."""
-    if not performance:
+    if performance is None:
         return "-"
     text = (
-        f"estimated {performance['estimated_auc']:.4f} (validated {performance['validated_auc']:.4f} on "
-        f"{performance['validated_month']})"
+        f"estimated {performance.estimated_auc:.4f} (validated {performance.validated_auc:.4f} on "
+        f"{performance.validated_month})"
     )
-    if performance.get("realized_auc") is not None:
-        text += f", realized {performance['realized_auc']:.4f} on all of {performance['realized_month']}"
+    if performance.realized_auc is not None:
+        text += f", realized {performance.realized_auc:.4f} on all of {performance.realized_month}"
     return text
 
 
-def format_cycle(summary: dict[str, Any]) -> str:
-    metrics = summary.get("metrics") or {}
-    challenger, champion, lift = metrics.get("challenger"), metrics.get("champion"), metrics.get("lift")
-    drift = summary.get("drift") or {}
-    months = summary.get("months") or {}
-    reference = summary.get("reference") or {}
+def format_cycle(entry: LedgerRecord) -> str:
+    """A cycle's decision and its evidence, for people."""
+    metrics, drift, months, reference = entry.metrics, entry.drift, entry.months, entry.reference
     lines = [
-        f"{summary['month']}: {summary['outcome']}{' (dry run)' if summary.get('dry_run') else ''}",
-        f"  reason:    {summary['reason']}",
-        f"  drift:     {'yes: ' + ', '.join(drift['drifted_features']) if drift.get('drifted') else 'no'}",
+        f"{entry.month}: {entry.outcome}{' (dry run)' if entry.dry_run else ''}",
+        f"  reason:    {entry.reason}",
+        f"  drift:     {'yes: ' + ', '.join(drift.drifted_features) if drift and drift.drifted else 'no'}",
     ]
     if reference:
-        moved = f"; moved to {reference['moved_to']}" if reference.get("moved") else ""
-        lines.append(f"  reference: {reference['mode']}: {reference['source']}{moved}")
+        moved = f"; moved to {reference.moved_to}" if reference.moved else ""
+        lines.append(f"  reference: {reference.mode}: {reference.source}{moved}")
     if months:
         lines.append(
-            f"  months:    drift on production {months['production']}; training {', '.join(months['training'])}; "
-            f"holdout {months['holdout']}"
+            f"  months:    drift on production {months.production}; training {', '.join(months.training)}; "
+            f"holdout {months.holdout}"
         )
-    if summary.get("performance"):
-        lines.append(f"  champion AUC: {format_performance(summary['performance'])}")
-    if challenger:
-        auc = f"challenger {challenger['auc']:.4f}"
-        over_chance = metrics.get("over_chance")
-        if over_chance:
-            auc += f" [{0.5 + over_chance['low']:.4f}, {0.5 + over_chance['high']:.4f}]"
-        if champion:
-            auc = f"champion {champion['auc']:.4f}, {auc}"
-        lines.append(f"  AUC:       {auc} (holdout of {months.get('holdout', summary['month'])})")
-    if lift:
-        lines.append(f"  lift:      {lift['lift']:+.4f} [{lift['low']:+.4f}, {lift['high']:+.4f}]")
-    lines.append(f"  champion:  {summary['champion_version'] if summary['champion_version'] else 'none'}")
-    if summary.get("report_uri"):
-        lines.append(f"  report:    {summary['report_uri']}")
+    if entry.performance:
+        lines.append(f"  champion AUC: {format_performance(entry.performance)}")
+    if metrics and metrics.challenger:
+        auc = f"challenger {metrics.challenger.auc:.4f}"
+        if metrics.over_chance:
+            auc += f" [{0.5 + metrics.over_chance.low:.4f}, {0.5 + metrics.over_chance.high:.4f}]"
+        if metrics.champion:
+            auc = f"champion {metrics.champion.auc:.4f}, {auc}"
+        lines.append(f"  AUC:       {auc} (holdout of {months.holdout if months else entry.month})")
+    if metrics and metrics.lift:
+        lift = metrics.lift
+        lines.append(f"  lift:      {lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]")
+    lines.append(f"  champion:  {entry.champion_version if entry.champion_version else 'none'}")
+    if entry.report_uri:
+        lines.append(f"  report:    {entry.report_uri}")
     return "\n".join(lines)
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from retrain.pipeline import dumps
     from retrain.registry import Registry
+    from retrain.serial import dumps
 
     config = _load(args)
     registry = Registry.for_config(config)
@@ -227,11 +234,10 @@ def _registry(args: argparse.Namespace) -> int:
             print(f"no versions in {registry.uri}")
         for version in versions:
             meta = registry.metadata(version)
-            auc = (meta.get("metrics") or {}).get("challenger", {}).get("auc")
             mark = "*" if champion and champion.version == version else " "
             print(
-                f"{mark} {version:>4}  month {meta['data_month']}  AUC {auc:.4f}  created {meta['created_at']}  "
-                f"run {meta['run_id']}"
+                f"{mark} {version:>4}  month {meta.data_month}  AUC {_auc(meta.auc)}  created {meta.created_at}  "
+                f"run {meta.run_id}"
             )
     elif args.registry_command == "show":
         version = args.version if args.version is not None else (champion.version if champion else None)
@@ -246,7 +252,7 @@ def _registry(args: argparse.Namespace) -> int:
             print(format_ledger(records))
     elif args.registry_command == "rollback":
         entry = registry.rollback(args.version, reason=args.reason)
-        print(f"champion is now version {entry['champion_version']} (was {entry['champion_version_before']})")
+        print(f"champion is now version {entry.champion_version} (was {entry.champion_version_before})")
         if config.mlflow.tracking_uri is not None:
             _print_mirror(_mirror(config, registry), strict=False)
     elif args.registry_command == "sync-mlflow":
@@ -256,26 +262,28 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mirror(config: Any, registry: Any) -> dict[str, Any]:
+def _mirror(config: Config, registry: Registry) -> MirrorState | None:
     from retrain.mlflow_mirror import sync
 
     return sync(config, registry)
 
 
-def _print_mirror(result: dict[str, Any], *, strict: bool) -> None:
+def _print_mirror(result: MirrorState | None, *, strict: bool) -> None:
     """One line on MLflow's state; an unreachable MLflow is an error only when the mirror was the point."""
-    if not result["synced"]:
-        message = f"MLflow at {result['tracking_uri']} not brought up to date: {result['error']}"
+    if result is None:
+        return
+    if not result.synced:
+        message = f"MLflow at {result.tracking_uri} not brought up to date: {result.error}"
         if strict:
             raise RetrainError(message)
         print(f"warning: {message}; run `retrain registry sync-mlflow` once it is back", file=sys.stderr)
         return
-    if result["version"] is None:
-        print(f"MLflow {result['registered_model']}: no champion to mirror yet")
+    if result.version is None:
+        print(f"MLflow {result.registered_model}: no champion to mirror yet")
         return
     print(
-        f"MLflow {result['registered_model']}@{result['alias']} -> version {result['version']} "
-        f"(registry version {result['champion']})"
+        f"MLflow {result.registered_model}@{result.alias} -> version {result.version} "
+        f"(registry version {result.champion})"
     )
 
 
@@ -283,38 +291,36 @@ def _auc(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def format_ledger(records: list[dict[str, Any]]) -> str:
+def format_ledger(records: list[LedgerRecord]) -> str:
     """One line per record. `labels` is the last labeled month the run used; `est. AUC` the champion's AUC
     estimated on the production month, `real AUC` the champion's realized AUC on the month its labels
     arrived (taken from the run that had them)."""
     if not records:
         return "ledger is empty"
-    realized = {}
-    for r in records:
-        performance = r.get("performance") or {}
-        if performance.get("realized_month") and performance.get("realized_auc") is not None:
-            realized[performance["realized_month"]] = performance["realized_auc"]
+    realized = {
+        r.performance.realized_month: r.performance.realized_auc
+        for r in records
+        if r.performance and r.performance.realized_month and r.performance.realized_auc is not None
+    }
     lines = [
         f"{'recorded at':<29} {'month':<8} {'labels':<8} {'reference':<9} {'est. AUC':>8} {'real AUC':>8} "
         f"{'outcome':<14} {'champion':>8} {'version':>7}  reason"
     ]
     for r in records:
-        outcome = r["outcome"] + ("*" if r.get("dry_run") else "")
-        months = r.get("months") or {}
-        reference = r.get("reference") or {}
-        reference_text = ",".join(reference.get("months") or []) or "-"
-        if reference.get("moved"):
+        outcome = r.outcome + ("*" if r.dry_run else "")
+        reference_text = ",".join(r.reference.months if r.reference else ()) or "-"
+        if r.reference and r.reference.moved:
             reference_text += ">"
-        performance = r.get("performance") or {}
+        estimated = r.performance.estimated_auc if r.performance else None
         lines.append(
-            f"{r.get('recorded_at', ''):<29} {r.get('month') or '-':<8} {months.get('labels_up_to') or '-':<8} "
-            f"{reference_text[:9]:<9} {_auc(performance.get('estimated_auc')):>8} "
-            f"{_auc(realized.get(r.get('month'))):>8} {outcome:<14} "
-            f"{r.get('champion_version') or '-':>8} {r.get('version') or '-':>7}  {r['reason']}"
+            f"{r.recorded_at:<29} {r.month or '-':<8} {r.months.labels_up_to if r.months else '-':<8} "
+            f"{reference_text[:9]:<9} {_auc(estimated):>8} "
+            f"{_auc(realized.get(r.month)):>8} {outcome:<14} "
+            f"{r.champion_version or '-':>8} {r.version or '-':>7}  {r.reason}"
         )
-    if any(r.get("dry_run") for r in records):
+    if any(r.dry_run for r in records):
         lines.append("* dry run: decided, nothing promoted")
-    if any((r.get("reference") or {}).get("moved") for r in records):
+    if any(r.reference and r.reference.moved for r in records):
         lines.append("> the run moved the drift reference to the month it validated the champion on")
     return "\n".join(lines)
 
@@ -330,9 +336,9 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     champion = registry.champion()
 
-    def link_for(record: dict[str, Any]) -> str | None:
+    def link_for(record: LedgerRecord) -> str | None:
         # A local registry's reports are files: link them relative to the page, so the folder can move.
-        uri = record.get("report_uri")
+        uri = record.report_uri
         if not uri or "://" in uri:
             return uri
         return os.path.relpath(uri, out.resolve().parent)

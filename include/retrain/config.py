@@ -13,10 +13,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrain.errors import ConfigError
 from retrain.months import DEFAULT_PARTITION, MONTH_PATTERN, PartitionError, Partitioning
+
+if TYPE_CHECKING:
+    from retrain.records import Thresholds
 
 ESTIMATORS = ("hist_gradient_boosting", "gradient_boosting")
 CORRECTIONS = ("bonferroni", "bh")
@@ -207,7 +210,6 @@ class PromotionSpec:
 
 
 CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
-OUTCOMES = ("NO_DRIFT", "BOOTSTRAPPED", "PROMOTED", "KEPT_CHAMPION", "REJECTED", "SUPERSEDED", "CONFLICT")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -224,9 +226,12 @@ class NotifySpec:
     slack_webhook_conn_id: str | None = None
 
     def __post_init__(self) -> None:
-        unknown = [o for o in self.outcomes if o not in OUTCOMES]
+        from retrain.records import Outcome  # records are built from these specs: imported once both exist
+
+        known = Outcome.of_cycles()
+        unknown = [o for o in self.outcomes if o not in known]
         if unknown:
-            raise ConfigError(f"notify.outcomes: unknown outcome {unknown[0]!r} (known: {', '.join(OUTCOMES)})")
+            raise ConfigError(f"notify.outcomes: unknown outcome {unknown[0]!r} (known: {', '.join(known)})")
         for address in (*self.email_to, *([self.email_from] if self.email_from else [])):
             if not EMAIL.match(address):
                 raise ConfigError(f"notify: {address!r} is not an e-mail address")
@@ -306,13 +311,11 @@ class Config:
             replaced[section_name] = _build(type(section), {**dataclasses.asdict(section), **values}, "override")
         return dataclasses.replace(self, **replaced)
 
-    def thresholds(self) -> dict[str, Any]:
+    def thresholds(self) -> Thresholds:
         """The thresholds in force, as recorded in every version's metadata and ledger record."""
-        return {
-            "drift": dataclasses.asdict(self.drift),
-            "promotion": dataclasses.asdict(self.promotion),
-            "training": dataclasses.asdict(self.training),
-        }
+        from retrain.records import Thresholds
+
+        return Thresholds(drift=self.drift, promotion=self.promotion, training=self.training)
 
 
 SECTIONS: dict[str, type] = {

@@ -2,52 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from retrain.records import Decision, Gate, LiftInterval, Metrics, Outcome
 
 if TYPE_CHECKING:
     from retrain.config import PromotionSpec
-    from retrain.evaluation import LiftInterval, Metrics
 
 TIE_TOLERANCE = 1e-12
-
-
-class Outcome(StrEnum):
-    NO_DRIFT = "NO_DRIFT"
-    BOOTSTRAPPED = "BOOTSTRAPPED"
-    PROMOTED = "PROMOTED"
-    KEPT_CHAMPION = "KEPT_CHAMPION"
-    REJECTED = "REJECTED"
-    # Decided by the registry's state, not by the evidence: the champion holds newer data than the run
-    # (a backfill over history), or another run moved it while this one evaluated.
-    SUPERSEDED = "SUPERSEDED"
-    CONFLICT = "CONFLICT"
-
-
-PROMOTING = frozenset({Outcome.BOOTSTRAPPED, Outcome.PROMOTED})
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-
-    @property
-    def promotes(self) -> bool:
-        return self.outcome in PROMOTING
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "outcome": str(self.outcome), "promotes": self.promotes}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Whether to train a challenger, which triggers fired, and why, in words."""
-
-    train: bool
-    triggers: tuple[str, ...]
-    reason: str
 
 
 def too_few_to_judge(rows: int, positives: int, policy: PromotionSpec) -> str | None:
@@ -70,7 +32,7 @@ def drift_gate(
     drifted: bool,
     force: bool,
     has_champion: bool,
-    drifted_features: list[str] | None = None,
+    drifted_features: tuple[str, ...] | list[str] | None = None,
     performance_drop: str | None = None,
 ) -> Gate:
     """Train when features drifted, when the champion's estimated AUC fell too far (`performance_drop`
@@ -100,7 +62,7 @@ def decide(
     champion: Metrics | None = None,
     lift: LiftInterval | None = None,
     has_champion: bool | None = None,
-    drifted_features: list[str] | None = None,
+    drifted_features: tuple[str, ...] | list[str] | None = None,
     performance_drop: str | None = None,
     over_chance: LiftInterval | None = None,
 ) -> Decision:

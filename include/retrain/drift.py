@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -154,6 +154,21 @@ def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
     )
 
 
+OMITTED_WHEN_NONE = {"json_omit_none": True}  # a picture holds edges or categories, never both keys
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A small picture of both samples for a report: shares of each in common bins (numeric features,
+    `edges` and the axis `scale`) or per category (categorical ones, `categories`)."""
+
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+    edges: tuple[float, ...] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    scale: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    categories: tuple[str, ...] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+
+
 @dataclass(frozen=True)
 class _Measured:
     """One feature's test result with its sample sizes, null rates, and a picture of both samples."""
@@ -163,10 +178,10 @@ class _Measured:
     n_current: int
     null_reference: float
     null_current: float
-    distribution: dict[str, Any] | None = None
+    distribution: Distribution | None = None
 
 
-def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, Any] | None:
+def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> Distribution | None:
     """Shares of each sample in common bins over the central 99% of both, from evenly strided samples:
     enough for a chart, at a cost that does not grow with the month."""
     if not len(reference) or not len(current):
@@ -196,10 +211,12 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> dict[str, An
     else:
         edges = np.linspace(low, high, PICTURE_BINS + 1)
     shares = [np.histogram(np.clip(v, low, high), edges)[0] / len(v) for v in (ref, cur)]
-    return {"edges": edges.tolist(), "scale": scale, "reference": shares[0].tolist(), "current": shares[1].tolist()}
+    return Distribution(
+        reference=tuple(shares[0].tolist()), current=tuple(shares[1].tolist()), edges=tuple(edges.tolist()), scale=scale
+    )
 
 
-def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> dict[str, Any] | None:
+def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> Distribution | None:
     ref_total, cur_total = sum(reference.values()), sum(current.values())
     if not ref_total or not cur_total:
         return None
@@ -220,7 +237,7 @@ def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> 
         shown = [*shown, "(other)"]
         ref.append(1 - sum(ref))
         cur.append(1 - sum(cur))
-    return {"categories": shown, "reference": ref, "current": cur}
+    return Distribution(reference=tuple(ref), current=tuple(cur), categories=tuple(shown))
 
 
 def _ks_feature(reference: Columns, current: Columns, name: str, method: str, pictures: bool) -> _Measured:
@@ -322,7 +339,7 @@ class FeatureDrift:
     n_current: int
     drifted: bool
     reason: str
-    distribution: dict[str, Any] | None = None
+    distribution: Distribution | None = None
 
 
 @dataclass(frozen=True)
@@ -335,21 +352,6 @@ class DriftReport:
     correction: str
     n_reference: int
     n_current: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> dict[str, Any]:
-        """The small part that travels between tasks and into the ledger."""
-        return {
-            "drifted": self.drifted,
-            "share_drifted": self.share_drifted,
-            "drifted_features": self.drifted_features,
-            "n_features": len(self.features),
-            "effects": {f.name: f.effect for f in self.features},
-            # KS statistics and PSI have different scales: the floor in force makes them comparable.
-            "effect_floors": {f.name: f.effect_floor for f in self.features},
-        }
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -14,8 +14,7 @@ scores' true shape biases both areas alike, so the bias cancels instead of reach
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,9 +42,6 @@ class Calibration:
         if self.method == "logistic":
             return _sigmoid(self.slope * _log_odds(scores) + self.intercept)
         return np.interp(scores, self.scores, self.probabilities)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _log_odds(scores: np.ndarray) -> np.ndarray:
@@ -141,16 +137,6 @@ class ValidationProfile:
     expected_auc_validation: float
     rows: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValidationProfile:
-        calibration = dict(data["calibration"])
-        for points in ("scores", "probabilities"):
-            calibration[points] = tuple(calibration.get(points) or ())
-        return cls(**{**data, "calibration": Calibration(**calibration)})
-
 
 def validation_profile(scores: np.ndarray, labels: np.ndarray, *, seed: int) -> ValidationProfile:
     """A model's calibration and AUCs on the holdout it is validated on."""
@@ -175,29 +161,3 @@ def anchored_estimate(validated_auc: float, expected_on_production: float, expec
     `drift.max_estimated_auc_drop` of 0.03 no longer fires every month for nothing.
     """
     return float(np.clip(validated_auc + expected_on_production - expected_on_validation, 0.0, 1.0))
-
-
-@dataclass(frozen=True)
-class PerformanceEstimate:
-    """The champion's AUC: estimated on the production month, as validated, and realized on the last
-    labeled month by the version that estimated that month (so estimate and outcome stay comparable)."""
-
-    champion_version: int
-    estimated_auc: float
-    validated_auc: float
-    validated_month: str
-    # The calibrated expected AUC on each side; estimated_auc is validated_auc moved by their difference.
-    expected_auc_production: float
-    expected_auc_validation: float
-    realized_auc: float | None
-    realized_month: str | None
-    realized_version: int | None
-    production_rows_scored: int
-    calibration: str
-
-    @property
-    def estimated_drop(self) -> float:
-        return self.validated_auc - self.estimated_auc
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "estimated_drop": self.estimated_drop}

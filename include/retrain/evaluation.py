@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from retrain.errors import DataError
+from retrain.records import Histogram, LiftInterval, Metrics, RocCurve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BOOTSTRAP_CHUNK = 64  # resamples per block: bounds memory at ~64 x rows x 4 bytes per array
 SMALL_INT_ROWS = 10_000_000
@@ -47,20 +48,10 @@ def holdout_mask(
     return mask
 
 
-@dataclass(frozen=True)
-class Metrics:
-    auc: float
-    log_loss: float
-    brier: float
-    rows: int
-    positives: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def score_metrics(labels: np.ndarray, scores: np.ndarray) -> Metrics:
     """ROC AUC (the primary metric), log loss and Brier score of positive-class probabilities."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
     labels = np.asarray(labels, dtype=int)
     return Metrics(
         auc=float(roc_auc_score(labels, scores)),
@@ -71,36 +62,20 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray) -> Metrics:
     )
 
 
-@dataclass(frozen=True)
-class LiftInterval:
-    """Challenger AUC minus champion AUC, with a percentile bootstrap interval."""
-
-    lift: float
-    low: float
-    high: float
-    confidence: float
-    resamples: int
-    share_not_positive: float
-    samples: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "samples"}
-
-
-def lift_histogram(samples: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
+def lift_histogram(samples: np.ndarray, bins: int = 40) -> Histogram:
     """The bootstrap lifts as a histogram, small enough to store beside the evaluation."""
     counts, edges = np.histogram(samples, bins=bins)
-    return {"edges": edges.tolist(), "counts": counts.tolist()}
+    return Histogram(edges=tuple(edges.tolist()), counts=tuple(counts.tolist()))
 
 
-def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict[str, Any]:
+def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> RocCurve:
     """The ROC curve thinned to at most `max_points` points (first and last kept), and its AUC."""
     from sklearn.metrics import auc, roc_curve
 
     fpr, tpr, _ = roc_curve(labels, scores)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
     # The area under the full curve: what roc_auc_score computes, without sorting the scores again.
-    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "auc": float(auc(fpr, tpr))}
+    return RocCurve(fpr=tuple(fpr[keep].tolist()), tpr=tuple(tpr[keep].tolist()), auc=float(auc(fpr, tpr)))
 
 
 def row_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -188,6 +163,8 @@ def paired_bootstrap_lift(
     seed: int = 0,
 ) -> LiftInterval:
     """Percentile interval of AUC(challenger) - AUC(champion), both scored on the same resampled rows."""
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels).astype(bool)
     aucs = ResampledAUC(labels, [champion_scores, challenger_scores])
 

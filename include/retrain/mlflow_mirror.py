@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retrain.records import MirrorState
+
 if TYPE_CHECKING:
     from retrain.config import Config
     from retrain.registry import Registry
@@ -24,17 +26,17 @@ log = logging.getLogger(__name__)
 VERSION_TAG = "retrain.version"
 
 
-def sync(config: Config, registry: Registry) -> dict[str, Any] | None:
+def sync(config: Config, registry: Registry) -> MirrorState | None:
     """Mirror the registry's champion to MLflow; None when no [mlflow] is configured."""
     spec = config.mlflow
     if spec.tracking_uri is None:
         return None
     try:
-        return {"synced": True, "error": None, **_sync(config, registry)}
+        return _sync(config, registry)
     except Exception as error:  # noqa: BLE001 - MLflow's failures are many; none may block a promotion
         message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         log.warning("MLflow at %s not brought up to date (the next cycle retries): %s", spec.tracking_uri, message)
-        return {"synced": False, "error": message, "tracking_uri": spec.tracking_uri}
+        return MirrorState(synced=False, error=message, tracking_uri=spec.tracking_uri)
 
 
 def _client(config: Config) -> Any:
@@ -46,7 +48,7 @@ def _client(config: Config) -> Any:
     return MlflowClient(tracking_uri=config.mlflow.tracking_uri)
 
 
-def _sync(config: Config, registry: Registry) -> dict[str, Any]:
+def _sync(config: Config, registry: Registry) -> MirrorState:
     from mlflow.exceptions import MlflowException
 
     spec = config.mlflow
@@ -60,7 +62,7 @@ def _sync(config: Config, registry: Registry) -> dict[str, Any]:
             raise
         client.create_registered_model(name, tags={"managed_by": "retrain", "retrain.registry": registry.uri})
     if champion is None:
-        return {"registered_model": name, "version": None, "champion": None, "alias": spec.alias}
+        return MirrorState(synced=True, registered_model=name, alias=spec.alias)
     mirrored = {version.tags.get(VERSION_TAG): version for version in client.search_model_versions(f"name = '{name}'")}
     version = mirrored.get(str(champion.version)) or _publish(config, registry, client, name, champion.version)
     try:
@@ -72,12 +74,9 @@ def _sync(config: Config, registry: Registry) -> dict[str, Any]:
         log.info(
             "MLflow %s@%s -> version %s (registry version %d)", name, spec.alias, version.version, champion.version
         )
-    return {
-        "registered_model": name,
-        "version": int(version.version),
-        "champion": champion.version,
-        "alias": spec.alias,
-    }
+    return MirrorState(
+        synced=True, registered_model=name, version=int(version.version), champion=champion.version, alias=spec.alias
+    )
 
 
 def _publish(config: Config, registry: Registry, client: Any, name: str, version: int) -> Any:
@@ -87,23 +86,22 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
 
     model = registry.load_model(version)
     metadata = registry.metadata(version)
-    metrics = metadata.get("metrics") or {}
-    lift = metrics.get("lift") or {}
-    drift = metadata.get("drift") or {}
+    lift = metadata.metrics.lift
+    auc = metadata.auc
     tags = {
         VERSION_TAG: str(version),
-        "retrain.data_month": metadata["data_month"],
-        "retrain.run_id": metadata["run_id"],
-        "retrain.auc": f"{(metrics.get('challenger') or {}).get('auc', float('nan')):.6f}",
-        "retrain.lift": f"{lift['lift']:.6f}" if lift else "none",
-        "retrain.lift_interval": f"[{lift['low']:.6f}, {lift['high']:.6f}]" if lift else "none",
-        "retrain.drifted_features": ",".join(drift.get("drifted_features") or []) or "none",
-        "retrain.registry_uri": f"{registry.uri}/{metadata['model_file']}",
-        "retrain.sha256": metadata["model_sha256"],
+        "retrain.data_month": metadata.data_month,
+        "retrain.run_id": metadata.run_id,
+        "retrain.auc": f"{auc if auc is not None else float('nan'):.6f}",
+        "retrain.lift": f"{lift.lift:.6f}" if lift else "none",
+        "retrain.lift_interval": f"[{lift.low:.6f}, {lift.high:.6f}]" if lift else "none",
+        "retrain.drifted_features": ",".join(metadata.drift.drifted_features if metadata.drift else ()) or "none",
+        "retrain.registry_uri": f"{registry.uri}/{metadata.model_file}",
+        "retrain.sha256": metadata.model_sha256,
     }
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     mlflow.set_experiment(config.mlflow.experiment or f"retrain/{config.model.name}")
-    with mlflow.start_run(run_name=f"{config.model.name} v{version} ({metadata['data_month']})") as run:
+    with mlflow.start_run(run_name=f"{config.model.name} v{version} ({metadata.data_month})") as run:
         mlflow.set_tags(tags)
         logged = mlflow.sklearn.log_model(
             model,
@@ -115,7 +113,7 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
             code_paths=[str(Path(__file__).parent)],
         )
     registered = mlflow.register_model(logged.model_uri, name, tags=tags)
-    reason = (metadata.get("decision") or {}).get("reason", "")
+    reason = metadata.decision.reason if metadata.decision else ""
     client.update_model_version(name, registered.version, description=f"retrain version {version}: {reason}"[:500])
     log.info(
         "MLflow %s version %s mirrors registry version %d (run %s)", name, registered.version, version, run.info.run_id

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from retrain.registry import Registry, run_key
+from retrain.records import run_key
+
+if TYPE_CHECKING:
+    from retrain.records import LedgerRecord
+    from retrain.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -32,30 +36,28 @@ def report_link(base_url: str, dag_id: str, run_id: str) -> str:
     return f"{run_link(base_url, dag_id, run_id)}/plugin/retrain-report"
 
 
-def decision_message(entry: dict[str, Any], link: str) -> Message:
+def decision_message(entry: LedgerRecord, link: str) -> Message:
     """A run's decision: model, month, outcome, reason, the AUC lift with its interval, what drifted."""
-    metrics = entry.get("metrics") or {}
-    lift = metrics.get("lift")
-    drift = entry.get("drift") or {}
-    performance = entry.get("performance") or {}
+    lift = entry.metrics.lift if entry.metrics else None
+    model = entry.model or ""
     lines = [
-        ("model", entry.get("model", "")),
-        ("month", entry["month"]),
-        ("outcome", entry["outcome"] + (" (dry run)" if entry.get("dry_run") else "")),
-        ("reason", entry["reason"]),
+        ("model", model),
+        ("month", entry.month or ""),
+        ("outcome", entry.outcome + (" (dry run)" if entry.dry_run else "")),
+        ("reason", entry.reason),
         (
             "AUC lift",
-            f"{lift['lift']:+.4f} ({lift['confidence']:.0%} interval [{lift['low']:+.4f}, {lift['high']:+.4f}])"
+            f"{lift.lift:+.4f} ({lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}])"
             if lift
             else "not evaluated",
         ),
-        ("drifted features", ", ".join(drift.get("drifted_features") or []) or "none"),
-        ("champion", f"version {entry.get('champion_version') or 'none'}"),
+        ("drifted features", ", ".join(entry.drift.drifted_features if entry.drift else ()) or "none"),
+        ("champion", f"version {entry.champion_version or 'none'}"),
     ]
-    if performance.get("estimated_auc") is not None:
-        lines.append(("estimated champion AUC", f"{performance['estimated_auc']:.4f}"))
+    if entry.performance is not None:
+        lines.append(("estimated champion AUC", f"{entry.performance.estimated_auc:.4f}"))
     lines.append(("report", link))
-    subject = f"[retrain] {entry.get('model', '')} {entry['month']}: {entry['outcome']}"
+    subject = f"[retrain] {model} {entry.month}: {entry.outcome}"
     return _message(subject, lines, link)
 
 
@@ -78,8 +80,4 @@ def _message(subject: str, lines: list[tuple[str, str]], link: str) -> Message:
 
 def claim(registry: Registry, month: str, run_id: str, channel: str) -> bool:
     """True for the first claim of a channel by a run; False for every later one."""
-    import uuid
-
-    key = f"{registry.run_prefix(month, run_key(run_id))}/notified-{channel}.json"
-    token = f'{{"claimed_by": "{uuid.uuid4().hex}"}}\n'.encode()
-    return registry.store.create(key, token) and registry.store.read(key) == token
+    return registry.run_folder(month, run_key(run_id)).claim(f"notified-{channel}.json")

@@ -18,16 +18,24 @@ writing anything twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from retrain.errors import IntegrityError, NotFoundError, RegistryError, StorageError
+from retrain.records import (
+    Champion,
+    ChampionPointer,
+    LedgerRecord,
+    Outcome,
+    ReferenceUse,
+    VersionMetadata,
+    run_key,
+)
+from retrain.serial import RecordError, from_jsonable, to_bytes
 from retrain.storage import Store, open_store
 
 if TYPE_CHECKING:
@@ -40,52 +48,70 @@ log = logging.getLogger(__name__)
 CHAMPION_KEY = "champion.json"
 VERSION_DIGITS = 6
 MAX_VERSION_ATTEMPTS = 1000
+T = TypeVar("T")
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def to_json(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, sort_keys=True, default=str).encode() + b"\n"
-
-
-def run_key(run_id: str) -> str:
-    """A storage-safe, collision-free key for an Airflow or CLI run id."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")[:80]
-    return f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
-
-
 def version_prefix(version: int) -> str:
     return f"versions/{version:0{VERSION_DIGITS}d}"
 
 
-@dataclass(frozen=True)
-class Champion:
-    """The champion pointer as read, with the ETag a compare-and-swap must present.
+class RunFolder:
+    """One run's working files (`runs/<month>/<run key>/`): scratch, rewritten freely by a retried task."""
 
-    `validated_month` is the latest month whose labeled holdout showed this version holding up (the month
-    it was promoted on, moved forward each time a cycle evaluated and kept it); `validated_auc` its AUC there.
-    """
+    def __init__(self, store: Store, month: str, key: str) -> None:
+        self.store, self.month, self.key = store, month, key
+        self.prefix = f"runs/{month}/{key}"
 
-    version: int
-    data_month: str
-    etag: str
-    document: dict[str, Any]
-    validated_month: str
-    validated_auc: float | None
+    def path(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
 
-    def state(self) -> dict[str, Any]:
-        """What a run records of the champion it started from."""
-        return {
-            "version": self.version,
-            "data_month": self.data_month,
-            "etag": self.etag,
-            "validated_month": self.validated_month,
-            "validated_auc": self.validated_auc,
-            "validation_profile": self.document.get("validation_profile"),
-            "model_sha256": self.document.get("model_sha256"),
-        }
+    def uri(self, name: str) -> str:
+        return self.store.uri_for(self.path(name))
+
+    def write(self, name: str, data: bytes) -> str:
+        """Write a file; returns its URI."""
+        self.store.write(self.path(name), data)
+        return self.uri(name)
+
+    def read(self, name: str) -> bytes:
+        return self.store.read(self.path(name))
+
+    def read_record(self, kind: type[T], name: str) -> T | None:
+        """A record the run wrote, or None when the run did not get that far."""
+        try:
+            data = self.read(name)
+        except NotFoundError:
+            return None
+        return _parse(kind, data, self.uri(name))
+
+    def read_document(self, name: str) -> dict[str, object] | None:
+        """A JSON file the run wrote, as parsed, or None when the run did not get that far."""
+        try:
+            data = self.read(name)
+        except NotFoundError:
+            return None
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise RegistryError(f"{self.uri(name)}: not valid JSON") from None
+
+    def claim(self, name: str) -> bool:
+        """True for the first claim of `name` by this run, False for every later one (exactly once)."""
+        token = f'{{"claimed_by": "{uuid.uuid4().hex}"}}\n'.encode()
+        return self.store.create(self.path(name), token) and self.read(name) == token
+
+
+def _parse(kind: type[T], data: bytes, where: str) -> T:
+    try:
+        return from_jsonable(kind, json.loads(data))
+    except json.JSONDecodeError:
+        raise RegistryError(f"{where}: not valid JSON") from None
+    except RecordError as error:
+        raise RegistryError(f"{where}: unreadable {kind.__name__}: {error}") from None
 
 
 class Registry:
@@ -104,22 +130,17 @@ class Registry:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def _read_json(self, key: str) -> dict[str, Any]:
-        data = self.store.read(key)
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError:
-            raise RegistryError(f"{self.store.uri_for(key)}: not valid JSON") from None
+    def _read(self, kind: type[T], key: str) -> T:
+        return _parse(kind, self.store.read(key), self.store.uri_for(key))
 
-    def read_json_optional(self, key: str) -> dict[str, Any] | None:
-        """A JSON document that only saves work (a cache): missing or unreadable is None, never an error."""
+    def read_optional(self, kind: type[T], key: str) -> T | None:
+        """A record that only saves work (a cache): missing or unreadable is None, never an error."""
         try:
             found = self.store.read_optional(key)
-            document = json.loads(found[0]) if found is not None else None
-        except (StorageError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            return _parse(kind, found[0], self.store.uri_for(key)) if found is not None else None
+        except (StorageError, RegistryError, UnicodeDecodeError) as error:
             log.warning("%s: not used (%s)", self.store.uri_for(key), error)
             return None
-        return document if isinstance(document, dict) else None
 
     def check(self) -> None:
         """Fail before any data step when the registry cannot be used (a file as its root, no bucket)."""
@@ -132,20 +153,13 @@ class Registry:
         data, etag = found
         where = self.store.uri_for(CHAMPION_KEY)
         try:
-            document = json.loads(data)
-            version, data_month = int(document["version"]), document["data_month"]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            pointer = from_jsonable(Champion, {**json.loads(data), "etag": etag})
+        except (json.JSONDecodeError, RecordError, TypeError):
             raise RegistryError(f"{where}: unreadable champion pointer") from None
-        if document.get("model", self.model_name) != self.model_name:
-            raise RegistryError(f"{where}: pointer of model {document['model']!r}, not {self.model_name!r}")
-        return Champion(
-            version,
-            data_month,
-            etag,
-            document,
-            validated_month=document.get("validated_month") or data_month,
-            validated_auc=document.get("validated_auc"),
-        )
+        if (pointer.model or self.model_name) != self.model_name:
+            raise RegistryError(f"{where}: pointer of model {pointer.model!r}, not {self.model_name!r}")
+        # Pointers written before validation was tracked: a champion was validated on its own data month.
+        return replace(pointer, validated_month=pointer.validated_month or pointer.data_month)
 
     def versions(self) -> list[int]:
         """Complete versions (metadata written), oldest first. Half-written ones are not versions."""
@@ -160,9 +174,9 @@ class Registry:
         numbers = [int(k.split("/")[1]) for k in self.store.list("versions/") if k.split("/")[1].isdigit()]
         return max(numbers, default=0)
 
-    def metadata(self, version: int) -> dict[str, Any]:
+    def metadata(self, version: int) -> VersionMetadata:
         try:
-            return self._read_json(f"{version_prefix(version)}/metadata.json")
+            return self._read(VersionMetadata, f"{version_prefix(version)}/metadata.json")
         except NotFoundError:
             raise RegistryError(f"{self.uri}: no version {version}") from None
 
@@ -176,33 +190,44 @@ class Registry:
             data = self.store.read(key)
         except NotFoundError:
             raise IntegrityError(f"{self.store.uri_for(key)}: model file missing for version {version}") from None
-        return deserialize(data, metadata["model_sha256"], source=self.store.uri_for(key))
+        return deserialize(data, metadata.model_sha256, source=self.store.uri_for(key))
 
     def find_version_by_run(self, key: str) -> int | None:
         """The version a run already published, if a previous attempt of it got that far."""
         for version in reversed(self.versions()):
-            if self.metadata(version).get("run_key") == key:
+            if self.metadata(version).run_key == key:
                 return version
         return None
 
-    def ledger_record(self, month: str, key: str) -> dict[str, Any] | None:
+    def ledger_record(self, month: str, key: str) -> LedgerRecord | None:
         try:
-            return self._read_json(f"ledger/{month}/{key}.json")
+            return self._read(LedgerRecord, f"ledger/{month}/{key}.json")
         except NotFoundError:
             return None
 
-    def ledger_records(self, month: str) -> list[dict[str, Any]]:
+    def ledger_records(self, month: str) -> list[LedgerRecord]:
         """Every cycle record of one month (several when a month was run more than once)."""
-        return [self._read_json(k) for k in self.store.list(f"ledger/{month}/") if k.endswith(".json")]
+        return [self._read(LedgerRecord, k) for k in self.store.list(f"ledger/{month}/") if k.endswith(".json")]
 
-    def ledger(self) -> list[dict[str, Any]]:
+    def ledger(self) -> list[LedgerRecord]:
         """Every record, in the order they were written."""
-        records = [self._read_json(k) for k in self.store.list("ledger/") if k.endswith(".json")]
-        return sorted(records, key=lambda r: (r.get("recorded_at", ""), r.get("month") or ""))
+        records = [self._read(LedgerRecord, k) for k in self.store.list("ledger/") if k.endswith(".json")]
+        return sorted(records, key=lambda r: (r.recorded_at, r.month or ""))
+
+    def find_run(self, key: str) -> LedgerRecord | None:
+        """The ledger record of a run, by its run key, whatever its month."""
+        suffix = f"/{key}.json"
+        for name in self.store.list("ledger/"):
+            if name.endswith(suffix) and not name.startswith("ledger/operator/"):
+                return self._read(LedgerRecord, name)
+        return None
+
+    def run_folder(self, month: str, key: str) -> RunFolder:
+        return RunFolder(self.store, month, key)
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def publish_version(self, model_bytes: bytes, metadata: dict[str, Any]) -> int:
+    def publish_version(self, model_bytes: bytes, metadata: VersionMetadata) -> int:
         """Write a new immutable version: the model first, then its metadata. Returns its number.
 
         Numbers are claimed by conditional create, so concurrent writers never share or reuse one.
@@ -210,9 +235,9 @@ class Registry:
         version = self._highest_version_number() + 1
         for _ in range(MAX_VERSION_ATTEMPTS):
             prefix = version_prefix(version)
-            document = {**metadata, "version": version, "model_file": f"{prefix}/model.joblib"}
+            document = replace(metadata, version=version, model_file=f"{prefix}/model.joblib")
             if self.store.create(f"{prefix}/model.joblib", model_bytes) and self.store.create(
-                f"{prefix}/metadata.json", to_json(document)
+                f"{prefix}/metadata.json", to_bytes(document)
             ):
                 log.info("published %s version %d", self.model_name, version)
                 return version
@@ -237,21 +262,21 @@ class Registry:
         previous = self.champion()
         if previous is not None and previous.etag != expected_etag:
             return False
-        pointer = {
-            "model": self.model_name,
-            "version": version,
-            "data_month": data_month,
-            "validated_month": validated_month or data_month,
-            "validated_auc": validated_auc,
-            "validated_run_id": run_id,
-            "validation_profile": validation_profile,
-            "model_sha256": metadata["model_sha256"],
-            "previous_version": previous.version if previous else None,
-            "run_id": run_id,
-            "reason": reason,
-            "updated_at": utc_now(),
-        }
-        moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected_etag) is not None
+        pointer = ChampionPointer(
+            model=self.model_name,
+            version=version,
+            data_month=data_month,
+            validated_month=validated_month or data_month,
+            validated_auc=validated_auc,
+            validated_run_id=run_id,
+            validation_profile=validation_profile,
+            model_sha256=metadata.model_sha256,
+            previous_version=previous.version if previous else None,
+            run_id=run_id,
+            reason=reason,
+            updated_at=utc_now(),
+        )
+        moved = self.store.swap(CHAMPION_KEY, to_bytes(pointer), expected_etag) is not None
         if moved:
             log.info("champion of %s is now version %d", self.model_name, version)
         return moved
@@ -261,22 +286,22 @@ class Registry:
     ) -> bool:
         """Move the champion's validated month forward, by compare-and-swap on the pointer as `expected`
         read it. False when the pointer changed since (a promotion, a rollback, another revalidation)."""
-        if expected.document.get("validated_run_id") == run_id and expected.validated_month == month:
+        if expected.validated_run_id == run_id and expected.validated_month == month:
             return True
-        pointer = {
-            **expected.document,
-            "model": self.model_name,
-            "validated_month": month,
-            "validated_auc": auc,
-            "validated_run_id": run_id,
-            "validation_profile": validation_profile,
-            "updated_at": utc_now(),
-        }
-        moved = self.store.swap(CHAMPION_KEY, to_json(pointer), expected.etag) is not None
+        pointer = replace(
+            expected.pointer(),
+            model=self.model_name,
+            validated_month=month,
+            validated_auc=auc,
+            validated_run_id=run_id,
+            validation_profile=validation_profile,
+            updated_at=utc_now(),
+        )
+        moved = self.store.swap(CHAMPION_KEY, to_bytes(pointer), expected.etag) is not None
         if not moved:
             current = self.champion()
             # A retried request whose first attempt landed finds its own revalidation in place.
-            return bool(current and current.document.get("validated_run_id") == run_id)
+            return bool(current and current.validated_run_id == run_id)
         log.info("champion version %d of %s validated on %s", expected.version, self.model_name, month)
         return True
 
@@ -284,23 +309,24 @@ class Registry:
         """The latest month a version was validated on, and its AUC there: its promotion month, or a later
         month on which a cycle kept it."""
         metadata = self.metadata(version)
-        month = metadata.get("validated_month") or metadata["data_month"]
-        auc = ((metadata.get("metrics") or {}).get("challenger") or {}).get("auc")
+        month = metadata.validated_month or metadata.data_month
+        auc = metadata.auc
         for record in self.ledger():
-            moved = (record.get("reference") or {}).get("moved_to")
-            if record.get("champion_version") == version and moved and moved > month:
+            moved = record.moved_reference_to
+            if record.champion_version == version and moved and moved > month:
                 month = moved
-                auc = ((record.get("metrics") or {}).get("champion") or {}).get("auc", auc)
+                champion = record.metrics.champion if record.metrics else None
+                auc = champion.auc if champion else auc
         return month, auc
 
-    def append_ledger(self, record: dict[str, Any]) -> dict[str, Any]:
+    def append_ledger(self, record: LedgerRecord) -> LedgerRecord:
         """Add the record of a run once; a record already there for this run wins and is returned."""
-        key = f"ledger/{record['month']}/{record['run_key']}.json"
-        if self.store.create(key, to_json(record)):
+        key = f"ledger/{record.month}/{record.run_key}.json"
+        if self.store.create(key, to_bytes(record)):
             return record
-        return self._read_json(key)
+        return self._read(LedgerRecord, key)
 
-    def rollback(self, version: int, *, reason: str, run_id: str | None = None) -> dict[str, Any]:
+    def rollback(self, version: int, *, reason: str, run_id: str | None = None) -> LedgerRecord:
         """Point the champion back at an existing version (compare-and-swap) and record why."""
         if not reason.strip():
             raise RegistryError("rollback needs a reason")
@@ -314,7 +340,7 @@ class Registry:
         validated_month, validated_auc = self.validation_of(version)
         if not self.move_champion(
             version,
-            data_month=metadata["data_month"],
+            data_month=metadata.data_month,
             expected_etag=current.etag if current else None,
             run_id=run_id,
             reason=f"rollback: {reason}",
@@ -322,46 +348,18 @@ class Registry:
             validated_auc=validated_auc,
         ):
             raise RegistryError("the champion moved while rolling back; read it again and retry")
-        record = {
-            "kind": "rollback",
-            "run_id": run_id,
-            "run_key": run_key(run_id),
-            "month": None,
-            "outcome": "ROLLED_BACK",
-            "reason": reason,
-            "champion_version_before": current.version if current else None,
-            "champion_version": version,
-            "reference": {"mode": "validated", "moved_to": validated_month, "moved": True},
-            "recorded_at": utc_now(),
-        }
-        key = f"ledger/operator/{record['run_key']}-{uuid.uuid4().hex[:8]}.json"
-        self.store.create(key, to_json(record))
+        record = LedgerRecord(
+            kind="rollback",
+            run_id=run_id,
+            run_key=run_key(run_id),
+            month=None,
+            outcome=Outcome.ROLLED_BACK,
+            reason=reason,
+            champion_version_before=current.version if current else None,
+            champion_version=version,
+            reference=ReferenceUse(mode="validated", moved_to=validated_month, moved=True),
+            recorded_at=utc_now(),
+        )
+        key = f"ledger/operator/{record.run_key}-{uuid.uuid4().hex[:8]}.json"
+        self.store.create(key, to_bytes(record))
         return record
-
-    # -- per-run working files -----------------------------------------------------------------------
-
-    def run_prefix(self, month: str, key: str) -> str:
-        return f"runs/{month}/{key}"
-
-    def write_run_file(self, month: str, key: str, name: str, data: bytes) -> str:
-        path = f"{self.run_prefix(month, key)}/{name}"
-        self.store.write(path, data)
-        return self.store.uri_for(path)
-
-    def read_run_file(self, month: str, key: str, name: str) -> bytes:
-        return self.store.read(f"{self.run_prefix(month, key)}/{name}")
-
-    def read_run_json(self, month: str, key: str, name: str) -> dict[str, Any] | None:
-        """A run's JSON working file, or None when the run did not get that far."""
-        try:
-            return self._read_json(f"{self.run_prefix(month, key)}/{name}")
-        except NotFoundError:
-            return None
-
-    def find_run(self, key: str) -> dict[str, Any] | None:
-        """The ledger record of a run, by its run key, whatever its month."""
-        suffix = f"/{key}.json"
-        for name in self.store.list("ledger/"):
-            if name.endswith(suffix) and not name.startswith("ledger/operator/"):
-                return self._read_json(name)
-        return None

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from retrain.errors import DataError, IntegrityError
+from retrain.records import Importances
 from retrain.snapshots import as_category_strings
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ IMPORTANCE_REPEATS = 3
 IMPORTANCE_ROWS_PER_CALL = 100_000
 
 
-def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec, seed: int) -> dict[str, list]:
+def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec, seed: int) -> Importances:
     """The AUC the model loses when each feature is shuffled (mean and spread over a few shuffles), on a
     seeded sample of at most IMPORTANCE_ROWS rows: permutation importance as scikit-learn defines it, but
     every shuffled copy scored in one prediction (a prediction call costs more than its rows here)."""
@@ -174,7 +175,7 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
     labels = frame[model.target].to_numpy().astype(int)
     features = frame[list(model.features)].reset_index(drop=True)
     if len(np.unique(labels)) < 2:
-        return {"features": [], "means": [], "stds": []}
+        return Importances()
     rng = np.random.default_rng(seed)
     baseline = row_aucs(labels, predict_scores(pipeline, features, model)[None, :])[0]
     aucs = []
@@ -192,7 +193,9 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
         scores = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model).reshape(len(copies), -1)
         aucs.append(row_aucs(labels, scores))
     drops = (baseline - np.concatenate(aucs)).reshape(len(model.features), IMPORTANCE_REPEATS)
-    return {"features": list(model.features), "means": drops.mean(axis=1).tolist(), "stds": drops.std(axis=1).tolist()}
+    return Importances(
+        features=model.features, means=tuple(drops.mean(axis=1).tolist()), stds=tuple(drops.std(axis=1).tolist())
+    )
 
 
 def serialize(pipeline: Pipeline) -> tuple[bytes, str]:

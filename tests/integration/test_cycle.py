@@ -15,18 +15,17 @@ from typing import Any
 import pytest
 
 from retrain.config import load_config
+from retrain.cycle import Cycle, run_cycle
+from retrain.cycle.drift import check_drift
+from retrain.cycle.evaluate import evaluate
+from retrain.cycle.promote import promote, version_metadata
+from retrain.cycle.pull import pull_snapshots
+from retrain.cycle.record import record
+from retrain.cycle.train import train_challenger
 from retrain.errors import IntegrityError, StorageError
-from retrain.pipeline import (
-    Run,
-    check_drift,
-    evaluate,
-    promote,
-    pull_snapshots,
-    record,
-    run_cycle,
-    train_challenger,
-)
-from retrain.registry import Registry, run_key
+from retrain.records import DriftCheck, Evaluation, LedgerRecord, PerformanceEstimate, Pulled, Run, Trained, run_key
+from retrain.registry import Registry
+from retrain.serial import to_jsonable
 from tests.conftest import write_config
 from tests.support.tcp_proxy import TcpProxy
 
@@ -46,13 +45,13 @@ def config_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     )
 
 
-def cycle(config_path: Path, month: str, run_id: str | None = None, **flags: Any) -> dict[str, Any]:
+def cycle(config_path: Path, month: str, run_id: str | None = None, **flags: Any) -> LedgerRecord:
     return run_cycle(load_config(config_path), Run(run_id=run_id or f"test__{month}", month=month, **flags))
 
 
 def test_month_after_month(config_path: Path) -> None:
     months = [f"2025-0{m}" for m in range(1, 8)]
-    outcomes = [cycle(config_path, month)["outcome"] for month in months]
+    outcomes = [cycle(config_path, month).outcome for month in months]
     assert outcomes == [
         "BOOTSTRAPPED",
         "NO_DRIFT",
@@ -67,38 +66,38 @@ def test_month_after_month(config_path: Path) -> None:
     assert registry.versions() == [1, 2]
     champion = registry.champion()
     assert (champion.version, champion.data_month, champion.validated_month) == (2, "2025-07", "2025-07")
-    assert champion.document["previous_version"] == 1
-    assert champion.document["validation_profile"] == f"runs/2025-07/{run_key('test__2025-07')}/validation.json"
+    assert champion.previous_version == 1
+    assert champion.validation_profile == f"runs/2025-07/{run_key('test__2025-07')}/validation.json"
 
     ledger = registry.ledger()
-    assert [r["month"] for r in ledger] == months
-    assert [r["champion_version"] for r in ledger] == [1, 1, 1, 1, 1, 1, 2]
-    assert [r["reference"]["months"] for r in ledger] == [["2025-01"]] * 4 + [["2025-04"]] * 3
-    assert [r["reference"]["moved_to"] for r in ledger] == ["2025-01", None, None, "2025-04", None, None, "2025-07"]
+    assert [r.month for r in ledger] == months
+    assert [r.champion_version for r in ledger] == [1, 1, 1, 1, 1, 1, 2]
+    assert [r.reference.months for r in ledger] == [("2025-01",)] * 4 + [("2025-04",)] * 3
+    assert [r.reference.moved_to for r in ledger] == ["2025-01", None, None, "2025-04", None, None, "2025-07"]
     kept = ledger[3]
-    assert kept["drift"]["drifted_features"] == ["usage_gb"]
-    assert kept["metrics"]["lift"]["low"] <= 0 and "not significant" in kept["reason"]
-    assert ledger[4]["drift"]["drifted_features"] == []
+    assert kept.drift.drifted_features == ("usage_gb",)
+    assert kept.metrics.lift.low <= 0 and "not significant" in kept.reason
+    assert ledger[4].drift.drifted_features == ()
     april = json.loads(registry.store.read(f"runs/2025-04/{run_key('test__2025-04')}/validation.json"))
-    assert (april["month"], april["model_sha256"]) == ("2025-04", registry.metadata(1)["model_sha256"])
+    assert (april["month"], april["model_sha256"]) == ("2025-04", registry.metadata(1).model_sha256)
     for entry in ledger[1:5]:  # before the market turns, the covariate shifts leave the estimate right
-        performance = entry["performance"]
-        assert performance["realized_month"] == entry["month"] and performance["validated_month"] <= entry["month"]
-        assert performance["estimated_auc"] == pytest.approx(performance["realized_auc"], abs=0.02)
-    june = ledger[5]["performance"]
-    assert june["estimated_auc"] - june["realized_auc"] > 0.2, "a concept change is what only labels reveal"
+        performance = entry.performance
+        assert performance.realized_month == entry.month and performance.validated_month <= entry.month
+        assert performance.estimated_auc == pytest.approx(performance.realized_auc, abs=0.02)
+    june = ledger[5].performance
+    assert june.estimated_auc - june.realized_auc > 0.2, "a concept change is what only labels reveal"
 
     metadata = registry.metadata(2)
-    assert metadata["data_month"] == "2025-07" and metadata["run_id"] == "test__2025-07"
-    assert [s["month"] for s in metadata["lineage"]["training"]] == ["2025-05", "2025-06", "2025-07"]
-    assert all(len(s["fingerprint"]) == 64 and s["rows"] == 20000 for s in metadata["lineage"]["training"])
-    assert metadata["lineage"]["reference"][0]["month"] == "2025-04", "the month v1 was last validated on"
-    assert metadata["thresholds"]["promotion"]["min_lift"] == 0.005
-    assert metadata["metrics"]["lift"]["low"] > 0
-    assert metadata["drift"]["drifted"] is True
-    assert {"python", "scikit-learn", "numpy", "pandas"} <= set(metadata["libraries"])
+    assert metadata.data_month == "2025-07" and metadata.run_id == "test__2025-07"
+    assert [s.month for s in metadata.lineage.training] == ["2025-05", "2025-06", "2025-07"]
+    assert all(len(s.fingerprint) == 64 and s.rows == 20000 for s in metadata.lineage.training)
+    assert metadata.lineage.reference[0].month == "2025-04", "the month v1 was last validated on"
+    assert metadata.thresholds.promotion.min_lift == 0.005
+    assert metadata.metrics.lift.low > 0
+    assert metadata.drift.drifted is True
+    assert {"python", "scikit-learn", "numpy", "pandas"} <= set(metadata.libraries)
     model_bytes = registry.store.read("versions/000002/model.joblib")
-    assert hashlib.sha256(model_bytes).hexdigest() == metadata["model_sha256"]
+    assert hashlib.sha256(model_bytes).hexdigest() == metadata.model_sha256
 
 
 def test_the_estimate_starts_from_the_validating_runs_profile_exactly_as_scoring_again_would(
@@ -111,22 +110,24 @@ def test_the_estimate_starts_from_the_validating_runs_profile_exactly_as_scoring
     cycle(config_path, "2025-01")
     config = load_config(config_path)
     registry = Registry.for_config(config)
-    key = registry.champion().document["validation_profile"]
+    key = registry.champion().validation_profile
     assert key == f"runs/2025-01/{run_key('test__2025-01')}/validation.json"
     stored = json.loads(registry.store.read(key))
-    assert stored["model_sha256"] == registry.metadata(1)["model_sha256"] and stored["month"] == "2025-01"
+    assert stored["model_sha256"] == registry.metadata(1).model_sha256 and stored["month"] == "2025-01"
 
-    def estimate(profile_key: str | None) -> dict[str, Any]:
-        run = Run(run_id=f"estimate-{profile_key}", month="2025-02")
-        pulled = pull_snapshots(config, run)
-        pulled = dataclasses.replace(pulled, champion={**pulled.champion, "validation_profile": profile_key})
-        return check_drift(config, pulled, run).performance
+    def estimate(profile_key: str | None) -> PerformanceEstimate:
+        step = Cycle.open(config, Run(run_id=f"estimate-{profile_key}", month="2025-02"))
+        pulled = pull_snapshots(step)
+        pulled = dataclasses.replace(
+            pulled, champion=dataclasses.replace(pulled.champion, validation_profile=profile_key)
+        )
+        return check_drift(step, pulled).performance
 
     scored_again = estimate(None)
     assert estimate(key) == scored_again, "the stored profile is what scoring the holdout again gives"
     raised = {**stored, "profile": {**stored["profile"], "validated_auc": stored["profile"]["validated_auc"] + 0.1}}
     registry.store.write("runs/raised.json", json.dumps(raised).encode())
-    assert estimate("runs/raised.json")["estimated_auc"] == pytest.approx(scored_again["estimated_auc"] + 0.1)
+    assert estimate("runs/raised.json").estimated_auc == pytest.approx(scored_again.estimated_auc + 0.1)
     stale = {**raised, "fingerprint": "0" * 64}  # the labeled month was rewritten since
     registry.store.write("runs/stale.json", json.dumps(stale).encode())
     registry.store.write("runs/garbled.json", b"{not json")
@@ -145,38 +146,38 @@ def test_rerunning_a_run_id_writes_nothing_twice(config_path: Path) -> None:
 
 def test_dry_run_writes_only_its_ledger_record(config_path: Path) -> None:
     entry = cycle(config_path, "2025-01", dry_run=True)
-    assert entry["outcome"] == "BOOTSTRAPPED" and entry["dry_run"] is True and "dry run" in entry["reason"]
+    assert entry.outcome == "BOOTSTRAPPED" and entry.dry_run is True and "dry run" in entry.reason
     registry = Registry.for_config(load_config(config_path))
     assert registry.champion() is None and registry.versions() == []
-    assert [r["dry_run"] for r in registry.ledger()] == [True]
+    assert [r.dry_run for r in registry.ledger()] == [True]
 
 
 def test_forced_retrain_without_drift(config_path: Path) -> None:
     cycle(config_path, "2025-01")
     entry = cycle(config_path, "2025-02", force=True)
-    assert entry["drift"]["drifted"] is False and entry["forced"] is True
-    assert entry["metrics"]["champion"] is not None, "retrained and compared although nothing drifted"
-    assert "retraining forced" in entry["reason"]
+    assert entry.drift.drifted is False and entry.forced is True
+    assert entry.metrics.champion is not None, "retrained and compared although nothing drifted"
+    assert "retraining forced" in entry.reason
 
 
 def steps_until_promotion(config_path: Path, run: Run) -> tuple:
-    config = load_config(config_path)
-    pulled = pull_snapshots(config, run)
-    drift = check_drift(config, pulled, run)
-    trained = train_challenger(config, pulled, run)
-    return config, pulled, drift, trained, evaluate(config, pulled, drift, trained, run)
+    step = Cycle.open(load_config(config_path), run)
+    pulled = pull_snapshots(step)
+    drift = check_drift(step, pulled)
+    trained = train_challenger(step, pulled)
+    return step, pulled, drift, trained, evaluate(step, pulled, drift, trained)
 
 
 def test_a_backfill_over_history_never_replaces_a_newer_champion(config_path: Path) -> None:
     # By 2025-08 support calls have turned from a churn signal to a loyalty one, so a model of 2025-02
     # wins on 2025-02.
-    assert cycle(config_path, "2025-08")["outcome"] == "BOOTSTRAPPED"
+    assert cycle(config_path, "2025-08").outcome == "BOOTSTRAPPED"
     entry = cycle(config_path, "2025-02", run_id="backfill__2025-02")
-    assert entry["decision"] == "PROMOTED", "the challenger wins on its own month..."
-    assert entry["outcome"] == "SUPERSEDED" and "holds newer data (2025-08 > 2025-02)" in entry["reason"]
+    assert entry.decision == "PROMOTED", "the challenger wins on its own month..."
+    assert entry.outcome == "SUPERSEDED" and "holds newer data (2025-08 > 2025-02)" in entry.reason
     registry = Registry.for_config(load_config(config_path))
     assert registry.champion().version == 1 and registry.versions() == [1]
-    assert [r["outcome"] for r in registry.ledger()] == ["BOOTSTRAPPED", "SUPERSEDED"]
+    assert [r.outcome for r in registry.ledger()] == ["BOOTSTRAPPED", "SUPERSEDED"]
 
 
 @pytest.mark.parametrize("crash_after", ["model_file", "metadata", "champion_pointer"])
@@ -185,23 +186,19 @@ def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
 ) -> None:
     cycle(config_path, "2025-01")
     run = Run(run_id="test__2025-07", month="2025-07")
-    config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
-    registry = Registry.for_config(config)
-    model_bytes = registry.read_run_file(run.month, run.key, "challenger.joblib")
+    step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+    registry = step.registry
+    model_bytes = step.folder.read("challenger.joblib")
     # Replay the promotion's writes up to the crash point, exactly as `promote` orders them.
     if crash_after == "model_file":
         registry.store.create("versions/000002/model.joblib", model_bytes)
     else:
-        from retrain.pipeline import _version_metadata
-
-        version = registry.publish_version(
-            model_bytes, _version_metadata(config, pulled, drift, trained, evaluation, run)
-        )
+        version = registry.publish_version(model_bytes, version_metadata(step, pulled, drift, trained, evaluation))
         if crash_after == "champion_pointer":
             registry.move_champion(
                 version,
                 data_month=run.month,
-                expected_etag=pulled.champion["etag"],
+                expected_etag=pulled.champion.etag,
                 run_id=run.run_id,
                 reason="crash test",
             )
@@ -214,10 +211,10 @@ def test_a_crash_between_writes_leaves_a_readable_registry_and_a_rerun_finishes(
     # The re-run is a new process running the whole cycle again under the same run id.
     entry = cycle(config_path, "2025-07", run_id="test__2025-07")
     expected_version = 3 if crash_after == "model_file" else 2  # an orphaned number is never reused
-    assert entry["outcome"] == "PROMOTED" and entry["version"] == expected_version
+    assert entry.outcome == "PROMOTED" and entry.version == expected_version
     assert registry.champion().version == expected_version
     assert registry.versions() == [1, expected_version]
-    assert [r["month"] for r in registry.ledger()] == ["2025-01", "2025-07"]
+    assert [r.month for r in registry.ledger()] == ["2025-01", "2025-07"]
 
 
 def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
@@ -247,29 +244,28 @@ def test_a_killed_cycle_is_finished_by_its_rerun(config_path: Path) -> None:
     assert champion.version in (1, 2)
     registry.load_model(champion.version)
     entry = cycle(config_path, "2025-07", run_id="killed-run")
-    assert entry["outcome"] == "PROMOTED"
+    assert entry.outcome == "PROMOTED"
     # Killed inside the publication, the version number it had claimed stays orphaned and is never reused.
     versions = registry.versions()
     assert versions in ([1, 2], [1, 3]) and registry.champion().version == versions[-1]
-    assert [r["run_id"] for r in registry.ledger()].count("killed-run") == 1
+    assert [r.run_id for r in registry.ledger()].count("killed-run") == 1
 
 
 def _promote_in_process(
     config_path: str,
     run_id: str,
-    pulled: dict,
-    drift: dict,
-    trained: dict,
-    evaluation: dict,
+    pulled: Pulled,
+    drift: DriftCheck,
+    trained: Trained,
+    evaluation: Evaluation,
     barrier: Any,
     results: Any,
 ) -> None:
-    config = load_config(config_path)
-    run = Run(run_id=run_id, month="2025-07")
+    step = Cycle.open(load_config(config_path), Run(run_id=run_id, month="2025-07"))
     barrier.wait()
-    outcome = promote(config, pulled, drift, trained, evaluation, run)
-    record(config, pulled, drift, evaluation, outcome, run)
-    results[run_id] = outcome.to_dict()
+    outcome = promote(step, pulled, drift, trained, evaluation)
+    record(step, pulled, drift, evaluation, outcome)
+    results[run_id] = to_jsonable(outcome)
 
 
 def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> None:
@@ -300,7 +296,7 @@ def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> 
     assert registry.versions() == [1, 2, 3], "both versions kept, numbers distinct"
     assert outcomes[loser]["version"] != outcomes[winner]["version"]
     assert "champion moved" in outcomes[loser]["reason"]
-    assert sorted(r["outcome"] for r in registry.ledger()) == ["BOOTSTRAPPED", "CONFLICT", "PROMOTED"]
+    assert sorted(r.outcome for r in registry.ledger()) == ["BOOTSTRAPPED", "CONFLICT", "PROMOTED"]
 
 
 def test_a_tampered_champion_is_refused(config_path: Path) -> None:
@@ -331,20 +327,20 @@ def test_storage_outage_mid_cycle_ends_in_one_clear_error_and_an_intact_registry
 
     cycle(config_path, "2025-01")
     run = Run(run_id="outage", month="2025-07")
-    config, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+    step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
     proxy.stop()
     try:
         with pytest.raises(
             StorageError, match=r"failed after 2 attempts; storage endpoint http://127.0.0.1:\d+ unreachable"
         ):
-            promote(config, pulled, drift, trained, evaluation, run)
+            promote(step, pulled, drift, trained, evaluation)
     finally:
         proxy.start()
-    registry = Registry.for_config(config)
+    registry = step.registry
     assert registry.champion().version == 1 and registry.versions() == [1]
-    assert [r["month"] for r in registry.ledger()] == ["2025-01"]
-    entry = record(config, pulled, drift, evaluation, promote(config, pulled, drift, trained, evaluation, run), run)
-    assert entry["outcome"] == "PROMOTED" and registry.champion().version == 2
+    assert [r.month for r in registry.ledger()] == ["2025-01"]
+    entry = record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
+    assert entry.outcome == "PROMOTED" and registry.champion().version == 2
     proxy.stop()
 
 
@@ -366,8 +362,8 @@ def test_a_snapshot_rewritten_between_steps_is_refused_without_rereading_it(conf
     from retrain.storage import open_store
 
     config = load_config(config_path)
-    run = Run(run_id="changed", month="2025-02")
-    pulled = pull_snapshots(config, run)
+    step = Cycle.open(config, Run(run_id="changed", month="2025-02"))
+    pulled = pull_snapshots(step)
     import io
 
     import pandas as pd
@@ -378,7 +374,7 @@ def test_a_snapshot_rewritten_between_steps_is_refused_without_rereading_it(conf
     pd.read_parquet(io.BytesIO(store.read(key))).iloc[:-1].to_parquet(buffer)
     store.write(key, buffer.getvalue())  # a late correction of the month: a new ETag, size and mtime
     with pytest.raises(ChangedError, match=r"month 2025-02 .* changed since it was validated"):
-        check_drift(config, pulled, run)
+        check_drift(step, pulled)
     assert Registry.for_config(config).ledger() == []
 
 
@@ -408,7 +404,7 @@ def test_models_sharing_a_bucket_never_read_or_move_each_others_champion(
     churn = Registry.for_config(load_config(paths["churn"]))
     assert churn.champion().version == 2 and other.champion().version == 1
     assert {key: other.store.read(key) for key in other.store.list()} == before, "nothing of churn2 changed"
-    assert all(r["model"] == "churn" for r in churn.ledger()) and all(r["model"] == "churn2" for r in other.ledger())
+    assert all(r.model == "churn" for r in churn.ledger()) and all(r.model == "churn2" for r in other.ledger())
     # A pointer copied across prefixes is refused, never followed to the other model's versions.
     other.store.write("champion.json", churn.store.read("champion.json"))
     with pytest.raises(RegistryError, match="pointer of model 'churn', not 'churn2'"):
@@ -424,11 +420,11 @@ def test_training_max_rows_trains_on_a_stratified_sample_and_says_so(demo_dir: P
         registry=str(tmp_path / "registry"),
     )
     config = load_config(path).with_overrides(**{"training.max_rows": 5000})
-    assert run_cycle(config, Run(run_id="capped", month="2025-01"))["outcome"] == "BOOTSTRAPPED"
-    rows = Registry.for_config(config).metadata(1)["rows"]
-    assert rows["window"] == 14000, "the month minus its 30% holdout"
-    assert abs(rows["train"] - 5000) <= 2 and rows["sampled"] is True and rows["max_rows"] == 5000
-    assert Registry.for_config(config).metadata(1)["thresholds"]["training"]["max_rows"] == 5000
+    assert run_cycle(config, Run(run_id="capped", month="2025-01")).outcome == "BOOTSTRAPPED"
+    rows = Registry.for_config(config).metadata(1).rows
+    assert rows.window == 14000, "the month minus its 30% holdout"
+    assert abs(rows.train - 5000) <= 2 and rows.sampled is True and rows.max_rows == 5000
+    assert Registry.for_config(config).metadata(1).thresholds.training.max_rows == 5000
 
 
 def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path: Path) -> None:
@@ -453,13 +449,13 @@ def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path:
         entries = [cycle(config_path, f"2025-0{m}") for m in range(1, 5)]
         results[kind] = [
             (
-                e["outcome"],
+                e.outcome,
                 [
                     (f["name"], f["statistic"], f["p_value"], f["n_reference"], f["n_current"])
-                    for f in json.loads(Path(e["drift"]["report_uri"]).read_text())["features"]
+                    for f in json.loads(Path(e.drift.report_uri).read_text())["features"]
                 ],
-                e["performance"]["estimated_auc"],
-                e["metrics"],
+                e.performance.estimated_auc,
+                e.metrics,
             )
             for e in entries[1:]
         ]

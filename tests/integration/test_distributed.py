@@ -101,8 +101,8 @@ def test_a_manual_trigger_with_params_runs_on_celery_workers(fleet: tuple[Airflo
     assert ran["train_challenger"]["pool"] == "retrain_training" and ran["evaluate"]["pool"] == "retrain_training"
 
     (entry,) = registry(models, "manual").ledger()
-    assert (entry["outcome"], entry["month"], entry["run_id"]) == ("BOOTSTRAPPED", "2025-01", run_id)
-    assert entry["thresholds"]["promotion"]["min_lift"] == 0.01
+    assert (entry.outcome, entry.month, entry.run_id) == ("BOOTSTRAPPED", "2025-01", run_id)
+    assert entry.thresholds.promotion.min_lift == 0.01
 
 
 def test_three_models_backfilled_at_once_across_both_workers(fleet: tuple[AirflowStack, Path]) -> None:
@@ -127,9 +127,9 @@ def test_three_models_backfilled_at_once_across_both_workers(fleet: tuple[Airflo
         assert all(ends[i] <= starts[i + 1] for i in range(len(runs) - 1)), f"{name}: one month at a time, in order"
         spans.append((starts[0], ends[-1]))
         ledger = registry(models, name).ledger()
-        assert [r["month"] for r in ledger] == MONTHS, "exactly one ledger record per run"
-        assert [r["run_id"] for r in ledger] == [run_id for _, _, run_id, *_ in runs]
-        assert ledger[0]["outcome"] == "BOOTSTRAPPED"
+        assert [r.month for r in ledger] == MONTHS, "exactly one ledger record per run"
+        assert [r.run_id for r in ledger] == [run_id for _, _, run_id, *_ in runs]
+        assert ledger[0].outcome == "BOOTSTRAPPED"
     assert max(start for start, _ in spans) < min(end for _, end in spans), "the three models ran concurrently"
     workers = {
         worker
@@ -201,6 +201,6 @@ def test_a_worker_killed_while_training_is_detected_and_the_task_finishes_on_the
     assert survivor in worker_of(stack, dag, run_id, "train_challenger")
     slow = registry(models, "slow")
     (entry,) = slow.ledger()
-    assert (entry["outcome"], entry["run_id"]) == ("BOOTSTRAPPED", run_id), "exactly one ledger record"
+    assert (entry.outcome, entry.run_id) == ("BOOTSTRAPPED", run_id), "exactly one ledger record"
     assert slow.versions() == [1] and slow.champion().version == 1, "one version, one champion move"
-    assert slow.champion().document["run_id"] == run_id
+    assert slow.champion().run_id == run_id

@@ -11,7 +11,8 @@ import pytest
 
 from retrain.cli import main
 from retrain.config import load_config
-from retrain.pipeline import Run, run_cycle
+from retrain.cycle import run_cycle
+from retrain.records import Run
 from retrain.registry import Registry
 from tests.conftest import write_config
 from tests.support.local_servers import MlflowServer, closed_port
@@ -62,21 +63,21 @@ def test_promotions_and_a_rollback_move_the_champion_alias(
 ) -> None:
     config_path = mirrored_config(demo_dir, tmp_path, mlflow_server.uri)
     first = cycle(config_path, "2025-01")
-    assert first["outcome"] == "BOOTSTRAPPED" and first["mlflow"]["synced"] is True
+    assert first.outcome == "BOOTSTRAPPED" and first.mlflow.synced is True
     versions, alias = mlflow_state(mlflow_server.uri)
     assert list(versions) == ["1"] and alias == "1"
     tags = versions["1"]
     assert tags["retrain.version"] == "1" and tags["retrain.data_month"] == "2025-01"
     assert tags["retrain.run_id"] == "test__2025-01" and float(tags["retrain.auc"]) > 0.7
     registry = Registry.for_config(load_config(config_path))
-    assert tags["retrain.sha256"] == registry.metadata(1)["model_sha256"]
+    assert tags["retrain.sha256"] == registry.metadata(1).model_sha256
     assert tags["retrain.registry_uri"].endswith("churn/versions/000001/model.joblib")
 
-    assert cycle(config_path, "2025-02")["outcome"] == "NO_DRIFT"
+    assert cycle(config_path, "2025-02").outcome == "NO_DRIFT"
     assert mlflow_state(mlflow_server.uri) == (versions, "1"), "nothing new to mirror: nothing logged twice"
 
     promoted = cycle(config_path, "2025-07")
-    assert promoted["outcome"] == "PROMOTED"
+    assert promoted.outcome == "PROMOTED"
     versions, alias = mlflow_state(mlflow_server.uri)
     assert sorted(versions) == ["1", "2"] and alias == "2"
     assert versions["2"]["retrain.drifted_features"] == "tenure_months,usage_gb"
@@ -105,10 +106,10 @@ def test_an_unreachable_mlflow_never_blocks_a_promotion_and_is_caught_up_later(
     cycle(config_path, "2025-01")
     mlflow_server.stop()
     promoted = cycle(config_path, "2025-07")
-    assert promoted["outcome"] == "PROMOTED" and promoted["champion_version"] == 2, "the registry moved on"
-    assert promoted["mlflow"]["synced"] is False and promoted["mlflow"]["error"]
+    assert promoted.outcome == "PROMOTED" and promoted.champion_version == 2, "the registry moved on"
+    assert promoted.mlflow.synced is False and promoted.mlflow.error
     ledger = Registry.for_config(load_config(config_path)).ledger()
-    assert ledger[-1]["mlflow"]["synced"] is False, "the ledger says MLflow is behind"
+    assert ledger[-1].mlflow.synced is False, "the ledger says MLflow is behind"
 
     mlflow_server.start()
     assert mlflow_state(mlflow_server.uri)[1] == "1", "MLflow still has the old champion"
@@ -129,5 +130,5 @@ def test_a_closed_port_fails_fast(demo_dir: Path, tmp_path: Path) -> None:
     config_path = mirrored_config(demo_dir, tmp_path, f"http://127.0.0.1:{closed_port()}")
     started = time.monotonic()
     entry = cycle(config_path, "2025-01")
-    assert entry["outcome"] == "BOOTSTRAPPED" and entry["mlflow"]["synced"] is False
+    assert entry.outcome == "BOOTSTRAPPED" and entry.mlflow.synced is False
     assert time.monotonic() - started < 60

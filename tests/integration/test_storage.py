@@ -107,7 +107,7 @@ def test_a_month_of_parquet_and_compressed_csv_reads_the_same_from_either_backen
     import pandas as pd
     import pyarrow as pa
 
-    from retrain.snapshots import Schema, read_month
+    from retrain.snapshots import Schema, SnapshotReader
 
     frame = pd.DataFrame({"x": [1.5, 2.5, None, 4.0], "plan": ["a", "b", "a", None], "y": [0, 1, 0, 1]})
     parquet = io.BytesIO()
@@ -118,7 +118,8 @@ def test_a_month_of_parquet_and_compressed_csv_reads_the_same_from_either_backen
     suffix = {"gzip": ".gz", "zstd": ".zst"}[compression]
     store.write("month=2025-01/part-0.parquet", parquet.getvalue())
     store.write(f"month=2025-01/part-1.csv{suffix}", packed.getvalue().to_pybytes())
-    read, snapshot = read_month(store.uri_for(""), "2025-01", Schema(numeric=("x",), categorical=("plan",), target="y"))
+    reader = SnapshotReader(f"{store.uri_for('')}/month=2025-01", month="2025-01")
+    read, snapshot = reader.frame(Schema(numeric=("x",), categorical=("plan",), target="y"))
     assert snapshot.files == ("part-0.parquet", f"part-1.csv{suffix}") and snapshot.rows == 8
     assert read["x"].tolist()[4:6] == [1.5, 2.5] and read["plan"].isna().sum() == 2
     assert read["y"].tolist() == [0, 1, 0, 1] * 2

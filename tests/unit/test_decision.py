@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from retrain.config import PromotionSpec
-from retrain.decision import Outcome, decide
-from retrain.evaluation import LiftInterval, Metrics
+from retrain.decision import decide
+from retrain.records import LiftInterval, Metrics, Outcome
+from retrain.serial import to_jsonable
 
 POLICY = PromotionSpec(min_auc=0.7, min_lift=0.01, max_log_loss_increase=0.02, max_brier_increase=0.01)
 
@@ -159,7 +160,7 @@ def test_all_shortfalls_are_named_in_the_reason() -> None:
     assert decision.reason.startswith("drift in age; ")
     assert "below min_lift" in decision.reason and "not significant" in decision.reason
     assert "log loss regressed" in decision.reason
-    assert decision.to_dict() == {"outcome": "KEPT_CHAMPION", "reason": decision.reason, "promotes": False}
+    assert to_jsonable(decision) == {"outcome": "KEPT_CHAMPION", "reason": decision.reason, "promotes": False}
 
 
 @pytest.mark.parametrize(("positives", "champion"), [(19, None), (981, None), (5, metrics(0.7)), (1, None)])

@@ -9,6 +9,7 @@ from scipy import stats
 
 from retrain.config import DriftSpec
 from retrain.drift import StatTestResult, adjust_p_values, chi_square_test, detect_drift, ks_test, psi
+from retrain.serial import to_jsonable
 from retrain.snapshots import Schema
 
 
@@ -148,7 +149,7 @@ def test_every_feature_is_tested_and_the_drifted_ones_are_named() -> None:
     x1 = report.features[0]
     assert x1.test == "ks" and x1.p_adjusted == pytest.approx(min(1.0, 3 * x1.p_value))
     assert report.features[2].test == "chi2" and report.features[2].effect_name == "psi"
-    assert report.to_dict()["features"][0]["name"] == "x1"
+    assert to_jsonable(report)["features"][0]["name"] == "x1"
 
 
 def test_effect_floor_ignores_a_significant_but_trivial_shift_at_a_million_rows() -> None:
@@ -198,11 +199,11 @@ def test_a_heavy_tailed_feature_is_pictured_on_log1p_bins_and_a_symmetric_one_on
     schema = Schema(numeric=("spend", "rating"))
     features = {f.name: f for f in detect_drift(frame, frame, schema, DriftSpec()).features}
     spend_picture, rating_picture = features["spend"].distribution, features["rating"].distribution
-    assert spend_picture["scale"] == "log1p" and rating_picture["scale"] == "linear"
+    assert spend_picture.scale == "log1p" and rating_picture.scale == "linear"
     low, high = np.quantile(spend, [0.005, 0.995])
-    np.testing.assert_allclose(np.log1p(spend_picture["edges"]), np.linspace(np.log1p(low), np.log1p(high), 31))
-    assert max(spend_picture["reference"]) < 0.2, "no single bin swallows the body of the distribution"
-    assert np.diff(rating_picture["edges"]) == pytest.approx(np.full(30, np.diff(rating_picture["edges"])[0]))
+    np.testing.assert_allclose(np.log1p(spend_picture.edges), np.linspace(np.log1p(low), np.log1p(high), 31))
+    assert max(spend_picture.reference) < 0.2, "no single bin swallows the body of the distribution"
+    assert np.diff(rating_picture.edges) == pytest.approx(np.full(30, np.diff(rating_picture.edges)[0]))
 
 
 def test_whole_numbers_are_pictured_on_bins_centred_on_them_so_no_bin_is_empty_by_construction() -> None:
@@ -217,17 +218,17 @@ def test_whole_numbers_are_pictured_on_bins_centred_on_them_so_no_bin_is_empty_b
     schema = Schema(numeric=("experience", "tenure", "votes"))
     features = {f.name: f for f in detect_drift(reference, current, schema, DriftSpec()).features}
     ages = features["experience"].distribution
-    assert ages["edges"] == [value + 0.5 for value in range(3, 15)], "one bin per whole year, 4 to 14"
-    assert ages["reference"][0] == pytest.approx(np.mean(experience == 4))
-    assert ages["current"][0] == 0 and ages["current"][-1] == pytest.approx(np.mean(experience == 13))
+    assert ages.edges == tuple(value + 0.5 for value in range(3, 15)), "one bin per whole year, 4 to 14"
+    assert ages.reference[0] == pytest.approx(np.mean(experience == 4))
+    assert ages.current[0] == 0 and ages.current[-1] == pytest.approx(np.mean(experience == 13))
     months = features["tenure"].distribution
-    assert months["edges"] == [value - 0.5 for value in range(0, 76, 3)], "73 values in 25 bins of 3 each"
-    assert months["reference"] == pytest.approx([np.mean((tenure >= v) & (tenure < v + 3)) for v in range(0, 75, 3)])
+    assert months.edges == tuple(value - 0.5 for value in range(0, 76, 3)), "73 values in 25 bins of 3 each"
+    assert months.reference == pytest.approx([np.mean((tenure >= v) & (tenure < v + 3)) for v in range(0, 75, 3)])
     counts = features["votes"].distribution
-    assert counts["scale"] == "log1p"
-    assert all(edge % 1 == 0.5 for edge in counts["edges"]), "edges fall halfway between whole numbers"
-    assert counts["edges"][:3] == [-0.5, 0.5, 1.5], "the body's counts 0 and 1 each have their own bin"
-    assert min(counts["reference"]) > 0, "every bin holds at least one whole number, so none is empty"
+    assert counts.scale == "log1p"
+    assert all(edge % 1 == 0.5 for edge in counts.edges), "edges fall halfway between whole numbers"
+    assert counts.edges[:3] == (-0.5, 0.5, 1.5), "the body's counts 0 and 1 each have their own bin"
+    assert min(counts.reference) > 0, "every bin holds at least one whole number, so none is empty"
 
 
 def test_a_many_category_picture_shows_the_categories_that_changed_even_a_new_small_one() -> None:
@@ -237,14 +238,14 @@ def test_a_many_category_picture_shows_the_categories_that_changed_even_a_new_sm
     current = pd.DataFrame({"store": np.concatenate([np.repeat(stores, 200)[100:], np.repeat("new", 150)])})
     schema = Schema(categorical=("store",))
     picture = detect_drift(reference, current, schema, DriftSpec()).features[0].distribution
-    assert picture["categories"][-1] == "(other)" and len(picture["categories"]) == 13
-    shown = picture["categories"][:-1]
+    assert picture.categories[-1] == "(other)" and len(picture.categories) == 13
+    shown = picture.categories[:-1]
     assert {"new", "s00"} <= set(shown), "the two categories that changed, though neither is the most common"
     assert shown[0] == "s01" and shown[-1] == "new", "drawn most common first"
     total = 6000 - 100 + 150
-    assert picture["current"][shown.index("new")] == pytest.approx(150 / total)
-    assert picture["reference"][shown.index("new")] == 0
-    assert sum(picture["reference"]) == pytest.approx(1) and sum(picture["current"]) == pytest.approx(1)
+    assert picture.current[shown.index("new")] == pytest.approx(150 / total)
+    assert picture.reference[shown.index("new")] == 0
+    assert sum(picture.reference) == pytest.approx(1) and sum(picture.current) == pytest.approx(1)
 
 
 def test_dataset_drift_share_threshold() -> None:

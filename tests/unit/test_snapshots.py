@@ -9,7 +9,14 @@ import pytest
 
 from retrain.errors import ChangedError, DataError
 from retrain.months import Partitioning
-from retrain.snapshots import Schema, SnapshotReader, infer_schema, list_months, read_month, scan_month
+from retrain.snapshots import Schema, SnapshotReader, infer_schema, list_months, month_folder, scan_month
+
+
+def read_month(root: str, month: str, schema: Schema, *, partitioning: Partitioning | None = None, **limits):  # noqa: ANN003, ANN201
+    """A month read whole, as a cycle's steps read a validated snapshot back: (frame, snapshot)."""
+    folder = month_folder(root, month, partitioning or Partitioning())
+    return SnapshotReader(folder, month=month).frame(schema, **limits)
+
 
 SCHEMA = Schema(numeric=("age", "spend"), categorical=("plan",), target="label")
 
@@ -100,11 +107,11 @@ def test_streaming_validation_finds_what_reading_finds(tmp_path: Path) -> None:
 
 def test_a_file_changed_after_validation_is_refused_without_reading_it(tmp_path: Path) -> None:
     path = write(tmp_path, "2025-01", good_frame())
-    lineage = scan_month(str(tmp_path), "2025-01", SCHEMA).lineage()
-    SnapshotReader.from_lineage(lineage)  # unchanged: fine
+    snapshot = scan_month(str(tmp_path), "2025-01", SCHEMA)
+    SnapshotReader.of(snapshot)  # unchanged: fine
     write(tmp_path, "2025-01", good_frame(120))
     with pytest.raises(ChangedError, match="month 2025-01 .* changed since it was validated"):
-        SnapshotReader.from_lineage(lineage)
+        SnapshotReader.of(snapshot)
     assert path.exists()
 
 

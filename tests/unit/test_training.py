@@ -160,7 +160,7 @@ def test_permutation_importance_ranks_the_signals_above_the_noise_and_is_seeded(
     holdout = labeled(3000, 1)
     holdout["color"] = holdout["color"].astype("category")  # categoricals as the snapshots deliver them
     first = permutation_importances(model, holdout, MODEL, seed=7)
-    importance = dict(zip(first["features"], first["means"], strict=True))
+    importance = dict(zip(first.features, first.means, strict=True))
     # x carries most of the signal (1.5 per sd), color some (1.5 between red and the rest), noise none.
     assert importance["x"] > importance["color"] > 0.015
     assert abs(importance["noise"]) < 0.01

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from retrain.records import EvaluationMetrics
 from retrain.reports import charts
+from retrain.serial import to_jsonable
+
+if TYPE_CHECKING:
+    from retrain.drift import DriftReport, FeatureDrift
+    from retrain.records import EvaluationDetails, LedgerRecord, Snapshot, SnapshotSummary
 
 MAX_DISTRIBUTIONS = 6  # every drifted feature, then the largest effects, up to this many charts
-OUTCOME_CLASSES = {
-    "BOOTSTRAPPED": "good",
-    "PROMOTED": "good",
-    "KEPT_CHAMPION": "kept",
-    "NO_DRIFT": "none",
-    "REJECTED": "bad",
-}
 
 
 def _environment() -> Any:
@@ -58,29 +58,43 @@ def _pvalue(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _effect(feature: dict[str, Any]) -> float:
-    return -1.0 if feature.get("effect") is None else feature["effect"]
+def _effect(feature: FeatureDrift) -> float:
+    return -1.0 if feature.effect is None else feature.effect
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    role: str
+    uri: str
+    rows: int
+
+
+def _snapshot_rows(entry: LedgerRecord) -> list[SnapshotRow]:
+    snapshots = entry.snapshots
+    if snapshots is None:
+        return []
+    roles: list[tuple[str, Iterable[Snapshot | SnapshotSummary]]] = [
+        ("reference", snapshots.reference),
+        ("production", [snapshots.production] if snapshots.production else []),
+        ("labeled", snapshots.labeled),
+    ]
+    return [SnapshotRow(role, s.uri, s.rows) for role, group in roles for s in group]
 
 
 def render_run_report(
-    entry: dict[str, Any], drift_report: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None
+    entry: LedgerRecord, drift_report: DriftReport | None = None, details: EvaluationDetails | None = None
 ) -> str:
     """The run's page: decision and reason first, then the evidence, then the data and thresholds."""
-    features = sorted((drift_report or {}).get("features", []), key=_effect, reverse=True)
-    charted = [f for f in features if f["drifted"]] + [f for f in features if not f["drifted"]]
+    features = sorted(drift_report.features if drift_report else [], key=_effect, reverse=True)
+    charted = [f for f in features if f.drifted] + [f for f in features if not f.drifted]
     distribution_charts = [
-        (f["name"], chart) for f in charted[:MAX_DISTRIBUTIONS] if (chart := charts.distribution(f)) is not None
+        (f.name, chart) for f in charted[:MAX_DISTRIBUTIONS] if (chart := charts.distribution(f)) is not None
     ]
-    details = (evaluation or {}).get("details") or {}
-    metrics = entry.get("metrics") or {}
-    thresholds = entry.get("thresholds") or {}
-    snapshots = entry.get("snapshots") or {}
-    rows = [{"role": "reference", **s} for s in snapshots.get("reference", [])]
-    if snapshots.get("production"):
-        rows.append({"role": "production", **snapshots["production"]})
-    rows += [{"role": "labeled", **s} for s in snapshots.get("labeled", [])]
-    importances = details.get("importances") or {}
-    drifted = [f["name"] for f in features if f["drifted"]]
+    metrics = entry.metrics
+    lift = metrics.lift if metrics else None
+    thresholds = to_jsonable(entry.thresholds) if entry.thresholds else {}
+    importances = details.importances if details else None
+    drifted = [f.name for f in features if f.drifted]
     verdict = (
         f"Drift in {len(drifted)} of {len(features)} features: {', '.join(drifted)}."
         if drifted
@@ -90,81 +104,83 @@ def render_run_report(
         _environment()
         .get_template("run.html.j2")
         .render(
-            entry={**entry, "model": entry.get("model", "")},
-            outcome_class=OUTCOME_CLASSES.get(entry["outcome"], "other"),
-            performance=entry.get("performance"),
+            entry=entry,
+            tone=entry.outcome.tone,
+            performance=entry.performance,
             features=features,
             drift_verdict=verdict,
             distribution_charts=distribution_charts,
-            metrics={
-                "champion": metrics.get("champion"),
-                "challenger": metrics.get("challenger"),
-                "lift": metrics.get("lift"),
-                "over_chance": metrics.get("over_chance"),
-            },
-            roc_chart=charts.roc_curves(details.get("roc") or {}),
+            metrics=metrics or EvaluationMetrics(),
+            roc_chart=charts.roc_curves(details.roc if details else {}),
             lift_chart=(
-                charts.lift_distribution(
-                    details["lift_histogram"], metrics["lift"], thresholds.get("promotion", {}).get("min_lift", 0.0)
-                )
-                if details.get("lift_histogram") and metrics.get("lift")
+                charts.lift_distribution(details.lift_histogram, lift, entry.thresholds.promotion.min_lift)
+                if details and details.lift_histogram and lift and entry.thresholds
                 else None
             ),
-            importance_chart=charts.importances(
-                importances.get("features", []), importances.get("means", []), importances.get("stds", [])
+            importance_chart=(
+                charts.importances(importances.features, importances.means, importances.stds) if importances else None
             ),
-            months=entry.get("months"),
-            reference=entry.get("reference") or {},
-            snapshots=rows,
+            months=entry.months,
+            reference=entry.reference,
+            snapshots=_snapshot_rows(entry),
             thresholds=thresholds,
         )
     )
 
 
+@dataclass(frozen=True)
+class HistoryRow:
+    month: str
+    link: str | None
+    outcome: str
+    champion: int | None
+    version: int | None
+    drifted: str
+    estimated: str
+    aucs: str
+    reason: str
+    recorded_at: str
+
+
 def render_history(
     model: str,
-    records: list[dict[str, Any]],
+    records: list[LedgerRecord],
     *,
     champion: int | None = None,
-    link_for: Callable[[dict[str, Any]], str | None] = lambda record: None,
+    link_for: Callable[[LedgerRecord], str | None] = lambda record: None,
 ) -> str:
     """A model's history from its ledger: AUC per month, outcomes and champion versions over time, drift
     effect per feature and month, and the ledger itself with each month linking to its run report."""
-    cycles = [r for r in records if r.get("kind", "cycle") == "cycle" and r.get("month")]
-    latest: dict[str, dict[str, Any]] = {}
-    for record in sorted(cycles, key=lambda r: r.get("recorded_at", "")):
-        latest[record["month"]] = record  # the latest run of a month speaks for it in the charts
+    latest: dict[str, LedgerRecord] = {}
+    for record in sorted((r for r in records if r.is_cycle), key=lambda r: r.recorded_at):
+        latest[record.month or ""] = record  # the latest run of a month speaks for it in the charts
     months = sorted(latest)
     by_month = [latest[m] for m in months]
-    realized = {
-        (r.get("performance") or {}).get("realized_month"): (r.get("performance") or {}).get("realized_auc")
-        for r in by_month
-    }
+    realized = {r.performance.realized_month: r.performance.realized_auc for r in by_month if r.performance}
     series = {
         "champion (holdout)": [_auc(r, "champion") for r in by_month],
-        "champion (estimated)": [(r.get("performance") or {}).get("estimated_auc") for r in by_month],
+        "champion (estimated)": [r.performance.estimated_auc if r.performance else None for r in by_month],
         "champion (realized)": [realized.get(m) for m in months],
         "challenger (holdout)": [_auc(r, "challenger") for r in by_month],
     }
     features, ratios, drifted = drift_grid(by_month)
     rows = []
-    for record in sorted(records, key=lambda r: r.get("recorded_at", "")):
-        metrics = record.get("metrics") or {}
+    for record in sorted(records, key=lambda r: r.recorded_at):
         champion_auc, challenger_auc = _auc(record, "champion"), _auc(record, "challenger")
-        drift = record.get("drift") or {}
+        drift = record.drift
         rows.append(
-            {
-                "month": record.get("month") or "operator",
-                "link": link_for(record),
-                "outcome": record["outcome"],
-                "champion": record.get("champion_version"),
-                "version": record.get("version"),
-                "drifted": ", ".join(drift.get("drifted_features") or []) or ("no" if drift else "-"),
-                "estimated": _number((record.get("performance") or {}).get("estimated_auc")),
-                "aucs": f"{_number(champion_auc)} / {_number(challenger_auc)}" if metrics else "-",
-                "reason": record.get("reason", ""),
-                "recorded_at": record.get("recorded_at", ""),
-            }
+            HistoryRow(
+                month=record.month or "operator",
+                link=link_for(record),
+                outcome=str(record.outcome),
+                champion=record.champion_version,
+                version=record.version,
+                drifted=", ".join(drift.drifted_features) or "no" if drift else "-",
+                estimated=_number(record.performance.estimated_auc if record.performance else None),
+                aucs=f"{_number(champion_auc)} / {_number(challenger_auc)}" if record.metrics else "-",
+                reason=record.reason,
+                recorded_at=record.recorded_at,
+            )
         )
     return (
         _environment()
@@ -176,7 +192,7 @@ def render_history(
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             auc_chart=charts.auc_history(months, series),
             timeline_chart=charts.outcome_timeline(
-                months, [r["outcome"] for r in by_month], [r.get("champion_version") for r in by_month]
+                months, [r.outcome for r in by_month], [r.champion_version for r in by_month]
             ),
             heatmap_chart=charts.drift_heatmap(features, months, ratios, drifted),
             rows=rows,
@@ -187,23 +203,23 @@ def render_history(
 FLOOR_OF_OLDER_RECORDS = 0.1  # records written before floors were kept: both tests' default floor
 
 
-def drift_grid(records: list[dict[str, Any]]) -> tuple[list[str], list[list[float | None]], list[list[bool]]]:
+def drift_grid(records: list[LedgerRecord]) -> tuple[list[str], list[list[float | None]], list[list[bool]]]:
     """Features (sorted), and per feature and record: the drift effect over the floor it had to reach (a
     zero or unrecorded floor counts as the default one), and whether the feature drifted."""
-    drifts = [r.get("drift") or {} for r in records]
-    features = sorted({name for drift in drifts for name in drift.get("effects") or {}})
+    drifts = [r.drift for r in records]
+    features = sorted({name for drift in drifts if drift for name in drift.effects})
     ratios: list[list[float | None]] = []
     for feature in features:
         row = []
         for drift in drifts:
-            effect = (drift.get("effects") or {}).get(feature)
-            floor = (drift.get("effect_floors") or {}).get(feature) or FLOOR_OF_OLDER_RECORDS
+            effect = drift.effects.get(feature) if drift else None
+            floor = (drift.effect_floors.get(feature) if drift else None) or FLOOR_OF_OLDER_RECORDS
             row.append(None if effect is None else effect / floor)
         ratios.append(row)
-    drifted = [[f in (drift.get("drifted_features") or []) for drift in drifts] for f in features]
+    drifted = [[bool(drift) and f in drift.drifted_features for drift in drifts] for f in features]
     return features, ratios, drifted
 
 
-def _auc(record: dict[str, Any], model: str) -> float | None:
-    metrics = (record.get("metrics") or {}).get(model)
-    return metrics["auc"] if metrics else None
+def _auc(record: LedgerRecord, model: str) -> float | None:
+    metrics = getattr(record.metrics, model, None) if record.metrics else None
+    return metrics.auc if metrics else None

@@ -11,20 +11,23 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from retrain.drift import FeatureDrift
+    from retrain.records import Histogram, LiftInterval, Outcome, RocCurve
+
 CHAMPION, CHALLENGER, REFERENCE, CURRENT = "#4c72b0", "#dd8452", "#8c8c8c", "#c44e52"
-OUTCOME_COLOURS = {
-    "BOOTSTRAPPED": "#55a868",
-    "PROMOTED": "#55a868",
-    "KEPT_CHAMPION": "#4c72b0",
-    "NO_DRIFT": "#b0b0b0",
-    "REJECTED": "#c44e52",
-    "SUPERSEDED": "#8172b3",
-    "CONFLICT": "#937860",
-    "ROLLED_BACK": "#da8bc3",
+TONE_COLOURS = {
+    "promoted": "#55a868",
+    "kept": "#4c72b0",
+    "quiet": "#b0b0b0",
+    "rejected": "#c44e52",
+    "superseded": "#8172b3",
+    "conflict": "#937860",
+    "operator": "#da8bc3",
 }
 
 
@@ -46,24 +49,24 @@ def _data_uri(figure: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def distribution(feature: dict[str, Any]) -> str | None:
+def distribution(feature: FeatureDrift) -> str | None:
     """Reference against current: a step histogram of shares for a numeric feature, paired bars for a
     categorical one. None when the drift report holds no distribution for it."""
-    shown = feature.get("distribution")
+    shown = feature.distribution
     if not shown:
         return None
-    numeric = "edges" in shown
+    numeric = shown.edges is not None
     # Category names are long ("Professional_and_Related Service"): on a vertical axis they read whole.
     figure = _figure(4.2, 2.6, left=0.17) if numeric else _figure(4.2, 2.6, left=0.4, bottom=0.17)
     axes = figure.add_subplot()
     if numeric:
-        edges = shown["edges"]
+        edges = shown.edges
         for counts, colour, label in (
-            (shown["reference"], REFERENCE, "reference"),
-            (shown["current"], CURRENT, "current"),
+            (shown.reference, REFERENCE, "reference"),
+            (shown.current, CURRENT, "current"),
         ):
             axes.stairs(counts, edges, color=colour, label=label, linewidth=1.6)
-        if shown.get("scale") == "log1p":
+        if shown.scale == "log1p":
             axes.set_xscale("function", functions=(np.log1p, np.expm1))
             ticks = [t for t in (0, *(10.0**k for k in range(19))) if edges[0] <= t <= edges[-1]]
             axes.set_xticks(ticks, [_compact(t) for t in ticks])
@@ -71,21 +74,21 @@ def distribution(feature: dict[str, Any]) -> str | None:
         axes.set_ylabel("share of rows")
         axes.legend(fontsize=7, frameon=False, loc="upper right")
     else:
-        labels = shown["categories"]
+        labels = shown.categories or ()
         positions = range(len(labels))
         height = 0.4
-        axes.barh([p - height / 2 for p in positions], shown["reference"], height, color=REFERENCE, label="reference")
-        axes.barh([p + height / 2 for p in positions], shown["current"], height, color=CURRENT, label="current")
+        axes.barh([p - height / 2 for p in positions], shown.reference, height, color=REFERENCE, label="reference")
+        axes.barh([p + height / 2 for p in positions], shown.current, height, color=CURRENT, label="current")
         axes.set_yticks(list(positions), [_short(label) for label in labels], fontsize=7)
         axes.invert_yaxis()  # the most common category on top
         axes.set_xlabel("share of rows", fontsize=8)
         # Bars can fill every corner of the axes; above the category names there is always room.
         figure.legend(fontsize=7, frameon=False, loc="upper left", borderaxespad=0.2)
-    axes.set_title(_short(feature["name"], 40), fontsize=10)
+    axes.set_title(_short(feature.name, 40), fontsize=10)
     return _data_uri(figure)
 
 
-def roc_curves(curves: dict[str, dict[str, list[float]]]) -> str | None:
+def roc_curves(curves: dict[str, RocCurve]) -> str | None:
     """ROC curves of champion and challenger on the same holdout."""
     if not curves:
         return None
@@ -94,7 +97,7 @@ def roc_curves(curves: dict[str, dict[str, list[float]]]) -> str | None:
     for name, colour in (("champion", CHAMPION), ("challenger", CHALLENGER)):
         curve = curves.get(name)
         if curve:
-            axes.plot(curve["fpr"], curve["tpr"], color=colour, label=f"{name} (AUC {curve['auc']:.4f})")
+            axes.plot(curve.fpr, curve.tpr, color=colour, label=f"{name} (AUC {curve.auc:.4f})")
     axes.plot([0, 1], [0, 1], color="#cccccc", linestyle=":", linewidth=1)
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
@@ -102,15 +105,15 @@ def roc_curves(curves: dict[str, dict[str, list[float]]]) -> str | None:
     return _data_uri(figure)
 
 
-def lift_distribution(histogram: dict[str, Any], lift: dict[str, Any], min_lift: float) -> str | None:
+def lift_distribution(histogram: Histogram | None, lift: LiftInterval, min_lift: float) -> str | None:
     """The paired bootstrap's AUC lifts, with the interval and promotion.min_lift marked."""
     if not histogram:
         return None
     figure = _figure(5.0, 2.8, bottom=0.18, top=0.95)
     axes = figure.add_subplot()
-    axes.stairs(histogram["counts"], histogram["edges"], fill=True, color="#c6d4e8")
-    axes.axvspan(lift["low"], lift["high"], color=CHALLENGER, alpha=0.15, label=f"{lift['confidence']:.0%} interval")
-    axes.axvline(lift["lift"], color=CHALLENGER, label=f"observed lift {lift['lift']:+.4f}")
+    axes.stairs(histogram.counts, histogram.edges, fill=True, color="#c6d4e8")
+    axes.axvspan(lift.low, lift.high, color=CHALLENGER, alpha=0.15, label=f"{lift.confidence:.0%} interval")
+    axes.axvline(lift.lift, color=CHALLENGER, label=f"observed lift {lift.lift:+.4f}")
     axes.axvline(min_lift, color="#222222", linestyle="--", label=f"min_lift {min_lift:g}")
     axes.axvline(0.0, color="#999999", linewidth=0.8)
     axes.set_xlabel("challenger AUC - champion AUC")
@@ -170,7 +173,7 @@ def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str
     return _data_uri(figure)
 
 
-def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int | None]) -> str | None:
+def outcome_timeline(months: list[str], outcomes: list[Outcome], champions: list[int | None]) -> str | None:
     """One mark per month, coloured by outcome, at the height of the champion version after it."""
     if not months:
         return None
@@ -181,9 +184,7 @@ def outcome_timeline(months: list[str], outcomes: list[str], champions: list[int
     axes.step(positions, heights, where="mid", color="#cccccc", linewidth=1)
     for outcome in dict.fromkeys(outcomes):
         chosen = [i for i, o in enumerate(outcomes) if o == outcome]
-        axes.scatter(
-            chosen, [heights[i] for i in chosen], color=OUTCOME_COLOURS.get(outcome, "#333333"), label=outcome, s=40
-        )
+        axes.scatter(chosen, [heights[i] for i in chosen], color=TONE_COLOURS[outcome.tone], label=str(outcome), s=40)
     _month_ticks(axes, months)
     axes.set_ylabel("champion version")
     axes.yaxis.get_major_locator().set_params(integer=True)

@@ -9,8 +9,26 @@ import pandas as pd
 import pytest
 
 from retrain.config import load_config
+from retrain.cycle import Cycle, run_cycle
+from retrain.cycle.keep import keep
+from retrain.cycle.pull import pull_snapshots
+from retrain.cycle.window import missing_inputs
 from retrain.errors import DataError, RegistryError
-from retrain.pipeline import Evaluation, Pulled, Run, keep, missing_inputs, pull_snapshots
+from retrain.records import (
+    Decision,
+    Evaluation,
+    EvaluationMetrics,
+    LedgerRecord,
+    Lineage,
+    Metrics,
+    Outcome,
+    Pulled,
+    Reference,
+    ReferenceUse,
+    Run,
+    Snapshot,
+    VersionMetadata,
+)
 from retrain.registry import Registry
 from tests.conftest import write_config
 
@@ -62,12 +80,16 @@ def config_for(data: Path, *, drift: str = "", delay: int = 0, window: int = 3):
     return config.with_overrides(**{"training.window_months": window})
 
 
+def pull(config, run: Run) -> Pulled:  # noqa: ANN001
+    return pull_snapshots(Cycle.open(config, run))
+
+
 def install_champion(config, *, data_month: str, validated_month: str, training: list[str]) -> Registry:  # noqa: ANN001
     """A champion as a promotion leaves it: an immutable version whose lineage names its training months."""
     registry = Registry.for_config(config)
-    lineage = [{"uri": f"{config.data.labeled}/month={m}", "month": m} for m in training]
+    lineage = Lineage(training=tuple(Snapshot(f"{config.data.labeled}/month={m}", m) for m in training))
     version = registry.publish_version(
-        b"model bytes", {"data_month": data_month, "model_sha256": "0" * 64, "lineage": {"training": lineage}}
+        b"model bytes", VersionMetadata(data_month=data_month, model_sha256="0" * 64, lineage=lineage)
     )
     registry.move_champion(
         version,
@@ -97,15 +119,15 @@ def install_champion(config, *, data_month: str, validated_month: str, training:
 def test_the_labeled_window_ends_label_delay_months_before_the_run(
     data: Path, delay: int, window: int, month: str, expected: list[str]
 ) -> None:
-    pulled = pull_snapshots(config_for(data, delay=delay, window=window), Run("r", month))
-    assert pulled.training_months == expected
+    pulled = pull(config_for(data, delay=delay, window=window), Run("r", month))
+    assert pulled.training_months == tuple(expected)
     assert pulled.labeled_month == expected[-1]
-    assert pulled.production["month"] == month, "drift is always checked on the run's own production month"
+    assert pulled.production.month == month, "drift is always checked on the run's own production month"
 
 
 def test_a_delay_that_leaves_no_labeled_month_is_one_clear_error(data: Path) -> None:
     with pytest.raises(DataError) as error:
-        pull_snapshots(config_for(data, delay=1), Run("r", "2025-01"))
+        pull(config_for(data, delay=1), Run("r", "2025-01"))
     message = str(error.value)
     assert "no labeled month up to 2024-12" in message and "the first labeled month is 2025-01" in message
     assert "data.label_delay_months=1: the run for 2025-01 uses labels up to 2024-12" in message
@@ -114,9 +136,9 @@ def test_a_delay_that_leaves_no_labeled_month_is_one_clear_error(data: Path) -> 
 def test_a_missing_labeled_month_inside_the_window_is_named(data: Path) -> None:
     (data / "labeled" / "month=2025-03" / "part-0.parquet").unlink()
     with pytest.raises(DataError, match=r"month 2025-03 .*labeled month missing inside the 3-month training window"):
-        pull_snapshots(config_for(data), Run("r", "2025-04"))
+        pull(config_for(data), Run("r", "2025-04"))
     with pytest.raises(DataError, match=r"month 2025-03 .*no labeled data files for this month"):
-        pull_snapshots(config_for(data, delay=1), Run("r", "2025-04"))
+        pull(config_for(data, delay=1), Run("r", "2025-04"))
 
 
 def test_readiness_names_the_missing_partitions_and_markers(data: Path) -> None:
@@ -158,9 +180,9 @@ def test_a_spark_style_partition_layout_is_read_through_data_partition(tmp_path:
             folder.mkdir(parents=True)
             month_frame(200, i, labeled).to_parquet(folder / "part-00000-c000.snappy.parquet")
     config = config_for(tmp_path).with_overrides(**{"data.partition": "year={year}/month={m}"})
-    pulled = pull_snapshots(config, Run("r", "2025-03"))
-    assert pulled.training_months == ["2025-01", "2025-02", "2025-03"]
-    assert pulled.production["uri"].endswith("production/year=2025/month=3")
+    pulled = pull(config, Run("r", "2025-03"))
+    assert pulled.training_months == ("2025-01", "2025-02", "2025-03")
+    assert pulled.production.uri.endswith("production/year=2025/month=3")
     assert [m.split(" (")[0] for m in missing_inputs(config, "2025-04")] == [
         "production month 2025-04",
         "labeled month 2025-04",
@@ -173,9 +195,9 @@ def test_a_spark_style_partition_layout_is_read_through_data_partition(tmp_path:
 
 def test_before_any_champion_every_mode_uses_the_reference_month(data: Path) -> None:
     for mode in ("validated", "training", "fixed"):
-        pulled = pull_snapshots(config_for(data, drift=f'reference = "{mode}"'), Run("r", "2025-03"))
-        assert pulled.reference["months"] == ["2025-01"] and pulled.reference["mode"] == "fixed"
-        assert "data.reference_month" in pulled.reference["source"]
+        pulled = pull(config_for(data, drift=f'reference = "{mode}"'), Run("r", "2025-03"))
+        assert pulled.reference.months == ("2025-01",) and pulled.reference.mode == "fixed"
+        assert "data.reference_month" in pulled.reference.source
 
 
 @pytest.mark.parametrize(
@@ -189,9 +211,9 @@ def test_before_any_champion_every_mode_uses_the_reference_month(data: Path) -> 
 def test_each_reference_mode_with_a_champion(data: Path, mode: str, months: list[str], source: str) -> None:
     config = config_for(data, drift=f'reference = "{mode}"')
     install_champion(config, data_month="2025-02", validated_month="2025-03", training=["2025-01", "2025-02"])
-    pulled = pull_snapshots(config, Run("r", "2025-05"))
-    assert (pulled.reference["mode"], pulled.reference["months"], pulled.reference["source"]) == (mode, months, source)
-    uris = [s["uri"] for s in pulled.reference["snapshots"]]
+    pulled = pull(config, Run("r", "2025-05"))
+    assert (pulled.reference.mode, list(pulled.reference.months), pulled.reference.source) == (mode, months, source)
+    uris = [s.uri for s in pulled.reference.snapshots]
     dataset = "labeled" if mode == "training" else "production"
     assert all(f"/{dataset}/month=" in uri for uri in uris)
 
@@ -199,20 +221,22 @@ def test_each_reference_mode_with_a_champion(data: Path, mode: str, months: list
 def evaluation(
     outcome: str, champion_auc: float | None, holdout_month: str = "2025-04", positives: int = 300
 ) -> Evaluation:
-    champion = None if champion_auc is None else {"auc": champion_auc, "rows": 1000, "positives": positives}
+    champion = None if champion_auc is None else Metrics(champion_auc, 0.5, 0.2, 1000, positives)
     return Evaluation(
-        decision={"outcome": outcome},
-        outcome=outcome,
+        decision=Decision(Outcome(outcome), "test"),
+        outcome=Outcome(outcome),
         reason="test",
-        metrics={"champion": champion, "challenger": {"auc": 0.7}},
+        metrics=EvaluationMetrics(challenger=Metrics(0.7, 0.5, 0.2, 1000, positives), champion=champion),
         holdout_month=holdout_month,
         evaluation_uri="x",
     )
 
 
 def started_from(registry: Registry) -> Pulled:
-    champion = registry.champion()
-    return Pulled("r", "k", "2025-04", "2025-04", champion.state(), {}, {}, [], None, None)
+    reference = Reference("fixed", "test", (), ())
+    return Pulled(
+        "r", "k", "2025-04", "2025-04", registry.champion(), reference, Snapshot("p", "2025-04"), (), None, None
+    )
 
 
 @pytest.mark.parametrize(
@@ -232,7 +256,7 @@ def test_a_kept_champion_moves_its_validated_month_only_when_it_held_up(
     config = config_for(data)
     registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
     held_up = evaluation(outcome, auc, positives=positives)
-    kept = keep(config, started_from(registry), held_up, Run("r", "2025-04", dry_run=dry_run))
+    kept = keep(Cycle.open(config, Run("r", "2025-04", dry_run=dry_run)), started_from(registry), held_up)
     assert kept.moved is moves and note in kept.note
     assert registry.champion().validated_month == ("2025-04" if moves else "2025-01")
     if moves:
@@ -243,32 +267,41 @@ def test_the_reference_moves_by_compare_and_swap_and_never_backwards(data: Path)
     config = config_for(data)
     registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
     stale = started_from(registry)
-    assert keep(config, stale, evaluation("KEPT_CHAMPION", 0.8), Run("first", "2025-04")).moved
-    assert keep(config, stale, evaluation("KEPT_CHAMPION", 0.8), Run("first", "2025-04")).moved, "a retry: same answer"
+    assert keep(Cycle.open(config, Run("first", "2025-04")), stale, evaluation("KEPT_CHAMPION", 0.8)).moved
+    assert keep(Cycle.open(config, Run("first", "2025-04")), stale, evaluation("KEPT_CHAMPION", 0.8)).moved, (
+        "a retry: same answer"
+    )
     older = keep(
-        config, started_from(registry), evaluation("KEPT_CHAMPION", 0.8, "2025-03"), Run("backfill", "2025-03")
+        Cycle.open(config, Run("backfill", "2025-03")),
+        started_from(registry),
+        evaluation("KEPT_CHAMPION", 0.8, "2025-03"),
     )
     assert not older.moved and "already validated on 2025-04" in older.note
     registry.move_champion(1, data_month="2025-05", expected_etag=registry.champion().etag, run_id="x", reason="x")
-    raced = keep(config, stale, evaluation("KEPT_CHAMPION", 0.8, "2025-05"), Run("late", "2025-05"))
+    raced = keep(Cycle.open(config, Run("late", "2025-05")), stale, evaluation("KEPT_CHAMPION", 0.8, "2025-05"))
     assert not raced.moved and registry.champion().validated_month == "2025-05"
 
 
 def test_a_rollback_resets_the_reference_to_the_versions_last_validation(data: Path) -> None:
     config = config_for(data)
     registry = install_champion(config, data_month="2025-01", validated_month="2025-01", training=["2025-01"])
-    assert keep(config, started_from(registry), evaluation("KEPT_CHAMPION", 0.81), Run("kept", "2025-04")).moved
+    assert keep(
+        Cycle.open(config, Run("kept", "2025-04")), started_from(registry), evaluation("KEPT_CHAMPION", 0.81)
+    ).moved
     registry.append_ledger(
-        {
-            "month": "2025-04",
-            "run_key": "kept",
-            "champion_version": 1,
-            "reference": {"moved_to": "2025-04"},
-            "metrics": {"champion": {"auc": 0.81}},
-            "recorded_at": "2025-05-01",
-        }
+        LedgerRecord(
+            run_id="kept",
+            run_key="kept",
+            month="2025-04",
+            outcome=Outcome.KEPT_CHAMPION,
+            reason="held up",
+            champion_version=1,
+            reference=ReferenceUse(mode="validated", moved=True, moved_to="2025-04"),
+            metrics=EvaluationMetrics(champion=Metrics(0.81, 0.5, 0.2, 1000, 300)),
+            recorded_at="2025-05-01",
+        )
     )
-    version = registry.publish_version(b"v2", {"data_month": "2025-05", "model_sha256": "1" * 64, "lineage": {}})
+    version = registry.publish_version(b"v2", VersionMetadata(data_month="2025-05", model_sha256="1" * 64))
     registry.move_champion(
         version,
         data_month="2025-05",
@@ -285,7 +318,7 @@ def test_a_rollback_resets_the_reference_to_the_versions_last_validation(data: P
 def test_a_registry_root_that_is_a_file_stops_the_run_before_any_data_step(data: Path) -> None:
     (data / "registry").write_text("not a folder")
     with pytest.raises(RegistryError, match=r"registry: is a file, not a folder"):
-        pull_snapshots(config_for(data), Run("r", "2025-02"))
+        pull(config_for(data), Run("r", "2025-02"))
 
 
 def write_world(root: Path, month: str, spread: float, seed: int) -> None:
@@ -319,27 +352,25 @@ def world_document(root: Path, **sections: dict) -> dict:
 @pytest.mark.slow
 def test_an_estimated_auc_drop_triggers_a_retrain_without_feature_drift(tmp_path: Path) -> None:
     from retrain.config import parse_config
-    from retrain.pipeline import run_cycle
 
     write_world(tmp_path, "2025-01", spread=1.0, seed=0)
     write_world(tmp_path, "2025-02", spread=0.85, seed=1)
     document = world_document(tmp_path, drift={"max_estimated_auc_drop": 0.01}, promotion={"min_auc": 0.6})
     config = parse_config(document)
-    assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
+    assert run_cycle(config, Run("boot", "2025-01")).outcome == "BOOTSTRAPPED"
     entry = run_cycle(config, Run("next", "2025-02"))
-    assert entry["drift"]["drifted"] is False, "no feature drifted past its floor"
-    performance = entry["performance"]
-    assert performance["validated_auc"] - performance["estimated_auc"] > 0.01
-    assert performance["estimated_auc"] == pytest.approx(performance["realized_auc"], abs=0.02)
-    assert entry["drift"]["triggers"] == ["estimated_auc"]
-    assert entry["reason"].startswith("estimated AUC 0.") and "below the champion's validated AUC" in entry["reason"]
-    assert entry["metrics"]["challenger"] is not None, "a challenger was trained and evaluated"
+    assert entry.drift.drifted is False, "no feature drifted past its floor"
+    performance = entry.performance
+    assert performance.validated_auc - performance.estimated_auc > 0.01
+    assert performance.estimated_auc == pytest.approx(performance.realized_auc, abs=0.02)
+    assert entry.drift.triggers == ("estimated_auc",)
+    assert entry.reason.startswith("estimated AUC 0.") and "below the champion's validated AUC" in entry.reason
+    assert entry.metrics.challenger is not None, "a challenger was trained and evaluated"
     untriggered = parse_config({**document, "drift": {}})
-    assert run_cycle(untriggered, Run("again", "2025-02"))["outcome"] == "NO_DRIFT", "off by default"
+    assert run_cycle(untriggered, Run("again", "2025-02")).outcome == "NO_DRIFT", "off by default"
 
 
 def test_a_cycle_warns_once_about_a_months_unlabeled_rows(data: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from retrain.pipeline import run_cycle
 
     path = data / "labeled" / "month=2025-01" / "part-0.parquet"
     labeled = pd.read_parquet(path).astype({"churned": float})
@@ -347,7 +378,7 @@ def test_a_cycle_warns_once_about_a_months_unlabeled_rows(data: Path, caplog: py
     labeled.to_parquet(path)
     with caplog.at_level("WARNING", logger="retrain"):
         entry = run_cycle(config_for(data), Run("boot", "2025-01"))
-    assert entry["outcome"] == "REJECTED", "labels unrelated to the features: no model beats min_auc"
+    assert entry.outcome == "REJECTED", "labels unrelated to the features: no model beats min_auc"
     warnings = [r.getMessage() for r in caplog.records if "without a label" in r.getMessage()]
     where = data / "labeled" / "month=2025-01"
     assert warnings == [f"month 2025-01 ({where}): dropping 20 rows without a label in churned"], "once, not per read"
@@ -355,7 +386,6 @@ def test_a_cycle_warns_once_about_a_months_unlabeled_rows(data: Path, caplog: py
 
 def test_text_labels_train_a_model_for_the_named_positive_label(tmp_path: Path) -> None:
     from retrain.config import parse_config
-    from retrain.pipeline import run_cycle
 
     write_world(tmp_path, "2025-01", spread=1.0, seed=0)
     folder = tmp_path / "labeled" / "month=2025-01"
@@ -365,11 +395,11 @@ def test_text_labels_train_a_model_for_the_named_positive_label(tmp_path: Path) 
     document = world_document(tmp_path)
     document["model"]["positive_label"] = "churned"
     entry = run_cycle(parse_config(document), Run("boot", "2025-01"))
-    assert entry["outcome"] == "BOOTSTRAPPED"
+    assert entry.outcome == "BOOTSTRAPPED"
     # P(churned) = sigmoid(2 * signal): a model of the right class ranks by signal, AUC well above 0.5.
-    assert entry["metrics"]["challenger"]["auc"] > 0.75
+    assert entry.metrics.challenger.auc > 0.75
     metadata = Registry.for_config(parse_config(document)).metadata(1)
-    assert metadata["target"] == "y" and metadata["positive_label"] == "churned"
+    assert metadata.target == "y" and metadata.positive_label == "churned"
 
 
 def test_a_feature_missing_by_nature_passes_with_its_own_null_limit(data: Path) -> None:
@@ -379,13 +409,13 @@ def test_a_feature_missing_by_nature_passes_with_its_own_null_limit(data: Path) 
         frame.loc[:139, "usage_gb"] = np.nan  # 70% of 200 rows
         frame.to_parquet(path)
     with pytest.raises(DataError) as error:
-        pull_snapshots(config_for(data), Run("boot", "2025-01"))
+        pull(config_for(data), Run("boot", "2025-01"))
     assert f"month 2025-01 ({data / 'production' / 'month=2025-01'}" in str(error.value)
     assert "column usage_gb is 70% null, above data.max_null_rate=50%" in str(error.value)
     assert not (data / "registry").exists() or not any((data / "registry").rglob("*.json"))
     config = config_for(data).with_overrides(**{"data.max_null_rate_by_feature": {"usage_gb": 0.8}})
-    pulled = pull_snapshots(config, Run("boot", "2025-01"))
-    assert (pulled.production["rows"], pulled.labeled[0]["rows"]) == (200, 200)
+    pulled = pull(config, Run("boot", "2025-01"))
+    assert (pulled.production.rows, pulled.labeled[0].rows) == (200, 200)
 
 
 def test_months_whose_code_list_gained_a_text_code_run_together_but_two_encodings_do_not(data: Path) -> None:
@@ -396,17 +426,16 @@ def test_months_whose_code_list_gained_a_text_code_run_together_but_two_encoding
 
     recode("2025-01", [1, 2])
     recode("2025-02", ["1", "2", "2", "A7"])
-    assert pull_snapshots(config_for(data), Run("r", "2025-02")).production["kinds"]["plan"] == "integer and text"
+    assert pull(config_for(data), Run("r", "2025-02")).production.kinds["plan"] == "integer and text"
     recode("2025-02", ["basic", "premium"])
     with pytest.raises(DataError, match="column plan holds integer values in month 2025-01 .* but text values in"):
-        pull_snapshots(config_for(data), Run("r", "2025-02"))
+        pull(config_for(data), Run("r", "2025-02"))
 
 
 def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_one_class_is_named(
     tmp_path: Path,
 ) -> None:
     from retrain.config import parse_config
-    from retrain.pipeline import run_cycle
 
     rng = np.random.default_rng(11)
     for month, positives in (("2025-01", None), ("2025-02", 1)):
@@ -417,13 +446,13 @@ def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_
         write_month_pair(tmp_path, month, pd.DataFrame({"signal": signal, "noise": rng.normal(0, 1, 600)}), labels)
     document = world_document(tmp_path, promotion={"min_auc": 0.6, "bootstrap_resamples": 200})
     config = parse_config(document)
-    assert run_cycle(config, Run("boot", "2025-01"))["outcome"] == "BOOTSTRAPPED"
+    assert run_cycle(config, Run("boot", "2025-01")).outcome == "BOOTSTRAPPED"
     # 0.3 x 1 positive rounds to 0, yet the lone positive is held out (2025-01 has positives to train on):
     # an AUC exists, on far too few positives to decide anything.
     entry = run_cycle(config, Run("rare", "2025-02", force=True))
-    assert entry["outcome"] == "KEPT_CHAMPION"
-    assert "the holdout has 1 positive and " in entry["reason"] and "too few to judge a model on" in entry["reason"]
-    assert entry["champion_version"] == 1
+    assert entry.outcome == "KEPT_CHAMPION"
+    assert "the holdout has 1 positive and " in entry.reason and "too few to judge a model on" in entry.reason
+    assert entry.champion_version == 1
     # With a one-month window, the month's lone positive goes to the holdout and training has none.
     alone = parse_config({**document, "training": {"window_months": 1}})
     with pytest.raises(DataError) as error:
@@ -433,4 +462,4 @@ def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_
         "set aside (its only row of the other class): nothing to train on; a longer training.window_months "
         "reaches months that hold both"
     )
-    assert [r["month"] for r in Registry.for_config(config).ledger()] == ["2025-01", "2025-02"], "nothing recorded"
+    assert [r.month for r in Registry.for_config(config).ledger()] == ["2025-01", "2025-02"], "nothing recorded"
