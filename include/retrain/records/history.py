@@ -1,0 +1,157 @@
+"""What the registry keeps of every cycle and version: ledger records and version metadata, written once
+and never rewritten."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from retrain.config import DriftSpec, PromotionSpec, TrainingSpec
+from retrain.records.data import HeldOut, Snapshot, SnapshotSummary
+from retrain.records.evidence import Decision, EvaluationMetrics, PerformanceEstimate
+from retrain.records.outcome import Outcome
+from retrain.records.steps import DriftCheck, DriftSummary
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The thresholds in force, as recorded in every version's metadata and ledger record."""
+
+    drift: DriftSpec
+    promotion: PromotionSpec
+    training: TrainingSpec
+
+
+@dataclass(frozen=True)
+class LedgerMonths:
+    production: str
+    labels_up_to: str
+    training: tuple[str, ...]
+    holdout: str
+    reference: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReferenceUse:
+    """The drift reference a run used, and whether the run moved it (to the month it validated the champion on)."""
+
+    mode: str
+    source: str | None = None
+    months: tuple[str, ...] = ()
+    moved: bool = False
+    moved_to: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerSnapshots:
+    reference: tuple[SnapshotSummary, ...] = ()
+    production: SnapshotSummary | None = None
+    labeled: tuple[SnapshotSummary, ...] = ()
+
+
+@dataclass(frozen=True)
+class MirrorState:
+    """Where the MLflow mirror stands after a sync (retrain.mlflow_mirror)."""
+
+    synced: bool
+    error: str | None = None
+    tracking_uri: str | None = None
+    registered_model: str | None = None
+    version: int | None = None
+    champion: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One cycle's record (or an operator's, `kind` "rollback"): appended once, never rewritten."""
+
+    run_id: str
+    run_key: str
+    month: str | None
+    outcome: Outcome
+    reason: str
+    kind: str = "cycle"
+    model: str | None = None
+    # The evaluation's own decision, before the registry's state (SUPERSEDED, CONFLICT) had its say.
+    decision: Outcome | None = None
+    dry_run: bool = False
+    forced: bool = False
+    champion_version_before: int | None = None
+    champion_version: int | None = None
+    version: int | None = None
+    drift: DriftSummary | None = None
+    performance: PerformanceEstimate | None = None
+    metrics: EvaluationMetrics | None = None
+    thresholds: Thresholds | None = None
+    months: LedgerMonths | None = None
+    reference: ReferenceUse | None = None
+    snapshots: LedgerSnapshots | None = None
+    recorded_at: str = ""
+    report_uri: str | None = None
+    mlflow: MirrorState | None = None
+
+    @property
+    def is_cycle(self) -> bool:
+        return self.kind == "cycle" and self.month is not None
+
+    @property
+    def moved_reference_to(self) -> str | None:
+        return self.reference.moved_to if self.reference and self.reference.moved else None
+
+
+@dataclass(frozen=True)
+class FeatureLists:
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The snapshots a version was trained, validated and drift-tested on."""
+
+    training: tuple[Snapshot, ...] = ()
+    holdout: HeldOut | None = None
+    production: Snapshot | None = None
+    reference: tuple[Snapshot, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    train: int
+    holdout: int
+    window: int
+    sampled: bool = False
+    max_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class VersionMetadata:
+    """A version's `metadata.json`: written once, after its model file, never modified."""
+
+    data_month: str
+    model_sha256: str
+    model: str | None = None
+    created_at: str = ""
+    run_id: str = ""
+    run_key: str = ""
+    validated_month: str | None = None
+    estimator: str | None = None
+    target: str | None = None
+    positive_label: str | None = None
+    features: FeatureLists = field(default_factory=FeatureLists)
+    lineage: Lineage = field(default_factory=Lineage)
+    rows: TrainingRows | None = None
+    thresholds: Thresholds | None = None
+    metrics: EvaluationMetrics = field(default_factory=EvaluationMetrics)
+    drift: DriftCheck | None = None
+    decision: Decision | None = None
+    libraries: dict[str, str] = field(default_factory=dict)
+    # Set when the version is published: its number and its model file's key in the registry.
+    version: int = 0
+    model_file: str = ""
+
+    @property
+    def auc(self) -> float | None:
+        """The AUC it was promoted with (the challenger's, on its holdout)."""
+        return self.metrics.challenger.auc if self.metrics.challenger else None
