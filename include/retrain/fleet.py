@@ -1,49 +1,39 @@
-"""The fleet: every model config Airflow serves, found the same way by the DAG file and the UI plugin.
+"""The fleet: the model configs one Airflow deployment serves, each the DAG `retrain__<model.name>`.
 
-`RETRAIN_CONFIG` names one config file; otherwise every `*.toml` in `RETRAIN_CONFIG_DIR` (default
-`config/models` next to `include/`) is a model. Each model's DAG is `retrain__<model.name>`.
+A DAG file names its config folder (`retrain.airflow.build_fleet(folder)`); without one, `RETRAIN_CONFIG`
+names a single config file and `RETRAIN_CONFIG_DIR` a folder of them, and in a checkout of this
+repository the folder `config/models` is the default.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from retrain.config import Config
+from retrain.errors import ConfigError
 
 DAG_PREFIX = "retrain__"
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "models"
+CHECKOUT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "models"
 
 
 def dag_id(model_name: str) -> str:
     return f"{DAG_PREFIX}{model_name}"
 
 
-def config_files() -> list[Path]:
+def config_files(config_dir: str | Path | None = None) -> list[Path]:
     """The model config files, in a stable order."""
-    single = os.environ.get("RETRAIN_CONFIG")
-    if single:
-        return [Path(single)]
-    return sorted(Path(os.environ.get("RETRAIN_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))).glob("*.toml"))
-
-
-def loadable_configs() -> Iterator[Config]:
-    """The fleet's configs that load (a broken one is its own DAG's problem, shown there)."""
-    from retrain.config import load_config
-    from retrain.errors import ConfigError
-
-    for path in config_files():
-        try:
-            yield load_config(path)
-        except ConfigError:
-            continue
-
-
-def config_for_dag(wanted: str) -> Config | None:
-    """The config behind a DAG id, or None (a DAG of someone else's, or a config that does not load)."""
-    if not wanted.startswith(DAG_PREFIX):
-        return None
-    return next((config for config in loadable_configs() if dag_id(config.model.name) == wanted), None)
+    if config_dir is None:
+        single = os.environ.get("RETRAIN_CONFIG")
+        if single:
+            return [Path(single)]
+        config_dir = os.environ.get("RETRAIN_CONFIG_DIR")
+    if config_dir is None:
+        if not CHECKOUT_CONFIG_DIR.is_dir():
+            raise ConfigError(
+                "no model config folder: pass one to build_fleet(), or set RETRAIN_CONFIG_DIR (or RETRAIN_CONFIG)"
+            )
+        config_dir = CHECKOUT_CONFIG_DIR
+    folder = Path(config_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: the model config folder does not exist")
+    return sorted(folder.glob("*.toml"))

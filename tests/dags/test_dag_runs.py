@@ -66,9 +66,9 @@ def test_first_run_bootstraps_and_announces_the_champion(dag: Any, retrain_confi
     reg = registry(retrain_config)
     assert reg.champion().version == 1 and reg.versions() == [1]
     (entry,) = reg.ledger()
-    assert (entry["outcome"], entry["month"]) == ("BOOTSTRAPPED", "2025-01")
-    assert entry["run_id"].startswith("manual__"), "the Airflow run id is the idempotency key"
-    assert reg.metadata(1)["run_id"] == entry["run_id"]
+    assert (entry.outcome, entry.month) == ("BOOTSTRAPPED", "2025-01")
+    assert entry.run_id.startswith("manual__"), "the Airflow run id is the idempotency key"
+    assert reg.metadata(1).run_id == entry.run_id
     events = champion_events()[before:]
     assert [(e["version"], e["month"]) for e in events] == [(1, "2025-01")]
 
@@ -88,7 +88,7 @@ def test_no_drift_records_and_skips_training(dag: Any, retrain_config: Path) -> 
         "record_decision": S,
     }
     reg = registry(retrain_config)
-    assert [r["outcome"] for r in reg.ledger()] == ["BOOTSTRAPPED", "NO_DRIFT"]
+    assert [r.outcome for r in reg.ledger()] == ["BOOTSTRAPPED", "NO_DRIFT"]
     assert reg.versions() == [1]
 
 
@@ -108,9 +108,9 @@ def test_drift_and_a_kept_champion(dag: Any, retrain_config: Path) -> None:
     }
     reg = registry(retrain_config)
     last = reg.ledger()[-1]
-    assert last["outcome"] == "KEPT_CHAMPION" and last["drift"]["drifted_features"] == ["usage_gb"]
+    assert last.outcome == "KEPT_CHAMPION" and last.drift.drifted_features == ("usage_gb",)
     assert reg.versions() == [1] and reg.champion().version == 1
-    assert last["reference"]["months"] == ["2025-01"] and last["reference"]["moved_to"] == "2025-04"
+    assert last.reference.months == ("2025-01",) and last.reference.moved_to == "2025-04"
     assert reg.champion().validated_month == "2025-04", "kept and holding up: the new normal is the reference"
 
 
@@ -121,7 +121,7 @@ def test_drift_and_a_promotion(dag: Any, retrain_config: Path) -> None:
     assert state == "success"
     assert tasks["promote"] == S and tasks["keep_champion"] == K and tasks["record_decision"] == S
     reg = registry(retrain_config)
-    assert reg.ledger()[-1]["outcome"] == "PROMOTED"
+    assert reg.ledger()[-1].outcome == "PROMOTED"
     assert reg.champion().version == 2 and reg.champion().data_month == "2025-07"
     assert reg.champion().validated_month == "2025-07", "a promotion validates the new champion on its month"
     assert [e["version"] for e in champion_events()[before:]] == [2]
@@ -145,8 +145,8 @@ def test_forced_retrain_without_drift(dag: Any, retrain_config: Path) -> None:
     state, tasks = run(dag, month="2025-02", force_retrain=True)
     assert state == "success" and tasks["train_challenger"] == S and tasks["evaluate"] == S
     last = registry(retrain_config).ledger()[-1]
-    assert last["forced"] is True and last["drift"]["drifted"] is False
-    assert "retraining forced" in last["reason"]
+    assert last.forced is True and last.drift.drifted is False
+    assert "retraining forced" in last.reason
 
 
 def test_dry_run_decides_but_never_promotes(dag: Any, retrain_config: Path) -> None:
@@ -157,7 +157,7 @@ def test_dry_run_decides_but_never_promotes(dag: Any, retrain_config: Path) -> N
     reg = registry(retrain_config)
     assert reg.champion() is None and reg.versions() == []
     (entry,) = reg.ledger()
-    assert entry["dry_run"] is True and entry["outcome"] == "BOOTSTRAPPED"
+    assert entry.dry_run is True and entry.outcome == "BOOTSTRAPPED"
     assert len(champion_events()) == before
 
 
@@ -166,14 +166,14 @@ def test_threshold_overrides_reach_the_engine(dag: Any, retrain_config: Path) ->
     state, _ = run(dag, month="2025-04", min_lift=0.5, alpha=0.01)
     assert state == "success"
     last = registry(retrain_config).ledger()[-1]
-    assert last["thresholds"]["promotion"]["min_lift"] == 0.5 and last["thresholds"]["drift"]["alpha"] == 0.01
-    assert "below min_lift=0.5" in last["reason"]
+    assert last.thresholds.promotion.min_lift == 0.5 and last.thresholds.drift.alpha == 0.01
+    assert "below min_lift=0.5" in last.reason
 
 
 def test_without_a_month_param_the_data_interval_decides(dag: Any, retrain_config: Path) -> None:
     state, _ = run(dag, logical_date=datetime(2025, 2, 1, tzinfo=UTC))
     assert state == "success"
-    assert registry(retrain_config).ledger()[0]["month"] == "2025-01"
+    assert registry(retrain_config).ledger()[0].month == "2025-01"
 
 
 def test_a_scheduled_or_backfilled_run_over_years_old_history_runs_every_task(
@@ -195,7 +195,7 @@ def test_a_scheduled_or_backfilled_run_over_years_old_history_runs_every_task(
     state, tasks = run(parse_dag(), logical_date=datetime(2019, 4, 1, tzinfo=UTC))
     assert state == "success"
     assert tasks == PROMOTING_PATH
-    assert [(r["month"], r["outcome"]) for r in registry(path).ledger()] == [("2019-03", "BOOTSTRAPPED")]
+    assert [(r.month, r.outcome) for r in registry(path).ledger()] == [("2019-03", "BOOTSTRAPPED")]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_a_backfill_that_cannot_promote_never_says_promoted(
     assert state == "success"
     assert tasks["evaluate"] == S and tasks["promote"] == K and tasks["keep_champion"] == S
     last = registry(retrain_config).ledger()[-1]
-    assert (last["decision"], last["outcome"]) == ("PROMOTED", "SUPERSEDED")
+    assert (last.decision, last.outcome) == ("PROMOTED", "SUPERSEDED")
     assert "outcome: SUPERSEDED" in caplog.text and "outcome: PROMOTED" not in caplog.text
     assert registry(retrain_config).champion().validated_month == "2025-07", "an older month never moves it"
 
@@ -297,7 +297,7 @@ def test_the_run_waits_for_late_data_without_holding_a_worker(
     assert str(dag_run.state) == "success"
     sensor = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "wait_for_data")
     assert _reschedules(sensor) >= 1, "the sensor gave its slot back between pokes"
-    assert registry(waiting_config).ledger()[0]["outcome"] == "BOOTSTRAPPED"
+    assert registry(waiting_config).ledger()[0].outcome == "BOOTSTRAPPED"
 
 
 def _reschedules(ti: Any) -> int:
