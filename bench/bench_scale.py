@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from results import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMERIC = [f"x{i:02d}" for i in range(16)]
@@ -157,10 +158,10 @@ def import_engine() -> float:
     started = time.perf_counter()
     import matplotlib.figure  # noqa: F401 - the reports' charts
 
+    import retrain.cycle
     import retrain.drift
     import retrain.estimation
     import retrain.evaluation
-    import retrain.pipeline
     import retrain.reports
     import retrain.training  # noqa: F401
 
@@ -170,44 +171,48 @@ def import_engine() -> float:
 def cycle_worker(config_path: str, month: str, force: bool, dry_run: bool) -> None:
     imports = import_engine()
     from retrain.config import load_config
-    from retrain.pipeline import Run, run_cycle
+    from retrain.cycle import run_cycle
+    from retrain.records import Run
 
     config = load_config(config_path)
     started = time.perf_counter()
     entry = run_cycle(config, Run(f"bench-{month}-{time.time_ns()}", month, force=force, dry_run=dry_run))
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "imports": imports, "peak_rss": peak_rss(), "outcome": entry["outcome"]}))
+    print(json.dumps({"seconds": seconds, "imports": imports, "peak_rss": peak_rss(), "outcome": entry.outcome}))
 
 
 def step_worker(config_path: str, month: str, step: str, state_path: str) -> None:
-    """One pipeline step, as an Airflow task runs it: its inputs from the previous steps' JSON records."""
+    """One cycle step, as an Airflow task runs it: its inputs from the previous steps' JSON records."""
     import_engine()
-    from retrain import pipeline
     from retrain.config import load_config
+    from retrain.cycle import Cycle
+    from retrain.cycle.drift import check_drift
+    from retrain.cycle.evaluate import evaluate
+    from retrain.cycle.keep import keep
+    from retrain.cycle.pull import pull_snapshots
+    from retrain.cycle.record import record
+    from retrain.cycle.train import train_challenger
+    from retrain.records import DriftCheck, Evaluation, Kept, Pulled, Run, Trained
+    from retrain.serial import from_jsonable, to_jsonable
 
-    config = load_config(config_path)
     state = json.loads(Path(state_path).read_text()) if Path(state_path).exists() else {}
-    run = pipeline.Run(state.get("run_id", f"bench-steps-{time.time_ns()}"), month, force=True, dry_run=True)
-    records = {
-        "pulled": pipeline.Pulled.from_dict(state.get("pulled")),
-        "drift": pipeline.DriftCheck.from_dict(state.get("drift")),
-        "trained": pipeline.Trained.from_dict(state.get("trained")),
-        "evaluation": pipeline.Evaluation.from_dict(state.get("evaluation")),
-        "kept": pipeline.Kept.from_dict(state.get("kept")),
-    }
+    run = Run(state.get("run_id", f"bench-steps-{time.time_ns()}"), month, force=True, dry_run=True)
+    cycle = Cycle.open(load_config(config_path), run)
+    kinds = {"pulled": Pulled, "drift": DriftCheck, "trained": Trained, "evaluation": Evaluation, "kept": Kept}
+    records = {name: from_jsonable(kind, state[name]) if name in state else None for name, kind in kinds.items()}
     started = time.perf_counter()
     if step == "pull_snapshots":
-        result = pipeline.pull_snapshots(config, run)
+        result = pull_snapshots(cycle)
     elif step == "check_drift":
-        result = pipeline.check_drift(config, records["pulled"], run)
+        result = check_drift(cycle, records["pulled"])
     elif step == "train_challenger":
-        result = pipeline.train_challenger(config, records["pulled"], run)
+        result = train_challenger(cycle, records["pulled"])
     elif step == "evaluate":
-        result = pipeline.evaluate(config, records["pulled"], records["drift"], records["trained"], run)
+        result = evaluate(cycle, records["pulled"], records["drift"], records["trained"])
     elif step == "keep_champion":
-        result = pipeline.keep(config, records["pulled"], records["evaluation"], run)
+        result = keep(cycle, records["pulled"], records["evaluation"])
     else:
-        pipeline.record(config, records["pulled"], records["drift"], records["evaluation"], None, run, records["kept"])
+        record(cycle, records["pulled"], records["drift"], records["evaluation"], None, records["kept"])
         result = None
     seconds = time.perf_counter() - started
     names = {
@@ -217,7 +222,7 @@ def step_worker(config_path: str, month: str, step: str, state_path: str) -> Non
         "evaluate": "evaluation",
     }
     if result is not None:
-        state[names.get(step, "kept")] = result.to_dict()
+        state[names.get(step, "kept")] = to_jsonable(result)
     state["run_id"] = run.run_id
     Path(state_path).write_text(json.dumps(state))
     print(json.dumps({"seconds": seconds, "peak_rss": peak_rss()}))
@@ -379,6 +384,7 @@ def main() -> None:
     parser.add_argument("--step-worker", nargs=4, metavar=("CONFIG", "MONTH", "STEP", "STATE"))
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--results", help="also write the figures, dated, into this Markdown file")
     args = parser.parse_args()
     if args.cycle_worker:
         cycle_worker(*args.cycle_worker, force=args.force, dry_run=args.dry_run)
@@ -389,24 +395,25 @@ def main() -> None:
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     compile_engine()
-    bench_drift_process(data)
-    print()
-    # The issue's 1M-row cycles train on one month (its "200k-row training window"); the default 3-month
-    # window fits three times the rows, and is shown beside them without a target.
-    targets = (6.0, 1.2e9)
-    bench_cycles(
-        data,
-        1_000_000,
-        200_000,
-        cycles=[("validated", 1, targets), ("training", 1, targets), ("validated", 3, None)],
-    )
-    print()
-    bench_steps(data, 1_000_000, 200_000)
-    if not args.skip_10m:
+    with recorded(args.results, "bench_scale.py"):
+        bench_drift_process(data)
         print()
-        bench_cycles(data, 10_000_000, 1_000_000, cycles=[("validated", 3, (180.0, 8e9))], repeats=1)
+        # The 1M-row cycles train on one month (a 200k-row training window); the default 3-month window
+        # fits three times the rows, and is shown beside them without a target.
+        targets = (6.0, 1.2e9)
+        bench_cycles(
+            data,
+            1_000_000,
+            200_000,
+            cycles=[("validated", 1, targets), ("training", 1, targets), ("validated", 3, None)],
+        )
         print()
-        bench_steps(data, 10_000_000, 1_000_000)
+        bench_steps(data, 1_000_000, 200_000)
+        if not args.skip_10m:
+            print()
+            bench_cycles(data, 10_000_000, 1_000_000, cycles=[("validated", 3, (180.0, 8e9))], repeats=1)
+            print()
+            bench_steps(data, 10_000_000, 1_000_000)
 
 
 if __name__ == "__main__":

@@ -115,11 +115,11 @@ def print_summary(config_path: Path) -> None:
     config = load_config(config_path)
     registry = Registry.for_config(config)
     ledger = registry.ledger()
-    realized = {}
-    for entry in ledger:
-        performance = entry.get("performance") or {}
-        if performance.get("realized_auc") is not None:
-            realized[performance["realized_month"]] = performance["realized_auc"]
+    realized = {
+        entry.performance.realized_month: entry.performance.realized_auc
+        for entry in ledger
+        if entry.performance and entry.performance.realized_auc is not None
+    }
     delay = config.data.label_delay_months
     print(
         f"\n{config.model.name}: labels arrive {delay} month{'s' if delay != 1 else ''} late"
@@ -133,19 +133,20 @@ def print_summary(config_path: Path) -> None:
     print(header)
     print("-" * len(header))
     for entry in ledger:
-        drift = entry.get("drift") or {}
-        drifted = ", ".join(drift["drifted_features"]) if drift.get("drifted") else "no"
-        metrics = entry.get("metrics") or {}
-        champion, challenger, lift = (metrics.get(k) for k in ("champion", "challenger", "lift"))
-        lift_text = f"{lift['lift']:+.4f} [{lift['low']:+.4f}, {lift['high']:+.4f}]" if lift else "-"
-        reference = entry["reference"]
-        moved = ">" if reference.get("moved") else ""
-        performance = entry.get("performance") or {}
+        drift, metrics, reference, months = entry.drift, entry.metrics, entry.reference, entry.months
+        drifted = ", ".join(drift.drifted_features) if drift and drift.drifted else "no"
+        champion = metrics.champion if metrics else None
+        challenger = metrics.challenger if metrics else None
+        lift = metrics.lift if metrics else None
+        lift_text = f"{lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]" if lift else "-"
+        moved = ">" if reference and reference.moved else ""
+        estimated = entry.performance.estimated_auc if entry.performance else None
         print(
-            f"{entry['month']:<8} {entry['months']['labels_up_to']:<8} {','.join(reference['months']) + moved:<9} "
-            f"{drifted:<24} {_auc(performance.get('estimated_auc')):>8} {_auc(realized.get(entry['month'])):>8} "
-            f"{_auc(champion and champion['auc']):>8} {_auc(challenger and challenger['auc']):>10} {lift_text:<27} "
-            f"{entry['outcome']:<14} {'v' + str(entry['champion_version']) if entry['champion_version'] else '-':>8}"
+            f"{entry.month:<8} {months.labels_up_to if months else '-':<8} "
+            f"{','.join(reference.months if reference else ()) + moved:<9} "
+            f"{drifted:<24} {_auc(estimated):>8} {_auc(realized.get(entry.month)):>8} "
+            f"{_auc(champion and champion.auc):>8} {_auc(challenger and challenger.auc):>10} {lift_text:<27} "
+            f"{entry.outcome:<14} {'v' + str(entry.champion_version) if entry.champion_version else '-':>8}"
         )
     print(f"Ledger:  retrain registry ledger --config {config_path.relative_to(ROOT)}")
 
