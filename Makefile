@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install test lint demo airflow bench lock clean
+.PHONY: install test lint demo airflow bench mutate lock clean
 
 install: $(STAMP)
 
@@ -31,9 +31,16 @@ AIRFLOW_PORT ?= 8080
 airflow: install
 	$(BIN)/python scripts/airflow_standalone.py --dir $(DEMO_DIR) --port $(AIRFLOW_PORT)
 
+# The figures, dated and with the machine, go to $(BENCH_RESULTS) (empty: printed only).
+BENCH_RESULTS ?= docs/benchmarks.md
 bench: install
-	$(BIN)/python bench/bench_engine.py
-	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_engine.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
+	$(BIN)/python bench/bench_scale.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
+
+# Mutation testing over the decision, drift, evaluation, registry, storage and notification modules
+# (scripts/mutate.py; about half an hour, not part of CI). MUTATE_ARGS=--fresh forgets earlier results.
+mutate: install
+	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
 
 # Regenerate constraints.txt from a fresh resolve of requirements-dev.txt.
 lock:
@@ -47,4 +54,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(DEMO_DIR) .bench-data
+	rm -rf $(VENV) .pytest_cache $(DEMO_DIR) .bench-data .mutmut

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from results import recorded
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -121,13 +122,15 @@ def bench_training(rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller inputs")
+    parser.add_argument("--results", help="also write the figures, dated, into this Markdown file")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
-    bench_drift(1_000_000 // scale, 20)
-    print()
-    bench_bootstrap(200_000 // scale, 1_000)
-    print()
-    bench_training(100_000 // scale)
+    with recorded(args.results, "bench_engine.py"):
+        bench_drift(1_000_000 // scale, 20)
+        print()
+        bench_bootstrap(200_000 // scale, 1_000)
+        print()
+        bench_training(100_000 // scale)
 
 
 if __name__ == "__main__":
