@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from retrain.config import StorageSpec
+from retrain.storage import Store, open_store
+
 ROOT = Path(__file__).resolve().parents[1]
 S3_SERVER = ROOT / "tests" / "support" / "s3_server.py"
 
@@ -155,3 +158,12 @@ def s3_demo_config(s3_bucket: str, s3_env: str, demo_source: Path, tmp_path: Pat
         labeled=f"s3://{s3_bucket}/data/labeled",
         registry=f"s3://{s3_bucket}/registry",
     )
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """The same tests against both backends: a temp folder and a bucket on the S3 server process."""
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/prefix", StorageSpec(max_attempts=2))

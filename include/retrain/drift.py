@@ -22,6 +22,7 @@ from retrain.snapshots import NULL, Schema, SnapshotReader, combine_kinds
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from retrain.config import DriftSpec
 
@@ -78,7 +79,8 @@ class SnapshotColumns:
         self.readers = list(readers)
         self.where = " + ".join(reader.where for reader in self.readers)
         self.sample_rows = sample_rows
-        self.sampled: dict[str, Any] = {}
+        # Per column read so far: its sampled numbers, or its sampled categories chunk by chunk.
+        self.sampled: dict[str, np.ndarray | list[pa.Array]] = {}
 
     def numeric(self, name: str) -> np.ndarray:
         parts = [reader.numeric(name) for reader in self.readers]
@@ -358,9 +360,11 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _feature_verdict(
+def feature_verdict(
     result: StatTestResult, p_adjusted: float, null_change: float, effect_floor: float, spec: DriftSpec
 ) -> tuple[bool, str]:
+    """Whether one feature drifted, and why in words: its null rate moved more than allowed, or its adjusted
+    p-value is below alpha and its effect reaches the floor."""
     if null_change > spec.max_null_rate_increase:
         return True, f"null rate rose by {null_change:.1%} (> {spec.max_null_rate_increase:.1%})"
     # A field that upstream starts filling in is as much a new input as one it stops filling: the model
@@ -372,7 +376,7 @@ def _feature_verdict(
     if p_adjusted >= spec.alpha:
         return False, f"adjusted p={p_adjusted:.3g} >= alpha={spec.alpha}"
     if result.effect < effect_floor:
-        return False, f"significant but effect {result.effect:.3g} below floor {effect_floor}"
+        return False, f"significant but effect {result.effect:.4g} below floor {effect_floor}"
     return True, f"adjusted p={p_adjusted:.3g} < alpha={spec.alpha} and effect {result.effect:.3g} >= {effect_floor}"
 
 
@@ -408,7 +412,7 @@ def detect_drift(
     features = []
     for (kind, column, m), p_adjusted in zip(measured, adjusted, strict=True):
         null_change = m.null_current - m.null_reference
-        drifted, reason = _feature_verdict(m.result, p_adjusted, null_change, floors[kind], spec)
+        drifted, reason = feature_verdict(m.result, p_adjusted, null_change, floors[kind], spec)
         features.append(
             FeatureDrift(
                 name=column,

@@ -22,9 +22,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# What a JSON document holds; the registry's and XCom's edge.
-JSON = dict[str, Any]
-
 
 class RecordError(ValueError):
     """A stored document that does not fit its record."""
@@ -72,7 +69,7 @@ def loads(kind: type[T], data: bytes | str) -> T:
 
 
 @cache
-def _hints(record: type) -> dict[str, Any]:
+def _hints(record: type) -> dict[str, object]:
     return typing.get_type_hints(record)
 
 

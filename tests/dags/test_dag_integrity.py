@@ -180,6 +180,7 @@ def test_which_month_a_run_processes() -> None:
     from types import SimpleNamespace
 
     from retrain.airflow.params import run_month
+
     january = {
         "data_interval_start": datetime(2025, 1, 1, tzinfo=UTC),
         "data_interval_end": datetime(2025, 2, 1, tzinfo=UTC),

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from retrain.config import load_config
-from retrain.notify import claim
 from retrain.registry import Registry
 from tests.conftest import s3_client, upload_tree, write_config
 from tests.dags.conftest import parse_dag
@@ -121,18 +120,6 @@ def test_unreachable_endpoints_leave_the_run_green(
     assert "decision notification by email not sent" in caplog.text
     assert "decision notification by slack not sent" in caplog.text
     assert Registry.for_config(load_config(notifying_config)).champion().version == 2
-
-
-def test_each_channel_is_claimed_once_per_run(tmp_path: Path) -> None:
-    path = write_config(
-        tmp_path / "retrain.toml", production="p", labeled="l", registry=str(tmp_path / "registry"), extra=NOTIFY
-    )
-    registry = Registry.for_config(load_config(path))
-    assert claim(registry, "2025-01", "run-1", "decision-email")
-    assert not claim(registry, "2025-01", "run-1", "decision-email"), "a retry or a re-run sends nothing twice"
-    assert claim(registry, "2025-01", "run-1", "decision-slack") and claim(
-        registry, "2025-01", "run-2", "decision-email"
-    )
 
 
 def test_failures_are_announced_only_after_the_last_retry() -> None:

@@ -168,7 +168,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = ["pandas", "sklearn", "scipy.stats", "boto3", "retrain.pipeline", "matplotlib", "airflow"]
+heavy = ["pandas", "sklearn", "scipy.stats", "boto3", "retrain.cycle", "matplotlib", "airflow"]
 print(" ".join(m for m in heavy if m in sys.modules) or "-")
 print("numpy" in sys.modules)
 """
@@ -234,3 +234,32 @@ def test_a_registry_root_that_is_a_file_fails_before_any_data_step(demo_dir: Pat
     assert result.returncode == 2, result.stderr
     assert f"{demo_dir / 'registry'}: is a file, not a folder" in result.stderr
     assert "internal error" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+WITHOUT_AIRFLOW = """
+import sys
+sys.modules["airflow"] = None  # any import of Airflow now fails
+from retrain.cli import main
+code = main(sys.argv[1:])
+import retrain.cycle, retrain.records, retrain.registry, retrain.reports, retrain.snapshots  # noqa: E401
+sys.exit(code)
+"""
+
+
+def test_a_whole_cycle_runs_where_airflow_is_not_installed(demo_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_AIRFLOW,
+            "cycle",
+            "--config",
+            str(demo_dir / "retrain.toml"),
+            "--month",
+            "2025-01",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2025-01: BOOTSTRAPPED")

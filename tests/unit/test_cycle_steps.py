@@ -22,6 +22,7 @@ from retrain.records import (
     Lineage,
     Metrics,
     Outcome,
+    PerformanceEstimate,
     Pulled,
     Reference,
     ReferenceUse,
@@ -244,6 +245,9 @@ def started_from(registry: Registry) -> Pulled:
     [
         ("KEPT_CHAMPION", 0.75, 300, False, True, "validated on 2025-04"),
         ("KEPT_CHAMPION", 0.65, 300, False, False, "below min_auc=0.7"),
+        ("KEPT_CHAMPION", 0.7, 300, False, True, "validated on 2025-04"),  # at min_auc exactly: it held up
+        ("KEPT_CHAMPION", 0.75, 20, False, True, "validated on 2025-04"),  # exactly min_holdout_per_class
+        ("KEPT_CHAMPION", 0.75, 19, False, False, "the holdout has 19 positives"),
         ("KEPT_CHAMPION", 0.75, 300, True, False, "dry run"),
         ("KEPT_CHAMPION", 0.75, 5, False, False, "the holdout has 5 positives and 995 negatives"),
         ("REJECTED", 0.75, 300, False, False, "REJECTED: the champion was not shown to hold up"),
@@ -260,7 +264,7 @@ def test_a_kept_champion_moves_its_validated_month_only_when_it_held_up(
     assert kept.moved is moves and note in kept.note
     assert registry.champion().validated_month == ("2025-04" if moves else "2025-01")
     if moves:
-        assert registry.champion().validated_auc == 0.75 and registry.champion().version == 1
+        assert registry.champion().validated_auc == auc and registry.champion().version == 1
 
 
 def test_the_reference_moves_by_compare_and_swap_and_never_backwards(data: Path) -> None:
@@ -463,3 +467,25 @@ def test_a_month_with_a_handful_of_positives_ends_in_a_decision_and_a_window_of_
         "reaches months that hold both"
     )
     assert [r.month for r in Registry.for_config(config).ledger()] == ["2025-01", "2025-02"], "nothing recorded"
+
+
+@pytest.mark.parametrize(
+    ("limit", "estimated", "fires"),
+    [(None, 0.5, False), (0.25, 0.5, False), (0.25, 0.4999999, True), (0.0, 0.75, False), (0.0, 0.7499999, True)],
+)
+def test_the_estimate_triggers_a_retrain_only_past_its_limit(
+    data: Path, limit: float | None, estimated: float, fires: bool
+) -> None:
+    """drift.max_estimated_auc_drop: a drop of exactly the limit does not fire; off when unset."""
+    from retrain.cycle.estimate import performance_drop
+
+    config = config_for(data).with_overrides(**{"drift.max_estimated_auc_drop": limit})
+    estimate = PerformanceEstimate(champion_version=1, estimated_auc=estimated, validated_auc=0.75, validated_month="m")
+    reason = performance_drop(config, estimate)
+    assert (reason is not None) == fires
+    if fires:
+        assert reason == (
+            f"estimated AUC {estimated:.4f} is {0.75 - estimated:.4f} below the champion's validated AUC 0.7500 "
+            f"(drift.max_estimated_auc_drop={limit})"
+        )
+    assert performance_drop(config, None) is None

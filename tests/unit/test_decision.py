@@ -194,3 +194,85 @@ def test_a_first_model_must_beat_chance_significantly() -> None:
     assert decide(
         drifted=False, force=False, policy=waived, challenger=metrics(0.72), over_chance=lift(0.22, -0.01, 0.4)
     ).promotes
+
+
+# Every threshold at equality, on the side the configuration reference says wins. The numbers are exact in
+# binary floating point, so equality here is equality in the code.
+EXACT = PromotionSpec(min_auc=0.75, min_lift=0.125, max_log_loss_increase=0.25, max_brier_increase=0.125)
+
+
+def against_champion(challenger: Metrics, champion: Metrics, interval: LiftInterval, policy: PromotionSpec = EXACT):
+    return decide(drifted=True, force=False, policy=policy, challenger=challenger, champion=champion, lift=interval)
+
+
+def test_a_challenger_exactly_at_min_auc_passes_the_floor_and_just_below_is_rejected() -> None:
+    first = decide(drifted=False, force=False, policy=EXACT, challenger=metrics(0.75))
+    assert first.outcome is Outcome.BOOTSTRAPPED and ">= min_auc=0.75" in first.reason
+    below = decide(drifted=False, force=False, policy=EXACT, challenger=metrics(0.7499999))
+    assert below.outcome is Outcome.REJECTED and "below the floor min_auc=0.75" in below.reason
+
+
+def test_a_lift_exactly_at_min_lift_is_enough() -> None:
+    assert against_champion(metrics(0.875), metrics(0.75), lift(0.125, 0.0625, 0.25)).outcome is Outcome.PROMOTED
+    short = against_champion(metrics(0.875), metrics(0.75), lift(0.1249999, 0.0625, 0.25))
+    assert short.outcome is Outcome.KEPT_CHAMPION and "AUC lift +0.1250 is below min_lift=0.125" in short.reason
+
+
+def test_an_interval_reaching_down_to_exactly_zero_is_not_significant() -> None:
+    touching = against_champion(metrics(0.875), metrics(0.75), lift(0.125, 0.0, 0.25))
+    assert touching.outcome is Outcome.KEPT_CHAMPION and "includes 0" in touching.reason
+    above = against_champion(metrics(0.875), metrics(0.75), lift(0.125, 1e-9, 0.25))
+    assert above.outcome is Outcome.PROMOTED
+    first = decide(
+        drifted=False, force=False, policy=EXACT, challenger=metrics(0.875), over_chance=lift(0.375, 0.0, 0.5)
+    )
+    assert first.outcome is Outcome.REJECTED and "includes 0.5" in first.reason
+
+
+def test_guardrails_allow_a_regression_of_exactly_their_limit() -> None:
+    allowed = against_champion(
+        metrics(0.875, log_loss=0.75, brier=0.25), metrics(0.75, log_loss=0.5, brier=0.125), lift(0.125, 0.0625, 0.25)
+    )
+    assert allowed.outcome is Outcome.PROMOTED, "log loss +0.25 and Brier +0.125: exactly the limits"
+    worse = against_champion(
+        metrics(0.875, log_loss=0.75, brier=0.25),
+        metrics(0.75, log_loss=0.4999999, brier=0.1249999),
+        lift(0.125, 0.0625, 0.25),
+    )
+    assert worse.outcome is Outcome.KEPT_CHAMPION
+    assert "log loss regressed by 0.2500 (> max_log_loss_increase=0.25)" in worse.reason
+    assert "Brier score regressed by 0.1250 (> max_brier_increase=0.125)" in worse.reason
+
+
+def test_a_tie_is_a_lift_within_one_part_in_a_trillion() -> None:
+    waived = PromotionSpec(min_auc=0.5, min_lift=0.0, require_significant_lift=False)
+    tie = against_champion(metrics(0.75), metrics(0.75), lift(1e-12, -0.1, 0.1), waived)
+    assert tie.outcome is Outcome.KEPT_CHAMPION and tie.reason.endswith("tie: both models have AUC 0.7500")
+    assert (
+        against_champion(metrics(0.75), metrics(0.75), lift(-1e-12, -0.1, 0.1), waived).outcome is Outcome.KEPT_CHAMPION
+    )
+    beyond = against_champion(metrics(0.75), metrics(0.75), lift(2e-12, -0.1, 0.1), waived)
+    assert beyond.outcome is Outcome.PROMOTED, "a lift above the tie tolerance meets min_lift=0"
+
+
+def test_a_holdout_with_exactly_min_holdout_per_class_of_each_is_judged() -> None:
+    judged = decide(drifted=True, force=False, policy=POLICY, challenger=Metrics(0.9, 0.3, 0.1, 40, 20))
+    assert judged.outcome is Outcome.BOOTSTRAPPED, "20 positives and 20 negatives"
+    for rows, positives in ((40, 21), (39, 20)):
+        short = decide(drifted=True, force=False, policy=POLICY, challenger=Metrics(0.9, 0.3, 0.1, rows, positives))
+        assert short.outcome is Outcome.REJECTED and "min_holdout_per_class=20" in short.reason
+
+
+def test_the_gate_names_every_trigger_and_trains_without_a_champion() -> None:
+    from retrain.decision import drift_gate
+
+    both = drift_gate(drifted=True, force=True, has_champion=True, drifted_features=["a", "b"], performance_drop="x")
+    assert (both.train, both.triggers, both.reason) == (True, ("drift", "estimated_auc"), "drift in a, b and x")
+    estimate = drift_gate(drifted=False, force=False, has_champion=True, performance_drop="estimated AUC fell")
+    assert (estimate.train, estimate.triggers, estimate.reason) == (True, ("estimated_auc",), "estimated AUC fell")
+    forced = drift_gate(drifted=False, force=True, has_champion=True)
+    assert (forced.train, forced.triggers, forced.reason) == (True, ("forced",), "no drift, retraining forced")
+    first = drift_gate(drifted=False, force=False, has_champion=False)
+    assert (first.train, first.triggers, first.reason) == (True, ("no_champion",), "no champion yet")
+    quiet = drift_gate(drifted=False, force=False, has_champion=True)
+    assert (quiet.train, quiet.triggers) == (False, ()) and quiet.reason == "no feature drifted; retraining skipped"

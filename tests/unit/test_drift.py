@@ -261,3 +261,42 @@ def test_no_drift_between_samples_of_the_same_world() -> None:
     rng = np.random.default_rng(5)
     report = detect_drift(_frame(rng, 5000), _frame(rng, 5000), SCHEMA, DriftSpec())
     assert not report.drifted and report.drifted_features == []
+
+
+def test_dataset_drift_at_exactly_its_share_of_features() -> None:
+    rng = np.random.default_rng(4)
+    reference = _frame(rng, 5000)
+    current = _frame(rng, 5000, shift=0.8)
+    report = detect_drift(reference, current, SCHEMA, DriftSpec(dataset_drift_share=1 / 3))
+    assert report.drifted_features == ["x1"] and report.share_drifted == 1 / 3 and report.drifted
+    just_over = detect_drift(reference, current, SCHEMA, DriftSpec(dataset_drift_share=1 / 3 + 1e-12))
+    assert not just_over.drifted
+
+
+# One feature's verdict at each threshold's edge, on the side docs/configuration.md says wins: a feature
+# drifts when its adjusted p-value is below alpha and its effect reaches the floor, or when its null rate
+# rises or falls by more than allowed.
+SPEC = DriftSpec(alpha=0.125, max_null_rate_increase=0.25, max_null_rate_decrease=0.25)
+
+
+@pytest.mark.parametrize(
+    ("p_adjusted", "null_change", "effect", "drifted", "why"),
+    [
+        (0.0625, 0.0, 0.5, True, "adjusted p=0.0625 < alpha=0.125 and effect 0.5 >= 0.5"),
+        (0.125, 0.0, 0.5, False, "adjusted p=0.125 >= alpha=0.125"),
+        (0.0625, 0.0, 0.4999, False, "significant but effect 0.4999 below floor 0.5"),
+        (0.5, 0.25, 0.0, False, "adjusted p=0.5 >= alpha=0.125"),
+        (0.5, 0.2500001, 0.0, True, "null rate rose by 25.0% (> 25.0%)"),
+        (0.5, -0.25, 0.0, False, "adjusted p=0.5 >= alpha=0.125"),
+        (0.5, -0.2500001, 0.0, True, "null rate fell by 25.0% (> 25.0%)"),
+        (math.nan, 0.0, math.nan, False, "no values on one side to compare"),
+        (math.nan, 0.5, math.nan, True, "null rate rose by 50.0% (> 25.0%)"),
+    ],
+)
+def test_a_features_verdict_at_each_thresholds_edge(
+    p_adjusted: float, null_change: float, effect: float, drifted: bool, why: str
+) -> None:
+    from retrain.drift import feature_verdict
+
+    result = StatTestResult(statistic=effect, p_value=p_adjusted, effect=effect)
+    assert feature_verdict(result, p_adjusted, null_change, 0.5, SPEC) == (drifted, why)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from retrain.airflow.params import run_month
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
+
     from retrain.config import Config
     from retrain.notify import Message
     from retrain.registry import Registry
@@ -46,7 +48,7 @@ def notifiers(config: Config, message: Message) -> list[tuple[str, Any]]:
     return channels
 
 
-def send(config: Config, registry: Registry, message: Message, context: dict[str, Any], month: str, kind: str) -> None:
+def send(config: Config, registry: Registry, message: Message, context: Context, month: str, kind: str) -> None:
     """Send a message on every channel, once per run and kind; a message that cannot go is logged, never
     raised (a notification must never fail or retry the run)."""
     from retrain.notify import claim
@@ -64,7 +66,7 @@ def send(config: Config, registry: Registry, message: Message, context: dict[str
             log.warning("%s notification by %s not sent: %s: %s", kind, channel, type(error).__name__, error)
 
 
-def log_failure(context: dict[str, Any]) -> None:
+def log_failure(context: Context) -> None:
     """One paragraph an on-call engineer can act on."""
     try:
         month = run_month(context)
@@ -83,11 +85,11 @@ def log_failure(context: dict[str, Any]) -> None:
     )
 
 
-def failure_notifier(config_path: str, dag_id: str) -> Callable[[dict[str, Any]], None]:
+def failure_notifier(config_path: str, dag_id: str) -> Callable[[Context], None]:
     """The failure callback of a model's tasks. Airflow calls on_failure_callback after the last retry
     only, never on a retry."""
 
-    def notify_failure(context: dict[str, Any]) -> None:
+    def notify_failure(context: Context) -> None:
         from retrain.config import load_config
         from retrain.notify import failure_message, run_link
         from retrain.registry import Registry

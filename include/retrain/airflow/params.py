@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow.sdk import Param
+from airflow.sdk import Context, Param
 
 if TYPE_CHECKING:
     from retrain.cycle import Cycle
@@ -54,7 +54,7 @@ PARAMS = {
 OVERRIDES = {"alpha": "drift.alpha", "min_lift": "promotion.min_lift"}
 
 
-def run_month(context: dict[str, Any]) -> str:
+def run_month(context: Context) -> str:
     """The month this run processes: the param, else the last month complete when the data interval ended
     (the interval's own month on a monthly schedule; on a weekly or quarterly one, never a month still in
     progress), else the last month complete when the run was created."""
@@ -70,7 +70,7 @@ def run_month(context: dict[str, Any]) -> str:
     return previous_complete_month(moment)
 
 
-def check_conf(context: dict[str, Any]) -> None:
+def check_conf(context: Context) -> None:
     """A typo in a run's conf (`min_lft`) must not be silently ignored."""
     from retrain.errors import ConfigError
 
@@ -83,7 +83,7 @@ def check_conf(context: dict[str, Any]) -> None:
         )
 
 
-def open_cycle(context: dict[str, Any], config_path: str) -> Cycle:
+def open_cycle(context: Context, config_path: str) -> Cycle:
     """The config with this run's overrides, the run's identity, and the model's registry."""
     from retrain.config import load_config
     from retrain.cycle import Cycle

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import Asset, PokeReturnValue, get_current_context, task
+from airflow.sdk import Asset, Context, PokeReturnValue, get_current_context, task
 
 from retrain.airflow.params import open_cycle
 
@@ -35,7 +35,7 @@ def _record_types() -> dict[str, tuple[type, str, str]]:
     }
 
 
-def _records(context: dict[str, Any], *names: str) -> list[Any]:
+def _records(context: Context, *names: str) -> list[Any]:
     """The typed records of earlier steps, from XCom (None for a step that did not run)."""
     from retrain.serial import from_jsonable
 
@@ -54,7 +54,7 @@ def _json(record: object) -> Any:
     return to_jsonable(record)
 
 
-def _waited_seconds(context: dict[str, Any]) -> float:
+def _waited_seconds(context: Context) -> float:
     first = context["ti"].get_first_reschedule_date(context)
     return 0.0 if first is None else (datetime.now(UTC) - first).total_seconds()
 

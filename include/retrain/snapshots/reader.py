@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
     from retrain.config import StorageSpec
     from retrain.months import Partitioning
+
+    # One batch's converted column: float64 numbers or 0/1 labels, text categories, or UTC timestamps.
+    Converted: TypeAlias = np.ndarray | pa.DictionaryArray | pd.Series
 
 log = logging.getLogger(__name__)
 EMPTY: Mapping[str, float] = MappingProxyType({})
@@ -137,12 +140,12 @@ class SnapshotReader:
 
     def _convert(
         self, batch: pa.RecordBatch, schema: Schema, entry: ObjectInfo, offset: int, stats: _Stats, *, keep: bool
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Converted] | None:
         where = self.file_where(entry)
         from_csv = is_csv(entry.key)
         rows = Rows(offset, csv=from_csv)
         stats.rows += batch.num_rows
-        converted: dict[str, Any] = {}
+        converted: dict[str, Converted] = {}
         for column in schema.numeric:
             values = numeric_values(batch.column(column), where, column, rows)
             stats.nulls[column] += int(np.isnan(values).sum())
@@ -245,14 +248,14 @@ class SnapshotReader:
         import pandas as pd
 
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
-        parts: dict[str, list[Any]] = {c: [] for c in schema.columns}
+        parts: dict[str, list[Converted]] = {c: [] for c in schema.columns}
         for entry, offset, batch in self.batches(schema.columns, schema.categorical):
             converted = self._convert(batch, schema, entry, offset, stats, keep=True)
             keep = ~np.isnan(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
                 parts[column].append(_take(values, keep))
         snapshot = self._finish(schema, stats, max_null_rate, by_feature, announce=announce)
-        columns: dict[str, Any] = {}
+        columns: dict[str, np.ndarray | pd.Series] = {}
         for column in schema.numeric:
             columns[column] = np.concatenate(parts[column])
         for column in schema.categorical:
@@ -328,7 +331,7 @@ class SnapshotReader:
         return read_arrow_schema(self._path(entry), self.file_where(entry))
 
 
-def _take(values: Any, keep: np.ndarray | None) -> Any:
+def _take(values: Converted, keep: np.ndarray | None) -> Converted:
     if keep is None:
         return values
     if isinstance(values, np.ndarray):

@@ -1,0 +1,254 @@
+"""The registry's promises on a real store (a local folder and the S3 server process): immutable versions
+whose numbers are never reused, a champion pointer moved only by compare-and-swap, a ledger written once
+per run even when the write is retried or the run re-run, and rollbacks that say what they did."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from retrain.errors import IntegrityError, RegistryError
+from retrain.records import (
+    EvaluationMetrics,
+    LedgerRecord,
+    Metrics,
+    Outcome,
+    ReferenceUse,
+    VersionMetadata,
+)
+from retrain.registry import CHAMPION_KEY, Registry
+from retrain.serial import to_bytes
+from retrain.storage import Store
+from retrain.training import serialize
+
+
+@pytest.fixture
+def registry(store: Store) -> Registry:
+    return Registry(store, "churn")
+
+
+def metadata(month: str = "2025-01", *, sha: str = "0" * 64, auc: float = 0.8, run: str = "") -> VersionMetadata:
+    metrics = EvaluationMetrics(challenger=Metrics(auc, 0.4, 0.1, 100, 40))
+    return VersionMetadata(data_month=month, model_sha256=sha, metrics=metrics, run_id=run, run_key=run)
+
+
+def record(month: str | None, key: str, *, recorded_at: str, **fields: object) -> LedgerRecord:
+    return LedgerRecord(
+        run_id=key, run_key=key, month=month, outcome=Outcome.NO_DRIFT, reason="r", recorded_at=recorded_at, **fields
+    )
+
+
+def test_versions_are_numbered_in_order_and_written_model_first(registry: Registry) -> None:
+    assert registry.versions() == [] and registry.champion() is None
+    assert registry.publish_version(b"one", metadata(run="a")) == 1
+    assert registry.publish_version(b"two", metadata(run="b")) == 2
+    assert registry.versions() == [1, 2]
+    stored = registry.metadata(2)
+    assert (stored.version, stored.model_file, stored.run_key) == (2, "versions/000002/model.joblib", "b")
+    assert registry.store.read(stored.model_file) == b"two"
+    assert registry.find_version_by_run("a") == 1 and registry.find_version_by_run("c") is None
+    with pytest.raises(RegistryError, match="no version 3"):
+        registry.metadata(3)
+
+
+def test_a_half_written_version_is_no_version_and_its_number_is_never_reused(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata())
+    registry.store.create("versions/000002/model.joblib", b"crashed before its metadata")
+    assert registry.versions() == [1], "a version exists once its metadata does"
+    assert registry.publish_version(b"three", metadata()) == 3
+
+
+def test_a_version_number_taken_meanwhile_moves_the_publication_on(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata())
+    # Another writer claimed number 2 between this writer's listing and its create.
+    registry.store.create("versions/000002/model.joblib", b"theirs")
+    registry.store.create("versions/000002/metadata.json", to_bytes(metadata(run="theirs")))
+    assert registry.publish_version(b"mine", metadata(run="mine")) == 3
+    assert registry.store.read("versions/000002/model.joblib") == b"theirs", "never overwritten"
+
+
+def test_the_champion_moves_only_from_the_pointer_it_was_read_at(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata(sha="a" * 64))
+    registry.publish_version(b"two", metadata("2025-02", sha="b" * 64))
+    assert registry.move_champion(1, data_month="2025-01", expected_etag=None, run_id="r1", reason="first")
+    first = registry.champion()
+    assert (first.version, first.validated_month, first.model_sha256, first.previous_version) == (
+        1,
+        "2025-01",
+        "a" * 64,
+        None,
+    )
+    assert not registry.move_champion(2, data_month="2025-02", expected_etag=None, run_id="r2", reason="x"), (
+        "a pointer that exists is never created again"
+    )
+    assert not registry.move_champion(2, data_month="2025-02", expected_etag="stale", run_id="r2", reason="x")
+    assert registry.champion() == first
+    assert registry.move_champion(
+        2, data_month="2025-02", expected_etag=first.etag, run_id="r2", reason="better", validated_month="2025-01"
+    )
+    second = registry.champion()
+    assert (second.version, second.previous_version, second.data_month, second.validated_month) == (
+        2,
+        1,
+        "2025-02",
+        "2025-01",
+    )
+    assert (second.run_id, second.validated_run_id, second.reason, second.model) == ("r2", "r2", "better", "churn")
+
+
+def test_a_pointer_written_before_validation_was_tracked_is_validated_on_its_data_month(registry: Registry) -> None:
+    registry.store.write(CHAMPION_KEY, json.dumps({"version": 3, "data_month": "2024-06"}).encode())
+    champion = registry.champion()
+    assert (champion.version, champion.validated_month, champion.validated_auc) == (3, "2024-06", None)
+
+
+@pytest.mark.parametrize(
+    ("pointer", "message"),
+    [
+        (b"{not json", "unreadable champion pointer"),
+        (b'{"version": "three", "data_month": "2025-01"}', "unreadable champion pointer"),
+        (b'{"data_month": "2025-01"}', "unreadable champion pointer"),
+        (b'{"version": 1, "data_month": "2025-01", "model": "fraud"}', "pointer of model 'fraud', not 'churn'"),
+    ],
+)
+def test_a_pointer_that_is_not_this_models_is_refused(registry: Registry, pointer: bytes, message: str) -> None:
+    registry.store.write(CHAMPION_KEY, pointer)
+    with pytest.raises(RegistryError, match=message):
+        registry.champion()
+
+
+def test_revalidation_moves_the_validated_month_by_compare_and_swap(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata())
+    registry.move_champion(1, data_month="2025-01", expected_etag=None, run_id="boot", reason="first")
+    read = registry.champion()
+    assert registry.revalidate(read, month="2025-03", auc=0.81, run_id="kept", validation_profile="runs/p.json")
+    moved = registry.champion()
+    assert (moved.validated_month, moved.validated_auc, moved.validated_run_id) == ("2025-03", 0.81, "kept")
+    assert (moved.version, moved.run_id, moved.data_month) == (1, "boot", "2025-01"), "the champion itself stays"
+    assert moved.validation_profile == "runs/p.json" and moved.etag != read.etag
+    assert registry.revalidate(read, month="2025-03", auc=0.81, run_id="kept"), (
+        "a retry whose first attempt landed finds its own revalidation"
+    )
+    assert registry.champion() == moved, "and writes nothing"
+    assert not registry.revalidate(read, month="2025-04", auc=0.8, run_id="other"), "a stale read loses"
+    assert registry.champion() == moved
+
+
+def test_the_last_validation_of_a_version_comes_from_its_metadata_then_the_ledger(registry: Registry) -> None:
+    registry.publish_version(b"one", replace(metadata(auc=0.7), validated_month="2025-02"))
+    assert registry.validation_of(1) == ("2025-02", 0.7)
+
+    def kept(key: str, month: str, moved_to: str, auc: float, version: int = 1, moved: bool = True) -> None:
+        registry.append_ledger(
+            record(
+                month,
+                key,
+                recorded_at=f"{month}T00",
+                champion_version=version,
+                reference=ReferenceUse("validated", moved=moved, moved_to=moved_to),
+                metrics=EvaluationMetrics(champion=Metrics(auc, 0.4, 0.1, 100, 40)),
+            )
+        )
+
+    kept("a", "2025-02", "2025-02", 0.9)  # the same month: not later than what the metadata says
+    kept("b", "2025-04", "2025-04", 0.75)
+    kept("c", "2025-05", "2025-05", 0.99, version=2)  # another version's validation
+    kept("d", "2025-06", "2025-06", 0.98, moved=False)  # a run that did not move the reference
+    assert registry.validation_of(1) == ("2025-04", 0.75)
+    kept("e", "2025-03", "2025-03", 0.6)  # recorded later, validated on an earlier month: no step back
+    assert registry.validation_of(1) == ("2025-04", 0.75)
+
+
+def test_the_ledger_holds_one_record_per_run_whatever_the_retries(registry: Registry) -> None:
+    first = record("2025-01", "run-1", recorded_at="2025-02-01T00")
+    assert registry.append_ledger(first) == first
+    assert registry.append_ledger(first) == first, "a retried append that already landed"
+    again = replace(first, outcome=Outcome.PROMOTED, recorded_at="2025-02-02T00")
+    assert registry.append_ledger(again) == first, "a re-run finds the record that stands, never a second one"
+    assert registry.ledger() == [first] and registry.ledger_record("2025-01", "run-1") == first
+    assert registry.ledger_record("2025-01", "run-2") is None
+
+
+def test_the_ledger_reads_in_the_order_it_was_written(registry: Registry) -> None:
+    late = record("2025-01", "late", recorded_at="2025-03-01T00")
+    early = record("2025-02", "early", recorded_at="2025-02-01T00")
+    tie_b = record("2025-02", "tie-b", recorded_at="2025-04-01T00")
+    tie_a = record("2025-01", "tie-a", recorded_at="2025-04-01T00")
+    for entry in (late, early, tie_b, tie_a):
+        registry.append_ledger(entry)
+    assert [r.run_key for r in registry.ledger()] == ["early", "late", "tie-a", "tie-b"]
+    assert [r.run_key for r in registry.ledger_records("2025-02")] == ["early", "tie-b"]
+    assert registry.find_run("tie-b") == tie_b and registry.find_run("nobody") is None
+
+
+def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) -> None:
+    for version, month in ((1, "2025-01"), (2, "2025-02")):
+        registry.publish_version(f"v{version}".encode(), metadata(month, auc=0.7 + version / 100))
+    registry.move_champion(1, data_month="2025-01", expected_etag=None, run_id="a", reason="first")
+    registry.move_champion(2, data_month="2025-02", expected_etag=registry.champion().etag, run_id="b", reason="r")
+    with pytest.raises(RegistryError, match="needs a reason"):
+        registry.rollback(1, reason="  ")
+    with pytest.raises(RegistryError, match="no version 7 to roll back to"):
+        registry.rollback(7, reason="x")
+    with pytest.raises(RegistryError, match="version 2 is already the champion"):
+        registry.rollback(2, reason="x")
+    entry = registry.rollback(1, reason="v2 misbehaves", run_id="rollback__1")
+    champion = registry.champion()
+    assert (champion.version, champion.previous_version, champion.data_month) == (1, 2, "2025-01")
+    assert (champion.validated_month, champion.validated_auc) == ("2025-01", pytest.approx(0.71))
+    assert champion.reason == "rollback: v2 misbehaves" and champion.run_id == "rollback__1"
+    assert (entry.kind, entry.outcome, entry.champion_version_before, entry.champion_version) == (
+        "rollback",
+        Outcome.ROLLED_BACK,
+        2,
+        1,
+    )
+    assert entry.reference.moved and entry.reference.moved_to == "2025-01" and entry.month is None
+    assert registry.ledger() == [entry], "the operator's record is in the ledger"
+    assert registry.find_run(entry.run_key) is None, "but it is no cycle's run"
+    registry.rollback(2, reason="back again", run_id="rollback__1")
+    assert len(registry.ledger()) == 2, "a second rollback under the same id is recorded too, not overwritten"
+
+
+def test_a_model_is_loaded_only_when_its_bytes_match_its_metadata(registry: Registry) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    model_bytes, sha256 = serialize(DummyClassifier())
+    registry.publish_version(model_bytes, metadata(sha=sha256))
+    assert type(registry.load_model(1)).__name__ == "DummyClassifier"
+    registry.store.write("versions/000001/model.joblib", model_bytes[:-10])
+    with pytest.raises(IntegrityError, match=r"model.joblib: SHA-256 .* does not match the recorded"):
+        registry.load_model(1)
+    registry.publish_version(model_bytes, metadata(sha=sha256))
+    registry.store.write("versions/000002/model.joblib", b"")
+    registry.store.write("versions/000003/metadata.json", to_bytes(metadata(sha=sha256)))
+    with pytest.raises(IntegrityError, match="model file missing for version 3"):
+        registry.load_model(3)
+
+
+def test_a_cache_that_cannot_be_read_is_no_error(registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    assert registry.read_optional(VersionMetadata, "runs/missing.json") is None
+    registry.store.write("runs/garbled.json", b"{not json")
+    registry.store.write("runs/other.json", b'{"something": "else"}')
+    with caplog.at_level("WARNING", logger="retrain.registry"):
+        assert registry.read_optional(VersionMetadata, "runs/garbled.json") is None
+        assert registry.read_optional(VersionMetadata, "runs/other.json") is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "runs/garbled.json: not used (" in messages[0] and "not valid JSON" in messages[0]
+    assert "runs/other.json: not used (" in messages[1] and "missing field data_month" in messages[1]
+    registry.store.write("runs/good.json", to_bytes(metadata()))
+    assert registry.read_optional(VersionMetadata, "runs/good.json") == metadata()
+
+
+def test_a_run_folder_claims_a_name_once(registry: Registry) -> None:
+    folder = registry.run_folder("2025-01", "run-1")
+    assert folder.claim("notified-email.json")
+    assert not folder.claim("notified-email.json"), "a retried or re-run task claims nothing twice"
+    assert registry.run_folder("2025-01", "run-2").claim("notified-email.json"), "another run claims its own"
+    assert folder.write("x.json", b"{}").endswith("runs/2025-01/run-1/x.json")
+    assert folder.read_document("x.json") == {} and folder.read_document("y.json") is None
+    folder.write("bad.json", b"{nope")
+    with pytest.raises(RegistryError, match="bad.json: not valid JSON"):
+        folder.read_document("bad.json")
