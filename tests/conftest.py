@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,11 @@ def start_s3_server() -> tuple[subprocess.Popen[str], str]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server in its own process, for the whole session."""
+    """A moto S3 server in its own process, for the whole session; or the one RETRAIN_TEST_S3_ENDPOINT names
+    (make mutate starts one for its thousands of short test sessions)."""
+    if os.environ.get("RETRAIN_TEST_S3_ENDPOINT"):
+        yield os.environ["RETRAIN_TEST_S3_ENDPOINT"]
+        return
     process, endpoint = start_s3_server()
     yield endpoint
     process.terminate()

@@ -39,10 +39,10 @@ def report_link(base_url: str, dag_id: str, run_id: str) -> str:
 def decision_message(entry: LedgerRecord, link: str) -> Message:
     """A run's decision: model, month, outcome, reason, the AUC lift with its interval, what drifted."""
     lift = entry.metrics.lift if entry.metrics else None
-    model = entry.model or ""
+    model, month = entry.model or "", entry.month or ""
     lines = [
         ("model", model),
-        ("month", entry.month or ""),
+        ("month", month),
         ("outcome", entry.outcome + (" (dry run)" if entry.dry_run else "")),
         ("reason", entry.reason),
         (
@@ -57,7 +57,7 @@ def decision_message(entry: LedgerRecord, link: str) -> Message:
     if entry.performance is not None:
         lines.append(("estimated champion AUC", f"{entry.performance.estimated_auc:.4f}"))
     lines.append(("report", link))
-    subject = f"[retrain] {model} {entry.month}: {entry.outcome}"
+    subject = f"[retrain] {model} {month}: {entry.outcome}"
     return _message(subject, lines, link)
 
 

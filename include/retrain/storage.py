@@ -259,7 +259,8 @@ def _s3_client(endpoint_url: str | None, region: str | None, spec: StorageSpec) 
     with _clients_lock:
         if key not in _clients:
             boto_config = BotoConfig(
-                retries={"max_attempts": spec.max_attempts, "mode": "standard"},
+                # botocore's "max_attempts" counts the retries alone; storage.max_attempts counts every attempt.
+                retries={"total_max_attempts": spec.max_attempts, "mode": "standard"},
                 connect_timeout=spec.connect_timeout,
                 read_timeout=spec.read_timeout,
                 # S3-compatible servers reject or mangle the newer default CRC checksums.

@@ -3,6 +3,7 @@ hostile text escaped in the HTML and kept whole in the text, and each channel cl
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from retrain.records import (
     Metrics,
     Outcome,
     PerformanceEstimate,
+    run_key,
 )
 from retrain.registry import Registry
 from retrain.storage import open_store
@@ -92,6 +94,8 @@ def test_hostile_text_is_escaped_in_the_html_and_whole_in_the_text() -> None:
         assert HOSTILE not in message.html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in message.html
         assert f"<a href='{LINK}'>Open the run in Airflow</a>" in message.html
         assert f"<td>{LINK}</td>" not in message.html, "the link is the button, not a row"
+        assert message.html.startswith(f"<p>{escape(message.subject)}</p><table><tr><th align='left'>model</th>")
+        assert message.html.count("</tr><tr>") == message.html.count("<tr>") - 1, "nothing between the rows"
     quoted = decision_message(entry(), "https://a.example/?x='><script>")
     assert "<script>" not in quoted.html and "href='https://a.example/?x=&#x27;&gt;&lt;script&gt;'" in quoted.html
 
@@ -112,6 +116,8 @@ def test_a_failure_message_names_the_task_and_the_error() -> None:
 def test_links_reach_the_run_and_its_report_tab_whatever_its_id() -> None:
     link = run_link("https://airflow.example.com/", "retrain__churn", "manual__2025-05-01T00:00:00+00:00")
     assert link == "https://airflow.example.com/dags/retrain__churn/runs/manual__2025-05-01T00%3A00%3A00%2B00%3A00"
+    behind_a_proxy = run_link("https://example.com/AX/", "retrain__churn", "X/1")
+    assert behind_a_proxy == "https://example.com/AX/dags/retrain__churn/runs/X%2F1"
     assert (
         report_link("http://h", "retrain__churn", "a/b")
         == "http://h/dags/retrain__churn/runs/a%2Fb/plugin/retrain-report"
@@ -125,8 +131,20 @@ def test_each_channel_is_claimed_once_per_run(tmp_path: Path) -> None:
     assert claim(registry, "2025-01", "run-1", "decision-slack"), "each channel on its own"
     assert claim(registry, "2025-01", "run-2", "decision-email"), "each run on its own"
     assert claim(registry, "2025-02", "run-1", "failure-email")
+    claimed = sorted(registry.store.list("runs/"))
+    assert claimed == [
+        f"runs/2025-01/{run_key('run-1')}/notified-decision-email.json",
+        f"runs/2025-01/{run_key('run-1')}/notified-decision-slack.json",
+        f"runs/2025-01/{run_key('run-2')}/notified-decision-email.json",
+        f"runs/2025-02/{run_key('run-1')}/notified-failure-email.json",
+    ], "in the run's own folder, where a re-run of the same run id finds it"
 
 
 @pytest.mark.parametrize("outcome", list(Outcome.of_cycles()))
 def test_every_outcome_makes_a_message(outcome: Outcome) -> None:
     assert decision_message(entry(outcome=outcome), LINK).subject.endswith(f": {outcome}")
+
+
+def test_an_operators_record_has_no_month_to_announce_and_says_nothing_of_none() -> None:
+    message = decision_message(entry(month=None, kind="rollback", outcome=Outcome.ROLLED_BACK, metrics=None), LINK)
+    assert lines_of(message.text)["month"] == "" and "None" not in message.subject

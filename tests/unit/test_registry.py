@@ -153,12 +153,23 @@ def test_the_last_validation_of_a_version_comes_from_its_metadata_then_the_ledge
         )
 
     kept("a", "2025-02", "2025-02", 0.9)  # the same month: not later than what the metadata says
+    assert registry.validation_of(1) == ("2025-02", 0.7)
     kept("b", "2025-04", "2025-04", 0.75)
     kept("c", "2025-05", "2025-05", 0.99, version=2)  # another version's validation
     kept("d", "2025-06", "2025-06", 0.98, moved=False)  # a run that did not move the reference
     assert registry.validation_of(1) == ("2025-04", 0.75)
     kept("e", "2025-03", "2025-03", 0.6)  # recorded later, validated on an earlier month: no step back
     assert registry.validation_of(1) == ("2025-04", 0.75)
+    registry.append_ledger(
+        record(
+            "2025-07",
+            "f",
+            recorded_at="2025-07T00",
+            champion_version=1,
+            reference=ReferenceUse("validated", moved=True, moved_to="2025-07"),
+        )
+    )
+    assert registry.validation_of(1) == ("2025-07", 0.75), "a record without metrics moves the month, not the AUC"
 
 
 def test_the_ledger_holds_one_record_per_run_whatever_the_retries(registry: Registry) -> None:
@@ -188,11 +199,11 @@ def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) 
         registry.publish_version(f"v{version}".encode(), metadata(month, auc=0.7 + version / 100))
     registry.move_champion(1, data_month="2025-01", expected_etag=None, run_id="a", reason="first")
     registry.move_champion(2, data_month="2025-02", expected_etag=registry.champion().etag, run_id="b", reason="r")
-    with pytest.raises(RegistryError, match="needs a reason"):
+    with pytest.raises(RegistryError, match="^rollback needs a reason$"):
         registry.rollback(1, reason="  ")
-    with pytest.raises(RegistryError, match="no version 7 to roll back to"):
+    with pytest.raises(RegistryError, match=r"^\S+: no version 7 to roll back to$"):
         registry.rollback(7, reason="x")
-    with pytest.raises(RegistryError, match="version 2 is already the champion"):
+    with pytest.raises(RegistryError, match="^version 2 is already the champion$"):
         registry.rollback(2, reason="x")
     entry = registry.rollback(1, reason="v2 misbehaves", run_id="rollback__1")
     champion = registry.champion()
@@ -205,7 +216,8 @@ def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) 
         2,
         1,
     )
-    assert entry.reference.moved and entry.reference.moved_to == "2025-01" and entry.month is None
+    assert entry.reference == ReferenceUse(mode="validated", moved=True, moved_to="2025-01")
+    assert entry.month is None and entry.recorded_at.startswith("20") and entry.reason == "v2 misbehaves"
     assert registry.ledger() == [entry], "the operator's record is in the ledger"
     assert registry.find_run(entry.run_key) is None, "but it is no cycle's run"
     registry.rollback(2, reason="back again", run_id="rollback__1")
@@ -252,3 +264,57 @@ def test_a_run_folder_claims_a_name_once(registry: Registry) -> None:
     folder.write("bad.json", b"{nope")
     with pytest.raises(RegistryError, match="bad.json: not valid JSON"):
         folder.read_document("bad.json")
+
+
+def test_a_rollback_without_any_champion_points_one_out(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata("2025-01"))
+    entry = registry.rollback(1, reason="the pointer was deleted by hand", run_id="restore")
+    assert registry.champion().version == 1 and registry.champion().previous_version is None
+    assert (entry.champion_version_before, entry.champion_version) == (None, 1)
+
+
+class Interleaved(Store):
+    """A store through which another writer moves the champion just before this one's compare-and-swap."""
+
+    def __init__(self, store: Store, pointer: bytes) -> None:
+        self.inner, self.pointer, self.uri = store, pointer, store.uri
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        return self.inner.read_with_etag(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.inner.write(key, data)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        return self.inner._create(key, data)
+
+    def _swap(self, key: str, data: bytes, expected_etag: str | None) -> str | None:
+        current = self.inner.read_with_etag(key)[1]
+        self.inner.swap(key, self.pointer, current)  # the other writer wins the race
+        return self.inner._swap(key, data, expected_etag)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return self.inner.list(prefix)
+
+    def entries(self, prefix: str = "") -> list:  # noqa: ANN201
+        return self.inner.entries(prefix)
+
+    def local_path(self, info):  # noqa: ANN001, ANN201
+        return self.inner.local_path(info)
+
+    def check_root(self) -> None:
+        self.inner.check_root()
+
+
+def test_a_rollback_that_loses_the_race_says_so_and_records_nothing(registry: Registry) -> None:
+    for version in (1, 2, 3):
+        registry.publish_version(f"v{version}".encode(), metadata())
+    registry.move_champion(2, data_month="2025-01", expected_etag=None, run_id="a", reason="r")
+    other = json.dumps({"model": "churn", "version": 3, "data_month": "2025-02"}).encode()
+    racing = Registry(Interleaved(registry.store, other), "churn")
+    with pytest.raises(RegistryError, match="^the champion moved while rolling back; read it again and retry$"):
+        racing.rollback(1, reason="x")
+    assert registry.champion().version == 3 and registry.ledger() == []

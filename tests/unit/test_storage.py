@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,156 @@ def test_stores_share_one_client_per_endpoint_and_credentials(s3_env: str, monke
     assert open_store("s3://bucket-a/x").client is rotated.client
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert open_store("s3://bucket-a/x").client is not rotated.client, "another endpoint, another client"
+
+
+def test_the_s3_client_is_set_up_for_s3_compatible_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrain.config import StorageSpec
+
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    spec = StorageSpec(endpoint_url="http://127.0.0.1:9000", region="eu-west-3", max_attempts=7, read_timeout=11)
+    store = open_store("s3://bucket/some/prefix/", spec)
+    config = store.client.meta.config
+    assert (config.retries, config.connect_timeout, config.read_timeout) == (
+        {"total_max_attempts": 7, "mode": "standard"},
+        5.0,
+        11.0,
+    )
+    # Servers other than AWS reject or mangle botocore's default CRC checksums.
+    assert (config.request_checksum_calculation, config.response_checksum_validation) == ("when_required",) * 2
+    assert (store.client.meta.endpoint_url, store.client.meta.region_name) == ("http://127.0.0.1:9000", "eu-west-3")
+    assert (store.bucket, store.prefix, store.uri) == ("bucket", "some/prefix", "s3://bucket/some/prefix")
+    assert store.uri_for("a/b.json") == "s3://bucket/some/prefix/a/b.json"
+    bare = open_store("s3://bucket", spec)
+    assert (bare.prefix, bare.uri, bare.uri_for("k")) == ("", "s3://bucket", "s3://bucket/k")
+
+
+@pytest.mark.parametrize(
+    ("environment", "endpoint", "region"),
+    [
+        ({"AWS_ENDPOINT_URL": "http://general:1", "AWS_DEFAULT_REGION": "us-west-1"}, "http://general:1", "us-west-1"),
+        ({"AWS_ENDPOINT_URL_S3": "http://s3:2", "AWS_ENDPOINT_URL": "http://general:1"}, "http://s3:2", "us-east-1"),
+        ({"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "us-west-1"}, None, "eu-central-1"),
+    ],
+)
+def test_endpoint_and_region_fall_back_to_boto3s_own_variables(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], endpoint: str | None, region: str
+) -> None:
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    store = open_store("s3://bucket/x")
+    assert store.endpoint_url == endpoint and store.client.meta.region_name == region
+
+
+def test_an_s3_uri_without_a_bucket_is_refused_with_an_example() -> None:
+    with pytest.raises(StorageError, match=r"^s3:///x: an S3 URI needs a bucket, as in s3://bucket/prefix$"):
+        open_store("s3:///x")
+
+
+def client_error(code: str, status: int):  # noqa: ANN201 - botocore's ClientError
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "lost"),
+    [
+        ("PreconditionFailed", 412, True),  # AWS: If-None-Match or If-Match not met
+        ("ConditionalRequestConflict", 409, True),  # AWS: a concurrent conditional write to the key won
+        ("PreconditionFailed", 400, True),  # a server that says so by its code alone
+        ("", 412, True),  # SeaweedFS: a bare 412, also for If-Match on a missing key
+        ("SomethingElse", 409, True),
+        ("AccessDenied", 403, False),
+        ("NoSuchKey", 404, False),
+        ("InternalError", 500, False),
+    ],
+)
+def test_a_lost_condition_is_told_from_other_refusals(code: str, status: int, lost: bool) -> None:
+    from retrain.storage import S3Store
+
+    assert S3Store._is_precondition_failure(client_error(code, status)) is lost
+    assert S3Store._is_precondition_failure(ValueError("not a response")) is False
+
+
+def test_a_downloaded_snapshot_file_is_pinned_to_its_listing_and_fetched_once(s3_bucket: str) -> None:
+    from retrain.errors import ChangedError
+
+    store = open_store(f"s3://{s3_bucket}/data")
+    store.write("month=2025-01/part-0.csv", b"x\n1\n")
+    (entry,) = store.entries("month=2025-01/")
+    path = store.local_path(entry)
+    assert path.read_bytes() == b"x\n1\n" and path.suffix == ".csv", "the suffix tells the reader the format"
+    assert path.parent.name.startswith("retrain-downloads-")
+    store.write("month=2025-01/part-0.csv", b"x\n2\n")
+    assert store.local_path(entry) == path, "the listed version, downloaded once per process"
+    store.write("month=2025-01/part-1.csv", b"x\n3\n")
+    (_, listed) = store.entries("month=2025-01/")
+    store.write("month=2025-01/part-1.csv", b"x\n4\n")  # rewritten after the listing, before the download
+    with pytest.raises(ChangedError, match=r"month=2025-01/part-1.csv: object changed since it was listed"):
+        store.local_path(listed)
+    (fresh, _) = store.entries("month=2025-01/")
+    assert store.local_path(fresh).read_bytes() == b"x\n2\n" and store.local_path(fresh) != path
+
+
+def test_the_download_folder_goes_when_the_process_does(s3_env: str, s3_bucket: str) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from retrain.storage import open_store; store = open_store(sys.argv[1]); "
+        "store.write('k.csv', b'x'); print(store.local_path(store.entries('k')[0]).parent)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, f"s3://{s3_bucket}/p"], capture_output=True, text=True)
+    folder = Path(result.stdout.strip())
+    assert result.returncode == 0 and folder.name.startswith("retrain-downloads-"), result.stderr
+    assert not folder.exists(), "removed at exit: downloads are a process's private copies"
+
+
+def test_a_local_file_changed_after_it_was_listed_is_refused(tmp_path: Path) -> None:
+    from retrain.errors import ChangedError
+
+    store = open_store(str(tmp_path / "data"))
+    store.write("month=2025-01/part-0.csv", b"x\n1\n")
+    (entry,) = store.entries("month=2025-01/")
+    assert store.local_path(entry) == tmp_path / "data" / "month=2025-01" / "part-0.csv"
+    store.write("month=2025-01/part-0.csv", b"x\n10\n")
+    with pytest.raises(ChangedError, match=r"part-0.csv: file changed since it was listed"):
+        store.local_path(entry)
+    (tmp_path / "data" / "month=2025-01" / "part-0.csv").unlink()
+    with pytest.raises(ChangedError, match=r"part-0.csv: file removed since it was listed"):
+        store.local_path(entry)
+
+
+def test_a_local_listing_leaves_out_unfinished_writes_and_the_lock(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "registry"))
+    store.swap("champion.json", b"{}", None)  # takes the lock file
+    store.write("runs/a.json", b"{}")
+    (tmp_path / "registry" / "runs" / ".tmp-b.json.123").write_bytes(b"half")
+    (tmp_path / "registry" / "runsx").mkdir()
+    (tmp_path / "registry" / "runsx" / "c.json").write_bytes(b"{}")
+    assert store.list() == ["champion.json", "runs/a.json", "runsx/c.json"]
+    assert store.list("runs/") == ["runs/a.json"], "a prefix is a folder's prefix, not a name's"
+    assert open_store(str(tmp_path / "nowhere")).list() == []
+
+
+def test_a_local_root_that_cannot_hold_a_registry_is_named(tmp_path: Path) -> None:
+    from retrain.errors import RegistryError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RegistryError, match=rf"^{tmp_path / 'file'}: is a file, not a folder; cannot hold"):
+        open_store(str(tmp_path / "file" / "registry")).check_root()
+    open_store(str(tmp_path / "new" / "registry")).check_root()  # a folder that does not exist yet is fine
+
+
+def test_a_registry_root_in_a_bucket_that_does_not_exist_is_named_before_anything_is_read(
+    s3_env: str, s3_bucket: str
+) -> None:
+    from retrain.errors import RegistryError
+
+    open_store(f"s3://{s3_bucket}/registry").check_root()  # an empty prefix of a real bucket is fine
+    with pytest.raises(RegistryError, match=r"^s3://no-such-bucket/registry: bucket 'no-such-bucket' does not exist$"):
+        open_store("s3://no-such-bucket/registry").check_root()
