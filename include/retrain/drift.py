@@ -52,7 +52,7 @@ class Columns(Protocol):
 class FrameColumns:
     """A pandas DataFrame as a drift source."""
 
-    def __init__(self, frame: pd.DataFrame, where: str = "data") -> None:
+    def __init__(self, frame: pd.DataFrame, where: str) -> None:
         self.frame, self.where = frame, where
 
     def numeric(self, name: str) -> np.ndarray:
@@ -151,8 +151,8 @@ def chi_square_from_counts(reference: dict[str, int], current: dict[str, int]) -
 def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
     """`chi_square_from_counts` on two series of categories; nulls are left out (the report tracks them)."""
     return chi_square_from_counts(
-        FrameColumns(reference.to_frame("x")).category_counts("x")[0],
-        FrameColumns(current.to_frame("x")).category_counts("x")[0],
+        FrameColumns(reference.to_frame("x"), "reference").category_counts("x")[0],
+        FrameColumns(current.to_frame("x"), "current").category_counts("x")[0],
     )
 
 

@@ -19,7 +19,7 @@ SMALL_INT_ROWS = 10_000_000
 
 
 def holdout_mask(
-    frame: pd.DataFrame, target: str, fraction: float, *, timestamp: str | None = None, seed: int = 0
+    frame: pd.DataFrame, target: str, fraction: float, *, seed: int, timestamp: str | None = None
 ) -> np.ndarray:
     """Rows of the new labeled month held out from training, stratified by class.
 
@@ -195,7 +195,7 @@ def paired_bootstrap_lift(
 
 
 def chance_lift(
-    labels: np.ndarray, scores: np.ndarray, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+    labels: np.ndarray, scores: np.ndarray, *, resamples: int, confidence: float, seed: int
 ) -> LiftInterval:
     """A first model's AUC over chance (AUC - 1/2), with its bootstrap interval: the lift over a model that
     scores every row alike, whose AUC is exactly 1/2 on every resample. With no champion to beat, this is

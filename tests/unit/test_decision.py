@@ -276,3 +276,21 @@ def test_the_gate_names_every_trigger_and_trains_without_a_champion() -> None:
     assert (first.train, first.triggers, first.reason) == (True, ("no_champion",), "no champion yet")
     quiet = drift_gate(drifted=False, force=False, has_champion=True)
     assert (quiet.train, quiet.triggers) == (False, ()) and quiet.reason == "no feature drifted; retraining skipped"
+
+
+def test_every_shortfall_is_in_the_reason_in_order() -> None:
+    decision = against_champion(
+        metrics(0.8125, log_loss=0.75, brier=0.25), metrics(0.8, log_loss=0.25, brier=0.0625), lift(0.0625, -0.5, 0.5)
+    )
+    assert decision.reason == (
+        "drift in ; AUC lift +0.0625 is below min_lift=0.125; lift not significant: 95% interval [-0.5000, +0.5000] "
+        "includes 0; log loss regressed by 0.5000 (> max_log_loss_increase=0.25); Brier score regressed by 0.1875 "
+        "(> max_brier_increase=0.125)"
+    )
+
+
+def test_a_decision_past_the_gate_needs_its_evidence() -> None:
+    with pytest.raises(ValueError, match="^a challenger's metrics are needed past the drift gate$"):
+        decide(drifted=True, force=False, policy=POLICY)
+    with pytest.raises(ValueError, match="^the lift interval is needed to compare with a champion$"):
+        decide(drifted=True, force=False, policy=POLICY, challenger=metrics(0.9), champion=metrics(0.8))

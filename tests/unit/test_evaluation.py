@@ -24,7 +24,7 @@ def test_holdout_is_stratified_and_takes_the_latest_rows_of_each_class() -> None
             "ts": pd.date_range("2025-01-01", periods=100, freq="h")[::-1],  # newest first
         }
     )
-    mask = holdout_mask(frame, "y", 0.2, timestamp="ts")
+    mask = holdout_mask(frame, "y", 0.2, timestamp="ts", seed=0)
     assert mask.sum() == 20 and frame["y"][mask].sum() == 10
     assert set(np.flatnonzero(mask)) == set(range(20)), "the 20 newest rows, 10 of each class"
 
@@ -32,6 +32,7 @@ def test_holdout_is_stratified_and_takes_the_latest_rows_of_each_class() -> None
 def test_random_holdout_is_stratified_and_seeded() -> None:
     frame = pd.DataFrame({"y": [1] * 30 + [0] * 70})
     first = holdout_mask(frame, "y", 0.3, seed=5)
+    assert not (first == holdout_mask(frame, "y", 0.3, seed=6)).all(), "the seed chooses the rows"
     assert first.sum() == 30 and frame["y"][first].sum() == 9
     np.testing.assert_array_equal(first, holdout_mask(frame, "y", 0.3, seed=5))
 
@@ -44,9 +45,25 @@ def test_a_class_too_small_for_its_share_still_has_a_row_on_each_side_of_the_spl
     pair = pd.DataFrame({"y": [0] * 20 + [1] * 2})
     assert pair["y"][holdout_mask(pair, "y", 0.9, seed=1)].sum() == 1, "0.9 x 2 leaves one to train on"
     single = pd.DataFrame({"y": [0] * 20 + [1]})
-    assert single["y"][holdout_mask(single, "y", 0.3)].sum() == 1, "a lone positive goes to the holdout"
-    with pytest.raises(DataError, match="holds no row of class 1"):
-        holdout_mask(pd.DataFrame({"y": [0] * 20}), "y", 0.3)
+    assert single["y"][holdout_mask(single, "y", 0.3, seed=0)].sum() == 1, "a lone positive goes to the holdout"
+    three = pd.DataFrame({"y": [0] * 20 + [1] * 3})
+    assert three["y"][holdout_mask(three, "y", 0.9, seed=1)].sum() == 2, "0.9 x 3 rounds to 3; one stays to train on"
+    with pytest.raises(DataError, match="^holdout: target column y holds no row of class 1$"):
+        holdout_mask(pd.DataFrame({"y": [0] * 20}), "y", 0.3, seed=0)
+
+
+def test_a_row_without_a_time_is_the_oldest_and_rows_at_one_time_go_in_file_order() -> None:
+    times = pd.to_datetime(["2025-01-01", None, "2025-01-03", "2025-01-02", None, "2025-01-04"] * 2, utc=True)
+    frame = pd.DataFrame({"y": [0] * 6 + [1] * 6, "ts": times})
+    mask = holdout_mask(frame, "y", 0.5, timestamp="ts", seed=0)
+    assert np.flatnonzero(mask).tolist() == [2, 3, 5, 8, 9, 11], "the 3 latest of each class; no missing time"
+    rng = np.random.default_rng(0)
+    coarse = pd.DataFrame({"y": rng.integers(0, 2, 200), "ts": pd.to_datetime(rng.integers(0, 3, 200), unit="D")})
+    held = holdout_mask(coarse, "y", 0.3, timestamp="ts", seed=0)
+    for label in (0, 1):
+        rows = [i for i in range(200) if coarse["y"][i] == label]
+        latest = sorted(rows, key=lambda i: coarse["ts"][i])[-round(0.3 * len(rows)) :]  # a stable sort
+        assert sorted(latest) == np.flatnonzero(held & (coarse["y"] == label).to_numpy()).tolist()
 
 
 def test_metrics_match_scikit_learn() -> None:
@@ -80,7 +97,7 @@ def test_row_aucs_equal_roc_auc_score_row_by_row_ties_included() -> None:
     expected = [roc_auc_score(labels, row) for row in scores]
     np.testing.assert_allclose(row_aucs(labels, scores), expected, atol=1e-12)
     assert row_aucs(labels, scores[2])[0] == 0.0, "a perfectly inverted ranking"
-    with pytest.raises(ValueError, match="both classes"):
+    with pytest.raises(ValueError, match="^an AUC needs both classes among the labels$"):
         row_aucs(np.zeros(5), scores[:, :5])
 
 
@@ -109,10 +126,10 @@ def test_the_lift_over_chance_is_the_auc_less_one_half_with_its_interval() -> No
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 2, 2000)
     useful = labels * 0.8 + rng.normal(size=2000)
-    over = chance_lift(labels, useful, resamples=400, seed=1)
+    over = chance_lift(labels, useful, resamples=400, confidence=0.95, seed=1)
     assert over.lift == pytest.approx(roc_auc_score(labels, useful) - 0.5)
     assert 0 < over.low < over.lift < over.high
-    noise = chance_lift(labels, rng.normal(size=2000), resamples=400, seed=1)
+    noise = chance_lift(labels, rng.normal(size=2000), resamples=400, confidence=0.95, seed=1)
     assert noise.low < 0 < noise.high, "a model of noise is not significantly better than chance"
-    perfect = chance_lift(labels, labels.astype(float), resamples=200)
+    perfect = chance_lift(labels, labels.astype(float), resamples=200, confidence=0.9, seed=0)
     assert (perfect.lift, perfect.low, perfect.high) == (0.5, 0.5, 0.5)

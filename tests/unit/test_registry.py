@@ -318,3 +318,56 @@ def test_a_rollback_that_loses_the_race_says_so_and_records_nothing(registry: Re
     with pytest.raises(RegistryError, match="^the champion moved while rolling back; read it again and retry$"):
         racing.rollback(1, reason="x")
     assert registry.champion().version == 3 and registry.ledger() == []
+
+
+def test_a_run_folder_reads_back_the_records_it_was_given(registry: Registry) -> None:
+    folder = registry.run_folder("2025-03", "run-3")
+    written = metadata("2025-03", run="run-3")
+    assert folder.write("meta.json", to_bytes(written)) == registry.store.uri_for("runs/2025-03/run-3/meta.json")
+    assert folder.read_record(VersionMetadata, "meta.json") == written
+    assert folder.read_record(VersionMetadata, "absent.json") is None, "the run did not get that far"
+    folder.write("wrong.json", b'{"data_month": 7}')
+    with pytest.raises(RegistryError) as error:
+        folder.read_record(VersionMetadata, "wrong.json")
+    assert str(error.value) == (
+        f"{registry.store.uri_for('runs/2025-03/run-3/wrong.json')}: unreadable VersionMetadata: "
+        "VersionMetadata.data_month: expected str, got 7"
+    )
+
+
+def test_revalidation_writes_unless_this_very_run_already_did_it_for_this_month(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata())
+    # A pointer written by an earlier release: no model name, an old timestamp.
+    old = {"version": 1, "data_month": "2025-01", "validated_run_id": "other", "updated_at": "2000-01-01"}
+    registry.store.write(CHAMPION_KEY, json.dumps(old).encode())
+    read = registry.champion()
+    assert registry.revalidate(read, month="2025-01", auc=0.8, run_id="mine")
+    moved = registry.champion()
+    assert (moved.validated_run_id, moved.model) == ("mine", "churn") and moved.updated_at != "2000-01-01"
+    assert registry.revalidate(moved, month="2025-02", auc=0.81, run_id="mine"), "the same run, a later month"
+    assert registry.champion().validated_month == "2025-02" and registry.champion().etag != moved.etag
+    again = registry.champion()
+    assert registry.revalidate(again, month="2025-02", auc=0.5, run_id="mine")
+    assert registry.champion() == again, "nothing rewritten: the run's own revalidation stands"
+
+
+def test_records_written_at_the_same_moment_read_operator_first_then_by_month(registry: Registry) -> None:
+    registry.publish_version(b"one", metadata())
+    registry.publish_version(b"two", metadata())
+    registry.move_champion(2, data_month="2025-01", expected_etag=None, run_id="a", reason="r")
+    cycle = record("2025-01", "cycle", recorded_at="2025-03-01T00:00:00.000+00:00")
+    registry.append_ledger(cycle)
+    rollback = registry.rollback(1, reason="r", run_id="op")
+    rollback = replace(rollback, recorded_at=cycle.recorded_at)
+    registry.store.write(next(k for k in registry.store.list("ledger/operator/")), to_bytes(rollback))
+    assert [r.kind for r in registry.ledger()] == ["rollback", "cycle"]
+
+
+def test_a_missing_model_file_names_its_key(registry: Registry) -> None:
+    registry.store.write("versions/000001/metadata.json", to_bytes(metadata()))
+    with pytest.raises(IntegrityError) as error:
+        registry.load_model(1)
+    assert (
+        str(error.value)
+        == f"{registry.store.uri_for('versions/000001/model.joblib')}: model file missing for version 1"
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrain.errors import NotFoundError, StorageError
-from retrain.storage import Store, open_store
+from retrain.storage import ObjectInfo, Store, open_store
 
 
 def test_write_read_list(store: Store) -> None:
@@ -78,14 +78,36 @@ def test_racing_creates_exactly_one_wins(store: Store) -> None:
     assert store.read("once") == f"writer {results.index(True)}".encode()
 
 
-def test_unreachable_endpoint_is_one_clear_error() -> None:
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [
+        ("read", lambda store: store.read("runs/k")),
+        ("write", lambda store: store.write("runs/k", b"x")),
+        ("conditional write", lambda store: store.create("runs/k", b"x")),
+        ("conditional write", lambda store: store.swap("runs/k", b"x", "etag")),
+        ("list", lambda store: store.list("runs/k")),
+        ("download", lambda store: store.local_path(ObjectInfo("runs/k", 1, "etag"))),
+    ],
+)
+def test_an_unreachable_endpoint_is_one_error_naming_the_object_the_action_and_the_endpoint(
+    action: str, call: object
+) -> None:
     from retrain.config import StorageSpec
 
     store = open_store(
         "s3://bucket/x", StorageSpec(endpoint_url="http://127.0.0.1:9", max_attempts=2, connect_timeout=0.5)
     )
-    with pytest.raises(StorageError, match=r"failed after 2 attempts; storage endpoint http://127.0.0.1:9 unreachable"):
-        store.read("k")
+    with pytest.raises(StorageError) as error:
+        call(store)  # type: ignore[operator]
+    assert str(error.value).startswith(
+        f"s3://bucket/x/runs/k: {action} failed after 2 attempts; storage endpoint http://127.0.0.1:9 unreachable: "
+    )
+
+
+def test_a_pointer_deleted_while_a_run_held_its_etag_is_a_lost_swap(store: Store) -> None:
+    etag = store.swap("pointer", b"v1", None)
+    assert store.swap("other", b"v1", etag) is None, "If-Match on a key that does not exist: lost, not an error"
+    assert not store.exists("other")
 
 
 def test_missing_bucket_is_named(s3_env: str) -> None:
@@ -196,6 +218,7 @@ def client_error(code: str, status: int):  # noqa: ANN201 - botocore's ClientErr
         ("PreconditionFailed", 412, True),  # AWS: If-None-Match or If-Match not met
         ("ConditionalRequestConflict", 409, True),  # AWS: a concurrent conditional write to the key won
         ("PreconditionFailed", 400, True),  # a server that says so by its code alone
+        ("ConditionalRequestConflict", 400, True),
         ("", 412, True),  # SeaweedFS: a bare 412, also for If-Match on a missing key
         ("SomethingElse", 409, True),
         ("AccessDenied", 403, False),
