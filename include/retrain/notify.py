@@ -21,9 +21,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Message:
+    """One message in the forms its channels need: plain text, HTML for e-mail, Slack's markup."""
+
     subject: str
     text: str
     html: str
+
+    @property
+    def slack(self) -> str:
+        """The text as Slack must receive it: '&', '<' and '>' escaped, so that text from the data (a reason
+        naming a value such as `<!channel>`) can neither ping a channel nor become a link."""
+        return self.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def run_link(base_url: str, dag_id: str, run_id: str) -> str:

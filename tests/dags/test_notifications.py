@@ -131,3 +131,29 @@ def test_failures_are_announced_only_after_the_last_retry() -> None:
         )
         assert [c.__name__ for c in callbacks] == ["log_failure", "notify_failure"]
         assert not task.on_retry_callback, "never one message per retry"
+
+
+def test_a_message_sent_again_by_a_retried_or_rerun_task_goes_out_once(
+    airflow_db: Path, endpoints: tuple[SmtpServer, WebhookServer], tmp_path: Path
+) -> None:
+    """The Airflow layer claims each channel before it sends, so a retried record_decision or a cleared and
+    re-run one says nothing twice; another run of the month is heard again."""
+    from types import SimpleNamespace
+
+    from retrain.airflow.notifications import send
+    from retrain.notify import Message
+
+    smtp, webhook = endpoints
+    path = write_config(
+        tmp_path / "retrain.toml", production="p", labeled="l", registry=str(tmp_path / "registry"), extra=NOTIFY
+    )
+    config = load_config(path)
+    registry = Registry.for_config(config)
+    message = Message(subject="[retrain] churn 2025-07: PROMOTED", text="outcome: PROMOTED", html="<p>PROMOTED</p>")
+    first = {"dag_run": SimpleNamespace(run_id="manual__1")}
+    for _ in range(2):
+        send(config, registry, message, first, "2025-07", "decision")
+    assert len(smtp.messages) == 1 and len(webhook.posts) == 1
+    send(config, registry, message, first, "2025-07", "failure")
+    send(config, registry, message, {"dag_run": SimpleNamespace(run_id="manual__2")}, "2025-07", "decision")
+    assert len(smtp.messages) == 3 and len(webhook.posts) == 3, "another kind, another run: each heard once"

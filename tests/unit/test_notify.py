@@ -85,6 +85,14 @@ def test_an_unevaluated_dry_run_says_so_and_leaves_out_what_it_does_not_have() -
     assert lines_of(decision_message(entry(drift=None), LINK).text)["drifted features"] == "none"
 
 
+def test_text_from_the_data_cannot_ping_a_slack_channel_or_become_a_link() -> None:
+    message = decision_message(entry(reason="drift in plan (row 3: '<!channel>' & <https://evil.example|click>)"), LINK)
+    assert "<!channel>" in message.text, "the plain text keeps it whole"
+    assert "'&lt;!channel&gt;' &amp; &lt;https://evil.example|click&gt;" in message.slack
+    assert "<" not in message.slack and ">" not in message.slack
+    assert message.slack.endswith(f"report: {LINK}"), "Slack links the bare address itself"
+
+
 def test_hostile_text_is_escaped_in_the_html_and_whole_in_the_text() -> None:
     for message in (
         decision_message(entry(), LINK),

@@ -43,7 +43,7 @@ def notifiers(config: Config, message: Message) -> list[tuple[str, Any]]:
     if config.notify.slack_webhook_conn_id:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        slack = SlackWebhookNotifier(slack_webhook_conn_id=config.notify.slack_webhook_conn_id, text=message.text)
+        slack = SlackWebhookNotifier(slack_webhook_conn_id=config.notify.slack_webhook_conn_id, text=message.slack)
         channels.append(("slack", slack))
     return channels
 
