@@ -81,7 +81,7 @@ class Store(ABC):
         """Sorted keys that start with `prefix`."""
 
     @abstractmethod
-    def entries(self, prefix: str = "") -> list[ObjectInfo]:
+    def entries(self, prefix: str) -> list[ObjectInfo]:
         """Objects whose keys start with `prefix`, with size and version, sorted by key."""
 
     @abstractmethod
@@ -199,7 +199,7 @@ class LocalStore(Store):
     def list(self, prefix: str = "") -> list[str]:
         return [info.key for info in self.entries(prefix)]
 
-    def entries(self, prefix: str = "") -> list[ObjectInfo]:
+    def entries(self, prefix: str) -> list[ObjectInfo]:
         if not self.root.is_dir():
             return []
         # Walk only below the prefix's folder: a month folder is listed without visiting its siblings.
@@ -321,15 +321,18 @@ class S3Store(Store):
             ) from None
 
     @staticmethod
-    def _is_precondition_failure(error: Exception) -> bool:
+    def _is_precondition_failure(error: Exception, *, if_match: bool = False) -> bool:
+        """Whether a refused request lost its condition: a 412 (or its code) from any server; a 409
+        ConditionalRequestConflict, where a concurrent conditional write to the key won; and for If-Match,
+        AWS's 404 NoSuchKey when the key no longer exists (SeaweedFS answers 412 there)."""
         from botocore.exceptions import ClientError
 
         if not isinstance(error, ClientError):
             return False
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        # 409 ConditionalRequestConflict: a concurrent conditional write to the same key won.
-        return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+        lost = code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+        return lost or (if_match and code == "NoSuchKey")
 
     def read_with_etag(self, key: str) -> tuple[bytes, str]:
         with self._requests("read", key):
@@ -347,9 +350,7 @@ class S3Store(Store):
             try:
                 response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
             except ClientError as error:
-                if self._is_precondition_failure(error):
-                    return None
-                if condition.get("IfMatch") and error.response.get("Error", {}).get("Code") == "NoSuchKey":
+                if self._is_precondition_failure(error, if_match="IfMatch" in condition):
                     return None
                 raise
             return response["ETag"].strip('"')
@@ -365,7 +366,7 @@ class S3Store(Store):
     def list(self, prefix: str = "") -> list[str]:
         return [info.key for info in self.entries(prefix)]
 
-    def entries(self, prefix: str = "") -> list[ObjectInfo]:
+    def entries(self, prefix: str) -> list[ObjectInfo]:
         found = []
         with self._requests("list", prefix):
             paginator = self.client.get_paginator("list_objects_v2")
@@ -391,7 +392,7 @@ class S3Store(Store):
                     Bucket=self.bucket, Key=self._key(info.key), IfMatch=f'"{info.version}"'
                 )
             except ClientError as error:
-                if self._is_precondition_failure(error):
+                if self._is_precondition_failure(error, if_match=True):
                     raise ChangedError(f"{self.uri_for(info.key)}: object changed since it was listed") from None
                 raise
             with open(partial, "wb") as handle:
@@ -422,8 +423,17 @@ def _download_folder() -> Path:
     with _downloads_lock:
         if _downloads is None:
             _downloads = Path(tempfile.mkdtemp(prefix="retrain-downloads-"))
-            atexit.register(shutil.rmtree, _downloads, ignore_errors=True)
+            atexit.register(remove_downloads)
         return _downloads
+
+
+def remove_downloads() -> None:
+    """Remove this process's downloaded files (at exit); the next download starts a new folder."""
+    global _downloads
+    with _downloads_lock:
+        if _downloads is not None:
+            shutil.rmtree(_downloads, ignore_errors=True)
+            _downloads = None
 
 
 def open_store(uri: str, spec: StorageSpec | None = None) -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,27 @@ def test_compare_and_swap(store: Store) -> None:
     assert store.swap("pointer", b"v3", etag) is None, "a stale etag loses"
 
 
+def test_a_retried_swap_whose_first_attempt_landed_finds_its_own_bytes(store: Store) -> None:
+    first = store.swap("pointer", b"v1", None)
+    assert store.swap("pointer", b"v1", None) == first, "a retried first write sees itself"
+    second = store.swap("pointer", b"v2", first)
+    assert second is not None
+    assert store.swap("pointer", b"v2", first) == second, "the retry's etag is stale, but the bytes are its own"
+    assert store.swap("pointer", b"v3", first) is None, "other bytes under a stale etag lose"
+
+
+def test_a_pointer_deleted_while_a_run_held_its_etag_is_a_lost_swap(store: Store) -> None:
+    from retrain.storage import LocalStore
+
+    etag = store.swap("pointer", b"v1", None)
+    if isinstance(store, LocalStore):  # the store has no delete of its own: the registry never deletes
+        (store.root / "pointer").unlink()
+    else:
+        store.client.delete_object(Bucket=store.bucket, Key=store._key("pointer"))
+    assert store.swap("pointer", b"v2", etag) is None
+    assert not store.exists("pointer"), "nothing is written when the condition is lost"
+
+
 def test_racing_swaps_exactly_one_wins(store: Store) -> None:
     etag = store.swap("pointer", b"start", None)
     barrier = threading.Barrier(8)
@@ -79,18 +101,19 @@ def test_racing_creates_exactly_one_wins(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "call"),
+    ("action", "key", "call"),
     [
-        ("read", lambda store: store.read("runs/k")),
-        ("write", lambda store: store.write("runs/k", b"x")),
-        ("conditional write", lambda store: store.create("runs/k", b"x")),
-        ("conditional write", lambda store: store.swap("runs/k", b"x", "etag")),
-        ("list", lambda store: store.list("runs/k")),
-        ("download", lambda store: store.local_path(ObjectInfo("runs/k", 1, "etag"))),
+        ("list", "", lambda store: store.check_root()),
+        ("read", "/runs/k", lambda store: store.read("runs/k")),
+        ("write", "/runs/k", lambda store: store.write("runs/k", b"x")),
+        ("conditional write", "/runs/k", lambda store: store.create("runs/k", b"x")),
+        ("conditional write", "/runs/k", lambda store: store.swap("runs/k", b"x", "etag")),
+        ("list", "/runs/k", lambda store: store.list("runs/k")),
+        ("download", "/runs/k", lambda store: store.local_path(ObjectInfo("runs/k", 1, "etag"))),
     ],
 )
 def test_an_unreachable_endpoint_is_one_error_naming_the_object_the_action_and_the_endpoint(
-    action: str, call: object
+    action: str, key: str, call: Callable[[Store], object]
 ) -> None:
     from retrain.config import StorageSpec
 
@@ -98,16 +121,10 @@ def test_an_unreachable_endpoint_is_one_error_naming_the_object_the_action_and_t
         "s3://bucket/x", StorageSpec(endpoint_url="http://127.0.0.1:9", max_attempts=2, connect_timeout=0.5)
     )
     with pytest.raises(StorageError) as error:
-        call(store)  # type: ignore[operator]
+        call(store)
     assert str(error.value).startswith(
-        f"s3://bucket/x/runs/k: {action} failed after 2 attempts; storage endpoint http://127.0.0.1:9 unreachable: "
+        f"s3://bucket/x{key}: {action} failed after 2 attempts; storage endpoint http://127.0.0.1:9 unreachable: "
     )
-
-
-def test_a_pointer_deleted_while_a_run_held_its_etag_is_a_lost_swap(store: Store) -> None:
-    etag = store.swap("pointer", b"v1", None)
-    assert store.swap("other", b"v1", etag) is None, "If-Match on a key that does not exist: lost, not an error"
-    assert not store.exists("other")
 
 
 def test_missing_bucket_is_named(s3_env: str) -> None:
@@ -233,6 +250,19 @@ def test_a_lost_condition_is_told_from_other_refusals(code: str, status: int, lo
     assert S3Store._is_precondition_failure(ValueError("not a response")) is False
 
 
+def test_for_if_match_a_key_gone_is_a_lost_condition_as_aws_answers_it() -> None:
+    from botocore.exceptions import ClientError
+
+    from retrain.storage import S3Store
+
+    assert S3Store._is_precondition_failure(client_error("NoSuchKey", 404), if_match=True) is True
+    assert S3Store._is_precondition_failure(client_error("NoSuchKey", 404)) is False
+    assert S3Store._is_precondition_failure(client_error("AccessDenied", 403), if_match=True) is False
+    bare = ClientError({}, "PutObject")  # a response with neither an error code nor a status
+    assert S3Store._is_precondition_failure(bare) is False
+    assert S3Store._is_precondition_failure(bare, if_match=True) is False
+
+
 def test_a_downloaded_snapshot_file_is_pinned_to_its_listing_and_fetched_once(s3_bucket: str) -> None:
     from retrain.errors import ChangedError
 
@@ -311,3 +341,86 @@ def test_a_registry_root_in_a_bucket_that_does_not_exist_is_named_before_anythin
     open_store(f"s3://{s3_bucket}/registry").check_root()  # an empty prefix of a real bucket is fine
     with pytest.raises(RegistryError, match=r"^s3://no-such-bucket/registry: bucket 'no-such-bucket' does not exist$"):
         open_store("s3://no-such-bucket/registry").check_root()
+
+
+def test_settings_or_credentials_of_their_own_get_a_client_of_their_own(s3_env: str) -> None:
+    from retrain.config import StorageSpec
+
+    patient, hasty = (
+        open_store("s3://b/x", StorageSpec(max_attempts=5)),
+        open_store("s3://b/x", StorageSpec(max_attempts=1)),
+    )
+    assert patient.client is not hasty.client
+    assert hasty.client.meta.config.retries["total_max_attempts"] == 1
+
+
+def test_a_bucket_without_a_prefix_keeps_keys_as_they_are(s3_env: str, s3_bucket: str) -> None:
+    from tests.conftest import s3_client
+
+    bare = open_store(f"s3://{s3_bucket}")
+    bare.write("champion.json", b"{}")
+    assert bare.read("champion.json") == b"{}" and bare.list() == ["champion.json"]
+    listed = s3_client(s3_env).list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert [item["Key"] for item in listed] == ["champion.json"], "not /champion.json"
+    assert open_store(f"s3://{s3_bucket}/Xin/outX/").prefix == "Xin/outX"
+
+
+def test_a_file_uri_is_a_local_folder(tmp_path: Path) -> None:
+    from retrain.storage import LocalStore
+
+    store = open_store(f"file://{tmp_path}/registry")
+    assert isinstance(store, LocalStore) and store.root == tmp_path / "registry"
+
+
+def test_a_local_read_the_system_refuses_is_named(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    with pytest.raises(StorageError) as error:
+        store.read("x" * 300)
+    assert str(error.value) == f"{tmp_path}/{'x' * 300}: cannot read: File name too long"
+
+
+def test_a_listing_skips_unfinished_writes_and_names_outside_the_prefix_whatever_their_order(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    names = [f"runs/{letter}{i:02d}.json" for i in range(20) for letter in "ab"]
+    for name in names:
+        store.write(name, b"{}")
+    for i in range(5):
+        (tmp_path / "runs" / f".tmp-a{i}.json.x").write_bytes(b"half")
+    assert store.list("runs/a") == sorted(n for n in names if n.startswith("runs/a"))
+    assert store.list("runs/") == sorted(names)
+
+
+def test_downloads_are_kept_in_one_private_folder_until_they_are_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrain import storage
+
+    monkeypatch.setattr(storage, "_downloads", None)
+    folder = storage._download_folder()
+    assert folder.is_dir() and folder.name.startswith("retrain-downloads-")
+    assert storage._download_folder() == folder, "one folder per process"
+    storage.remove_downloads()
+    assert not folder.exists() and storage._downloads is None
+    storage.remove_downloads()  # twice (exit after an explicit removal) is no error
+
+
+def test_a_listed_file_deleted_before_its_download_is_refused_as_changed(s3_bucket: str) -> None:
+    from retrain.errors import ChangedError
+
+    store = open_store(f"s3://{s3_bucket}/gone")
+    store.write("month=2025-02/part-0.csv", b"x\n1\n")
+    (entry,) = store.entries("month=2025-02/")
+    store.client.delete_object(Bucket=s3_bucket, Key="gone/month=2025-02/part-0.csv")
+    with pytest.raises(
+        ChangedError, match=r"^s3://.*/gone/month=2025-02/part-0.csv: object changed since it was listed$"
+    ):
+        store.local_path(entry)
+
+
+def test_entries_carry_each_objects_size_and_a_version_that_moves_with_its_content(store: Store) -> None:
+    store.write("m/a.csv", b"12345")
+    store.write("m/b.csv", b"")
+    first = {info.key: info for info in store.entries("m/")}
+    assert {key: info.size for key, info in first.items()} == {"m/a.csv": 5, "m/b.csv": 0}
+    store.write("m/a.csv", b"54321")
+    again = {info.key: info for info in store.entries("m/")}
+    assert again["m/a.csv"].size == 5 and again["m/a.csv"].version != first["m/a.csv"].version
+    assert again["m/b.csv"].version == first["m/b.csv"].version, "an untouched object keeps its version"
