@@ -75,7 +75,9 @@ def bench_bootstrap(rows: int, resamples: int) -> None:
     labels = rng.integers(0, 2, rows)
     champion = labels * 0.5 + rng.normal(size=rows)
     challenger = labels * 0.55 + rng.normal(size=rows)
-    ours_time, lift = timed(paired_bootstrap_lift, labels, champion, challenger, resamples=resamples)
+    ours_time, lift = timed(
+        paired_bootstrap_lift, labels, champion, challenger, resamples=resamples, confidence=0.95, seed=0
+    )
     naive_resamples = max(10, resamples // 40)
 
     def naive() -> None:

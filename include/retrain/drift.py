@@ -50,10 +50,12 @@ class Columns(Protocol):
 
 
 class FrameColumns:
-    """A pandas DataFrame as a drift source."""
+    """A pandas DataFrame as a drift source. Its categories have no kind to disagree on (`null`)."""
 
-    def __init__(self, frame: pd.DataFrame, where: str) -> None:
-        self.frame, self.where = frame, where
+    where = "a data frame"
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
 
     def numeric(self, name: str) -> np.ndarray:
         return self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -151,8 +153,8 @@ def chi_square_from_counts(reference: dict[str, int], current: dict[str, int]) -
 def chi_square_test(reference: pd.Series, current: pd.Series) -> StatTestResult:
     """`chi_square_from_counts` on two series of categories; nulls are left out (the report tracks them)."""
     return chi_square_from_counts(
-        FrameColumns(reference.to_frame("x"), "reference").category_counts("x")[0],
-        FrameColumns(current.to_frame("x"), "current").category_counts("x")[0],
+        FrameColumns(reference.to_frame("x")).category_counts("x")[0],
+        FrameColumns(current.to_frame("x")).category_counts("x")[0],
     )
 
 
@@ -190,7 +192,8 @@ def _numeric_picture(reference: np.ndarray, current: np.ndarray) -> Distribution
         return None
     ref = reference[:: max(1, len(reference) // PICTURE_SAMPLE)]
     cur = current[:: max(1, len(current) // PICTURE_SAMPLE)]
-    low, median, high = np.quantile(np.concatenate([ref, cur]), [0.005, 0.5, 0.995])
+    with np.errstate(invalid="ignore"):  # infinite values make a NaN quantile, refused just below
+        low, median, high = np.quantile(np.concatenate([ref, cur]), [0.005, 0.5, 0.995])
     if not np.isfinite([low, high]).all():
         return None
     # Whole numbers (counts, years, ages) get bins centred on them: bins holding no whole number draw a comb.
@@ -380,8 +383,8 @@ def feature_verdict(
     return True, f"adjusted p={p_adjusted:.3g} < alpha={spec.alpha} and effect {result.effect:.3g} >= {effect_floor}"
 
 
-def _as_columns(data: Any, where: str) -> Columns:
-    return data if hasattr(data, "category_counts") else FrameColumns(data, where)
+def _as_columns(data: Any) -> Columns:
+    return data if hasattr(data, "category_counts") else FrameColumns(data)
 
 
 def detect_drift(
@@ -400,7 +403,7 @@ def detect_drift(
     """
     if rows is None:
         rows = (len(reference), len(current))
-    reference, current = _as_columns(reference, "reference"), _as_columns(current, "current")
+    reference, current = _as_columns(reference), _as_columns(current)
     kinds = {"numeric": list(schema.numeric), "categorical": list(schema.categorical)}
     floors = {"numeric": spec.min_ks_statistic, "categorical": spec.min_psi}
     measured: list[tuple[str, str, _Measured]] = []

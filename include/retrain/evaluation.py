@@ -158,9 +158,9 @@ def paired_bootstrap_lift(
     champion_scores: np.ndarray,
     challenger_scores: np.ndarray,
     *,
-    resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resamples: int,
+    confidence: float,
+    seed: int,
 ) -> LiftInterval:
     """Percentile interval of AUC(challenger) - AUC(champion), both scored on the same resampled rows."""
     from sklearn.metrics import roc_auc_score

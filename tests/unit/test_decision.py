@@ -294,3 +294,34 @@ def test_a_decision_past_the_gate_needs_its_evidence() -> None:
         decide(drifted=True, force=False, policy=POLICY)
     with pytest.raises(ValueError, match="^the lift interval is needed to compare with a champion$"):
         decide(drifted=True, force=False, policy=POLICY, challenger=metrics(0.9), champion=metrics(0.8))
+
+
+def test_a_drop_of_the_estimate_opens_the_gate_without_drift() -> None:
+    decision = decide(
+        drifted=False,
+        force=False,
+        policy=POLICY,
+        challenger=metrics(0.82),
+        champion=metrics(0.8),
+        lift=lift(0.02, 0.01, 0.03),
+        performance_drop="estimated AUC 0.7000 is 0.1000 below",
+    )
+    assert decision.outcome is Outcome.PROMOTED and decision.reason.startswith("estimated AUC 0.7000 is 0.1000 below; ")
+
+
+def test_a_first_models_reason_gives_its_interval_against_chance() -> None:
+    first = decide(
+        drifted=False, force=False, policy=POLICY, challenger=metrics(0.8), over_chance=lift(0.3, 0.25, 0.35)
+    )
+    assert first.reason == "no champion yet; first model, AUC 0.8000 (95% interval [0.7500, 0.8500]) >= min_auc=0.7"
+
+
+def test_a_holdout_short_of_one_class_says_how_short_in_words() -> None:
+    short = decide(drifted=True, force=False, policy=POLICY, challenger=Metrics(0.9, 0.3, 0.1, 21, 20))
+    assert short.reason == (
+        "no champion yet; the holdout has 20 positives and 1 negative, fewer than "
+        "promotion.min_holdout_per_class=20 of a class: too few to judge a model on (a larger "
+        "training.holdout_fraction holds out more)"
+    )
+    two = decide(drifted=True, force=False, policy=POLICY, challenger=Metrics(0.9, 0.3, 0.1, 22, 20))
+    assert "20 positives and 2 negatives, fewer than" in two.reason

@@ -46,7 +46,7 @@ def test_ks_equals_scipy_for_every_feature_at_once(method: str, sizes: list) -> 
     for (x, y), result in zip(pairs, results, strict=True):
         expected = stats.ks_2samp(x, y, method=method)
         assert result.statistic == pytest.approx(expected.statistic, abs=1e-9)
-        assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+        assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=0), "p-values near zero too"
         assert result.effect == result.statistic
 
 
@@ -58,7 +58,7 @@ def test_ks_equals_scipy_at_scale_for_skewed_discrete_and_shifted_features() -> 
     for (x, y), result in zip(pairs, ks_test([x for x, _ in pairs], [y for _, y in pairs]), strict=True):
         expected = stats.ks_2samp(x, y)
         assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
-        assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+        assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=0), "p-values near zero too"
 
 
 def test_ks_drops_nan_like_scipy_on_the_remaining_values() -> None:
@@ -69,7 +69,7 @@ def test_ks_drops_nan_like_scipy_on_the_remaining_values() -> None:
     (result,) = ks_test([x], [y])
     expected = stats.ks_2samp(x[~np.isnan(x)], y[~np.isnan(y)])
     assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
-    assert result.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=0), "p-values near zero too"
 
 
 def test_ks_known_answer_for_disjoint_samples() -> None:
@@ -103,6 +103,14 @@ def test_chi_square_equals_scipy_and_keeps_new_categories() -> None:
     assert result.effect == pytest.approx(psi(table[0], table[1]))
 
 
+def test_chi_square_with_a_category_gone_from_the_current_month_equals_scipy() -> None:
+    result = chi_square_test(pd.Series(["a"] * 5 + ["b"] * 5), pd.Series(["a"] * 10))
+    expected = stats.chi2_contingency(np.array([[5, 5], [10, 0]]), correction=False)
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.statistic == pytest.approx(20 / 3, rel=1e-12), "expected 7.5 and 2.5 in each row"
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
 def test_psi_known_answer() -> None:
     # p = (0.5, 0.5), q = (0.25, 0.75): PSI = (0.25-0.5)ln(0.5) + (0.75-0.5)ln(1.5)
     assert psi(np.array([50, 50]), np.array([25, 75])) == pytest.approx(-0.25 * math.log(0.5) + 0.25 * math.log(1.5))
@@ -123,6 +131,9 @@ def test_bonferroni_and_benjamini_hochberg_known_answers() -> None:
     assert math.isnan(adjust_p_values(p, "bonferroni")[4])
     expected_bh = stats.false_discovery_control([0.01, 0.04, 0.03, 0.5], method="bh")
     assert adjust_p_values(p, "bh")[:4] == pytest.approx(list(expected_bh))
+    assert adjust_p_values([], "bh") == [] and adjust_p_values([math.nan], "bonferroni")[0] != 0
+    with pytest.raises(ValueError, match=r"^unknown correction 'holm'$"):
+        adjust_p_values([0.5], "holm")
 
 
 def _frame(rng: np.random.Generator, rows: int, shift: float = 0.0, plan_p=(0.5, 0.3, 0.2)) -> pd.DataFrame:
@@ -300,3 +311,20 @@ def test_a_features_verdict_at_each_thresholds_edge(
 
     result = StatTestResult(statistic=effect, p_value=p_adjusted, effect=effect)
     assert feature_verdict(result, p_adjusted, null_change, 0.5, SPEC) == (drifted, why)
+
+
+def test_the_verdict_uses_the_corrected_p_value_not_the_raw_one() -> None:
+    """Feature b is significant on its own (p = 0.0196) but not once three features were tested
+    (Bonferroni: 3 x 0.0196 = 0.0588 >= 0.05); with Benjamini-Hochberg it is (its rank-2 share: 0.0294)."""
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({name: rng.normal(0, 1, 400) for name in "abc"})
+    current = pd.DataFrame({"a": rng.normal(0.2, 1, 400), "b": rng.normal(0.1, 1, 400), "c": rng.normal(0, 1, 400)})
+    schema = Schema(numeric=("a", "b", "c"))
+    bonferroni = detect_drift(reference, current, schema, DriftSpec(min_ks_statistic=0.0))
+    a, b, c = bonferroni.features
+    assert b.p_value == pytest.approx(0.019594795142993927, rel=1e-9) and b.p_value < 0.05
+    assert [f.p_adjusted for f in (a, b, c)] == pytest.approx([3 * a.p_value, 3 * b.p_value, 1.0], rel=1e-12)
+    assert bonferroni.drifted_features == ["a"] and not b.drifted
+    bh = detect_drift(reference, current, schema, DriftSpec(min_ks_statistic=0.0, correction="bh"))
+    assert [f.p_adjusted for f in bh.features] == pytest.approx([3 * a.p_value, 1.5 * b.p_value, c.p_value], rel=1e-12)
+    assert bh.drifted_features == ["a", "b"]

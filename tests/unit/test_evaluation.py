@@ -106,19 +106,23 @@ def test_lift_interval_contains_the_observed_lift_and_is_reproducible() -> None:
     labels = rng.integers(0, 2, 3000)
     champion = labels * 0.5 + rng.normal(size=3000)
     challenger = labels * 0.9 + rng.normal(size=3000)
-    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=500, seed=4)
+    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=500, confidence=0.9, seed=4)
     observed = roc_auc_score(labels, challenger) - roc_auc_score(labels, champion)
-    assert lift.lift == pytest.approx(observed)
+    assert lift.lift == pytest.approx(observed, rel=1e-12)
     assert 0 < lift.low < observed < lift.high
-    assert lift.resamples == 500 and lift.share_not_positive == 0.0
-    assert paired_bootstrap_lift(labels, champion, challenger, resamples=500, seed=4) == lift
+    assert (lift.resamples, lift.share_not_positive, lift.confidence) == (500, 0.0, 0.9)
+    assert len(lift.samples) == 500, "the bootstrap lifts stay for the report's histogram"
+    assert (lift.low, lift.high) == tuple(np.quantile(lift.samples, [0.05, 0.95])), "the central 90% of them"
+    assert paired_bootstrap_lift(labels, champion, challenger, resamples=500, confidence=0.9, seed=4) == lift
+    other = paired_bootstrap_lift(labels, champion, challenger, resamples=500, confidence=0.9, seed=5)
+    assert (other.low, other.high) != (lift.low, lift.high), "the seed chooses the resamples"
 
 
 def test_identical_models_have_a_zero_lift_with_a_degenerate_interval() -> None:
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 500)
     scores = rng.random(500)
-    lift = paired_bootstrap_lift(labels, scores, scores, resamples=200)
+    lift = paired_bootstrap_lift(labels, scores, scores, resamples=200, confidence=0.95, seed=0)
     assert (lift.lift, lift.low, lift.high, lift.share_not_positive) == (0.0, 0.0, 0.0, 1.0)
 
 
@@ -133,3 +137,46 @@ def test_the_lift_over_chance_is_the_auc_less_one_half_with_its_interval() -> No
     assert noise.low < 0 < noise.high, "a model of noise is not significantly better than chance"
     perfect = chance_lift(labels, labels.astype(float), resamples=200, confidence=0.9, seed=0)
     assert (perfect.lift, perfect.low, perfect.high) == (0.5, 0.5, 0.5)
+
+
+def test_an_roc_curve_known_answer_and_thinned_for_a_report() -> None:
+    from retrain.evaluation import roc_points
+
+    curve = roc_points(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    assert (curve.fpr, curve.tpr, curve.auc) == ((0.0, 0.0, 0.5, 0.5, 1.0), (0.0, 0.5, 0.5, 1.0, 1.0), 0.75)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 5000)
+    scores = labels + rng.normal(size=5000)
+    thinned = roc_points(labels, scores, max_points=50)
+    assert len(thinned.fpr) == len(thinned.tpr) == 50
+    assert (thinned.fpr[0], thinned.tpr[0], thinned.fpr[-1], thinned.tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert thinned.auc == pytest.approx(roc_auc_score(labels, scores), rel=1e-12), "the area of the whole curve"
+    assert list(thinned.fpr) == sorted(thinned.fpr) and list(thinned.tpr) == sorted(thinned.tpr)
+    assert len(roc_points(labels, scores).fpr) == 200
+
+
+def test_the_bootstrap_lifts_as_a_histogram() -> None:
+    from retrain.evaluation import lift_histogram
+
+    histogram = lift_histogram(np.array([0.0, 1.0, 2.0, 3.0]), bins=2)
+    assert (histogram.edges, histogram.counts) == ((0.0, 1.5, 3.0), (2, 2))
+    lifts = np.random.default_rng(0).normal(0.01, 0.005, 1000)
+    default = lift_histogram(lifts)
+    assert len(default.edges) == 41 and sum(default.counts) == 1000
+    assert (default.edges[0], default.edges[-1]) == (lifts.min(), lifts.max())
+
+
+def test_the_lift_over_chance_is_the_paired_lift_over_a_model_scoring_every_row_alike() -> None:
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 2, 1000)
+    scores = labels * 0.5 + rng.normal(size=1000)
+    over = chance_lift(labels, scores, resamples=300, confidence=0.8, seed=3)
+    same = paired_bootstrap_lift(labels, np.zeros(1000), scores, resamples=300, confidence=0.8, seed=3)
+    assert over == same and (over.resamples, over.confidence) == (300, 0.8)
+
+
+def test_every_row_can_be_drawn_and_each_resample_draws_as_many_rows_as_there_are() -> None:
+    counts = resample_counts(3, 2000, np.random.default_rng(0))
+    assert counts.shape == (2000, 3) and (counts.sum(axis=1) == 3).all()
+    assert (counts > 0).any(axis=0).all(), "the first row and the last are drawn too"
+    assert counts.mean() == pytest.approx(1.0) and 0.2 < (counts == 0).mean() < 0.4, "(2/3)^3 of draws miss a row"

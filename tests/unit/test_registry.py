@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from retrain.records import (
 )
 from retrain.registry import CHAMPION_KEY, Registry
 from retrain.serial import to_bytes
-from retrain.storage import Store
+from retrain.storage import Store, open_store
 from retrain.training import serialize
 
 
@@ -86,7 +87,13 @@ def test_the_champion_moves_only_from_the_pointer_it_was_read_at(registry: Regis
     assert not registry.move_champion(2, data_month="2025-02", expected_etag="stale", run_id="r2", reason="x")
     assert registry.champion() == first
     assert registry.move_champion(
-        2, data_month="2025-02", expected_etag=first.etag, run_id="r2", reason="better", validated_month="2025-01"
+        2,
+        data_month="2025-02",
+        expected_etag=first.etag,
+        run_id="r2",
+        reason="better",
+        validated_month="2025-01",
+        validation_profile="runs/2025-02/r2/validation.json",
     )
     second = registry.champion()
     assert (second.version, second.previous_version, second.data_month, second.validated_month) == (
@@ -96,6 +103,8 @@ def test_the_champion_moves_only_from_the_pointer_it_was_read_at(registry: Regis
         "2025-01",
     )
     assert (second.run_id, second.validated_run_id, second.reason, second.model) == ("r2", "r2", "better", "churn")
+    assert second.validation_profile == "runs/2025-02/r2/validation.json" and first.validation_profile is None
+    assert second.updated_at.endswith("+00:00") and second.updated_at >= first.updated_at
 
 
 def test_a_pointer_written_before_validation_was_tracked_is_validated_on_its_data_month(registry: Registry) -> None:
@@ -115,8 +124,9 @@ def test_a_pointer_written_before_validation_was_tracked_is_validated_on_its_dat
 )
 def test_a_pointer_that_is_not_this_models_is_refused(registry: Registry, pointer: bytes, message: str) -> None:
     registry.store.write(CHAMPION_KEY, pointer)
-    with pytest.raises(RegistryError, match=message):
+    with pytest.raises(RegistryError) as error:
         registry.champion()
+    assert str(error.value) == f"{registry.store.uri_for('champion.json')}: {message}"
 
 
 def test_revalidation_moves_the_validated_month_by_compare_and_swap(registry: Registry) -> None:
@@ -196,7 +206,8 @@ def test_the_ledger_reads_in_the_order_it_was_written(registry: Registry) -> Non
 
 def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) -> None:
     for version, month in ((1, "2025-01"), (2, "2025-02")):
-        registry.publish_version(f"v{version}".encode(), metadata(month, auc=0.7 + version / 100))
+        published = replace(metadata(month, auc=0.7 + version / 100), validated_month=f"2025-0{version + 2}")
+        registry.publish_version(f"v{version}".encode(), published)
     registry.move_champion(1, data_month="2025-01", expected_etag=None, run_id="a", reason="first")
     registry.move_champion(2, data_month="2025-02", expected_etag=registry.champion().etag, run_id="b", reason="r")
     with pytest.raises(RegistryError, match="^rollback needs a reason$"):
@@ -208,7 +219,7 @@ def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) 
     entry = registry.rollback(1, reason="v2 misbehaves", run_id="rollback__1")
     champion = registry.champion()
     assert (champion.version, champion.previous_version, champion.data_month) == (1, 2, "2025-01")
-    assert (champion.validated_month, champion.validated_auc) == ("2025-01", pytest.approx(0.71))
+    assert (champion.validated_month, champion.validated_auc) == ("2025-03", pytest.approx(0.71))
     assert champion.reason == "rollback: v2 misbehaves" and champion.run_id == "rollback__1"
     assert (entry.kind, entry.outcome, entry.champion_version_before, entry.champion_version) == (
         "rollback",
@@ -216,7 +227,7 @@ def test_a_rollback_moves_the_champion_back_and_records_why(registry: Registry) 
         2,
         1,
     )
-    assert entry.reference == ReferenceUse(mode="validated", moved=True, moved_to="2025-01")
+    assert entry.reference == ReferenceUse(mode="validated", moved=True, moved_to="2025-03")
     assert entry.month is None and entry.recorded_at.startswith("20") and entry.reason == "v2 misbehaves"
     assert registry.ledger() == [entry], "the operator's record is in the ledger"
     assert registry.find_run(entry.run_key) is None, "but it is no cycle's run"
@@ -343,7 +354,7 @@ def test_revalidation_writes_unless_this_very_run_already_did_it_for_this_month(
     read = registry.champion()
     assert registry.revalidate(read, month="2025-01", auc=0.8, run_id="mine")
     moved = registry.champion()
-    assert (moved.validated_run_id, moved.model) == ("mine", "churn") and moved.updated_at != "2000-01-01"
+    assert (moved.validated_run_id, moved.model) == ("mine", "churn") and moved.updated_at.endswith("+00:00")
     assert registry.revalidate(moved, month="2025-02", auc=0.81, run_id="mine"), "the same run, a later month"
     assert registry.champion().validated_month == "2025-02" and registry.champion().etag != moved.etag
     again = registry.champion()
@@ -371,3 +382,69 @@ def test_a_missing_model_file_names_its_key(registry: Registry) -> None:
         str(error.value)
         == f"{registry.store.uri_for('versions/000001/model.joblib')}: model file missing for version 1"
     )
+
+
+@pytest.mark.parametrize(
+    ("root", "uri"),
+    [
+        ("s3://models/registry/", "s3://models/registry/churn"),
+        ("/srv/registry", "/srv/registry/churn"),
+        ("/srv/modelsX/", "/srv/modelsX/churn"),
+    ],
+)
+def test_each_model_lives_under_its_own_prefix_of_the_registry_root(root: str, uri: str) -> None:
+    from retrain.config import parse_config
+
+    document = {
+        "model": {"name": "churn", "target": "y", "numeric_features": ["x"]},
+        "data": {"production": "/p", "labeled": "/l"},
+        "registry": {"root": root},
+    }
+    registry = Registry.for_config(parse_config({**document, "storage": {"max_attempts": 3}}))
+    assert (registry.uri, registry.model_name) == (uri, "churn")
+    if uri.startswith("s3://"):
+        assert registry.store.client.meta.config.retries["total_max_attempts"] == 3, "the config's storage settings"
+
+
+def test_a_garbled_ledger_record_is_named(registry: Registry) -> None:
+    registry.store.write("ledger/2025-01/broken.json", b"{not json")
+    with pytest.raises(RegistryError) as error:
+        registry.ledger()
+    assert str(error.value) == f"{registry.store.uri_for('ledger/2025-01/broken.json')}: not valid JSON"
+
+
+class Crowded(Interleaved):
+    """A store in which other writers keep claiming the version numbers this one is about to take."""
+
+    def __init__(self, store: Store, taken: int) -> None:
+        super().__init__(store, b"")
+        self.taken = taken
+
+    def _create(self, key: str, data: bytes) -> bool:
+        number = int(key.split("/")[1]) if key.startswith("versions/") else 0
+        if key.endswith("model.joblib") and number <= self.taken and not self.inner.exists(key):
+            self.inner.create(key, b"another writer's model")
+        return self.inner._create(key, data)
+
+
+def test_numbers_claimed_by_other_writers_meanwhile_are_skipped_one_by_one(registry: Registry) -> None:
+    crowded = Registry(Crowded(registry.store, taken=3), "churn")
+    assert crowded.publish_version(b"mine", metadata(run="mine")) == 4
+    assert registry.store.read("versions/000004/model.joblib") == b"mine"
+    assert registry.versions() == [4], "the others' half-written numbers are no versions"
+
+
+def test_a_registry_that_never_frees_a_number_gives_up_with_a_message(tmp_path: Path) -> None:
+    from retrain.registry import MAX_VERSION_ATTEMPTS
+
+    registry = Registry(open_store(str(tmp_path / "registry")), "churn")  # a thousand tries: locally
+    crowded = Registry(Crowded(registry.store, taken=MAX_VERSION_ATTEMPTS + 5), "churn")
+    with pytest.raises(RegistryError) as error:
+        crowded.publish_version(b"mine", metadata())
+    assert str(error.value) == f"{registry.uri}: could not claim a version number after {MAX_VERSION_ATTEMPTS} tries"
+
+
+def test_timestamps_are_utc() -> None:
+    from retrain.registry import utc_now
+
+    assert utc_now().endswith("+00:00") and len(utc_now()) == len("2025-01-01T00:00:00.000+00:00")

@@ -48,7 +48,7 @@ def evaluation_details() -> tuple[EvaluationMetrics, EvaluationDetails]:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 2000)
     champion, challenger = labels * 0.4 + rng.normal(size=2000), labels * 0.6 + rng.normal(size=2000)
-    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=200)
+    lift = paired_bootstrap_lift(labels, champion, challenger, resamples=200, confidence=0.95, seed=0)
     metrics = EvaluationMetrics(
         champion=score_metrics(labels, 1 / (1 + np.exp(-champion))),
         challenger=score_metrics(labels, 1 / (1 + np.exp(-challenger))),
