@@ -50,6 +50,12 @@ def to_jsonable(value: object) -> Any:
     return value
 
 
+def project(record: object, kind: type[T]) -> T:
+    """A `kind` made of the fields it declares, taken from `record`: the part of a record that a smaller one
+    holds (a pointer without its ETag, a drift check's summary), kept in step as fields are added."""
+    return kind(**{spec.name: getattr(record, spec.name) for spec in dataclasses.fields(kind)})
+
+
 def dumps(value: object) -> str:
     """Indented, key-sorted JSON: what the CLI prints and the registry stores."""
     return json.dumps(to_jsonable(value), indent=2, sort_keys=True, default=str)

@@ -30,7 +30,7 @@ from retrain.records import (
     Thresholds,
     Trained,
 )
-from retrain.serial import RecordError, dumps, from_jsonable, loads, to_jsonable
+from retrain.serial import RecordError, dumps, from_jsonable, loads, project, to_jsonable
 
 SNAPSHOT = Snapshot(
     "s3://b/p/month=2025-01", "2025-01", ("part-0.parquet",), 10, "f" * 64, {"x": 0.1}, {"plan": "text"}, {"0": 4}
@@ -93,6 +93,29 @@ def test_every_record_comes_back_equal_from_its_json(record: object) -> None:
     text = dumps(record)
     assert loads(type(record), text) == record
     assert json.loads(text) == to_jsonable(record), "what the registry stores is plain JSON"
+
+
+def test_a_smaller_record_takes_exactly_its_own_fields_from_a_larger_one() -> None:
+    from retrain.records import ChampionPointer, DriftSummary, SnapshotSummary
+
+    drift = RECORDS[1]
+    assert (
+        drift.summary()
+        == project(drift, DriftSummary)
+        == DriftSummary(
+            drifted=True,
+            share_drifted=0.5,
+            drifted_features=("x",),
+            effects={"x": 0.3, "y": None},
+            effect_floors={"x": 0.1, "y": 0.1},
+            report_uri="r",
+            triggers=("drift",),
+        )
+    )
+    champion = Champion(version=2, data_month="2025-01", etag="e", validated_month="2025-02", run_id="r")
+    assert champion.pointer() == ChampionPointer(version=2, data_month="2025-01", validated_month="2025-02", run_id="r")
+    assert "etag" not in to_jsonable(champion.pointer()), "the ETag is the store's, never written into the pointer"
+    assert SNAPSHOT.summary() == SnapshotSummary("s3://b/p/month=2025-01", 10, "f" * 64)
 
 
 def test_derived_values_are_written_for_readers_and_recomputed_on_reading() -> None:

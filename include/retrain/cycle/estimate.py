@@ -18,7 +18,7 @@ import numpy as np
 from retrain.cycle.frames import frame, holdout, schemas
 from retrain.estimation import ValidationProfile
 from retrain.records import PerformanceEstimate
-from retrain.serial import to_bytes
+from retrain.serial import project, to_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +63,7 @@ class StoredProfile(ProfileIdentity):
     profile: ValidationProfile | None = None
 
     def identity(self) -> ProfileIdentity:
-        return ProfileIdentity(self.format, self.model_sha256, self.month, self.fingerprint, self.holdout)
+        return project(self, ProfileIdentity)
 
 
 def profile_identity(config: Config, snapshot: Snapshot, model_sha256: str | None) -> ProfileIdentity:

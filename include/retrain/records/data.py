@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from retrain.serial import project
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -24,7 +26,7 @@ class Snapshot:
         return f"month {self.month} ({self.uri})" if self.month else self.uri
 
     def summary(self) -> SnapshotSummary:
-        return SnapshotSummary(self.uri, self.rows, self.fingerprint)
+        return project(self, SnapshotSummary)
 
 
 @dataclass(frozen=True)
@@ -81,4 +83,4 @@ class Champion(ChampionPointer):
     etag: str = ""
 
     def pointer(self) -> ChampionPointer:
-        return ChampionPointer(**{name: getattr(self, name) for name in ChampionPointer.__dataclass_fields__})
+        return project(self, ChampionPointer)

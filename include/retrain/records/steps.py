@@ -11,6 +11,7 @@ from retrain.months import is_month
 from retrain.records.data import Champion, Reference, Snapshot
 from retrain.records.evidence import Decision, EvaluationMetrics, PerformanceEstimate
 from retrain.records.outcome import Outcome
+from retrain.serial import project
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,7 @@ class DriftCheck(DriftSummary):
     performance: PerformanceEstimate | None = None
 
     def summary(self) -> DriftSummary:
-        return DriftSummary(
-            drifted=self.drifted,
-            share_drifted=self.share_drifted,
-            drifted_features=self.drifted_features,
-            effects=self.effects,
-            effect_floors=self.effect_floors,
-            report_uri=self.report_uri,
-            triggers=self.triggers,
-        )
+        return project(self, DriftSummary)
 
 
 @dataclass(frozen=True)
