@@ -65,7 +65,7 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
         over_chance=over_chance,
     )
     outcome, reason = decision.outcome, decision.reason
-    newer = newer_champion(cycle)
+    newer = newer_champion(registry.champion(), run)
     if decision.promotes and newer is not None:
         outcome, reason = Outcome.SUPERSEDED, superseded(reason, newer, run)
     metrics = EvaluationMetrics(challenger=challenger, champion=champion, lift=lift, over_chance=over_chance)

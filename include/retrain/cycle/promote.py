@@ -36,10 +36,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def newer_champion(cycle: Cycle) -> Champion | None:
-    """The champion, when it already holds newer data than this run (a backfill over history)."""
-    current = cycle.registry.champion()
-    return current if current is not None and current.data_month > cycle.run.month else None
+def newer_champion(current: Champion | None, run: Run) -> Champion | None:
+    """The champion as just read, when it already holds newer data than this run (a backfill over history)."""
+    return current if current is not None and current.data_month > run.month else None
 
 
 def superseded(reason: str, champion: Champion, run: Run) -> str:
@@ -96,10 +95,10 @@ def promote(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained, e
     recorded = registry.ledger_record(run.month, run.key)
     if recorded is not None:
         return Promotion(recorded.outcome, recorded.version, recorded.champion_version, recorded.reason)
-    newer = newer_champion(cycle)
+    current = registry.champion()
+    newer = newer_champion(current, run)
     if newer is not None:
         return Promotion(Outcome.SUPERSEDED, None, newer.version, superseded(evaluation.reason, newer, run))
-    current = registry.champion()
     version = registry.find_version_by_run(run.key)
     if version is None:
         model_bytes = cycle.folder.read(CHALLENGER_FILE)
