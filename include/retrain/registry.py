@@ -23,7 +23,7 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from retrain.errors import IntegrityError, NotFoundError, RegistryError, StorageError
 from retrain.records import (
@@ -80,24 +80,22 @@ class RunFolder:
     def read(self, name: str) -> bytes:
         return self.store.read(self.path(name))
 
-    def read_record(self, kind: type[T], name: str) -> T | None:
-        """A record the run wrote, or None when the run did not get that far."""
+    def _read_if_written(self, name: str) -> bytes | None:
+        """A file's bytes, or None when the run did not get that far."""
         try:
-            data = self.read(name)
+            return self.read(name)
         except NotFoundError:
             return None
-        return _parse(kind, data, self.uri(name))
+
+    def read_record(self, kind: type[T], name: str) -> T | None:
+        """A record the run wrote, or None when the run did not get that far."""
+        data = self._read_if_written(name)
+        return None if data is None else _parse(kind, data, self.uri(name))
 
     def read_document(self, name: str) -> dict[str, object] | None:
         """A JSON file the run wrote, as parsed, or None when the run did not get that far."""
-        try:
-            data = self.read(name)
-        except NotFoundError:
-            return None
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError:
-            raise RegistryError(f"{self.uri(name)}: not valid JSON") from None
+        data = self._read_if_written(name)
+        return None if data is None else _json(data, self.uri(name))
 
     def claim(self, name: str) -> bool:
         """True for the first claim of `name` by this run, False for every later one (exactly once). The
@@ -106,11 +104,17 @@ class RunFolder:
         return self.store.create(self.path(name), token)
 
 
-def _parse(kind: type[T], data: bytes, where: str) -> T:
+def _json(data: bytes, where: str) -> Any:
     try:
-        return from_jsonable(kind, json.loads(data))
+        return json.loads(data)
     except json.JSONDecodeError:
         raise RegistryError(f"{where}: not valid JSON") from None
+
+
+def _parse(kind: type[T], data: bytes, where: str) -> T:
+    document = _json(data, where)
+    try:
+        return from_jsonable(kind, document)
     except RecordError as error:
         raise RegistryError(f"{where}: unreadable {kind.__name__}: {error}") from None
 
