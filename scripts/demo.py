@@ -116,9 +116,9 @@ def print_summary(config_path: Path) -> None:
     registry = Registry.for_config(config)
     ledger = registry.ledger()
     realized = {
-        entry.performance.realized_month: entry.performance.realized_auc
+        entry.performance.realized_month: entry.performance.realized_value
         for entry in ledger
-        if entry.performance and entry.performance.realized_auc is not None
+        if entry.performance and entry.performance.realized_value is not None
     }
     delay = config.data.label_delay_months
     print(
@@ -140,7 +140,7 @@ def print_summary(config_path: Path) -> None:
         lift = metrics.lift if metrics else None
         lift_text = f"{lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]" if lift else "-"
         moved = ">" if reference and reference.moved else ""
-        estimated = entry.performance.estimated_auc if entry.performance else None
+        estimated = entry.performance.estimated_value if entry.performance else None
         print(
             f"{entry.month:<8} {months.labels_up_to if months else '-':<8} "
             f"{','.join(reference.months if reference else ()) + moved:<9} "

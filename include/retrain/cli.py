@@ -167,7 +167,7 @@ def format_check(checked: CheckedInputs) -> str:
         files = len(snapshot.files)
         text = f"  {role:<10} {snapshot.month}: {files} file{'s' if files != 1 else ''}, {snapshot.rows:,} rows"
         if snapshot.classes:
-            text += f" (labels 0: {snapshot.classes['0']:,}, 1: {snapshot.classes['1']:,})"
+            text += f" (labels {', '.join(f'{label}: {rows:,}' for label, rows in snapshot.classes.items())})"
         nulls = [f"{column} {rate:.1%}" for column, rate in snapshot.null_rates.items() if rate]
         text += f"; nulls: {', '.join(nulls) if nulls else 'none'}"
         lines.append(text)
@@ -175,15 +175,15 @@ def format_check(checked: CheckedInputs) -> str:
 
 
 def format_performance(performance: PerformanceEstimate | None) -> str:
-    """The champion's estimated AUC beside the AUC it was validated with and the AUC it realized."""
+    """The champion's estimated quality beside the value it was validated with and the value it realized."""
     if performance is None:
         return "-"
     text = (
-        f"estimated {performance.estimated_auc:.4f} (validated {performance.validated_auc:.4f} on "
-        f"{performance.validated_month})"
+        f"{performance.label} estimated {performance.estimated_value:.4f} (validated "
+        f"{performance.validated_value:.4f} on {performance.validated_month})"
     )
-    if performance.realized_auc is not None:
-        text += f", realized {performance.realized_auc:.4f} on all of {performance.realized_month}"
+    if performance.realized_value is not None:
+        text += f", realized {performance.realized_value:.4f} on all of {performance.realized_month}"
     return text
 
 
@@ -204,14 +204,16 @@ def format_cycle(entry: LedgerRecord) -> str:
             f"holdout {months.holdout}"
         )
     if entry.performance:
-        lines.append(f"  champion AUC: {format_performance(entry.performance)}")
+        lines.append(f"  champion estimate: {format_performance(entry.performance)}")
     if metrics and metrics.challenger:
-        auc = f"challenger {metrics.challenger.auc:.4f}"
-        if metrics.over_chance:
-            auc += f" [{0.5 + metrics.over_chance.low:.4f}, {0.5 + metrics.over_chance.high:.4f}]"
+        challenger = metrics.challenger
+        scores = f"challenger {_number(challenger.score)}"
+        if metrics.over_chance and challenger.metric == "roc_auc":
+            scores += f" [{0.5 + metrics.over_chance.low:.4f}, {0.5 + metrics.over_chance.high:.4f}]"
         if metrics.champion:
-            auc = f"champion {metrics.champion.auc:.4f}, {auc}"
-        lines.append(f"  AUC:       {auc} (holdout of {months.holdout if months else entry.month})")
+            scores = f"champion {_number(metrics.champion.score)}, {scores}"
+        label = challenger.shown().rsplit(" ", 1)[0]
+        lines.append(f"  {label}: {scores} (holdout of {months.holdout if months else entry.month})")
     if metrics and metrics.lift:
         lift = metrics.lift
         lines.append(f"  lift:      {lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]")
@@ -236,7 +238,7 @@ def _registry(args: argparse.Namespace) -> int:
             meta = registry.metadata(version)
             mark = "*" if champion and champion.version == version else " "
             print(
-                f"{mark} {version:>4}  month {meta.data_month}  AUC {_auc(meta.auc)}  created {meta.created_at}  "
+                f"{mark} {version:>4}  month {meta.data_month}  {meta.score_shown}  created {meta.created_at}  "
                 f"run {meta.run_id}"
             )
     elif args.registry_command == "show":
@@ -254,6 +256,24 @@ def _registry(args: argparse.Namespace) -> int:
         entry = registry.rollback(args.version, reason=args.reason)
         print(f"champion is now version {entry.champion_version} (was {entry.champion_version_before})")
         if config.mlflow.tracking_uri is not None:
+            _print_mirror(_mirror(config, registry), strict=False)
+    elif args.registry_command == "adopt":
+        from retrain.adopt import adopt
+
+        adopted = adopt(
+            config,
+            registry,
+            model_source=args.model,
+            metadata_file=args.metadata,
+            month=args.month,
+            replace=args.replace,
+        )
+        if args.json:
+            print(dumps(adopted.record))
+        else:
+            before = f" (was {adopted.champion_version_before})" if adopted.champion_version_before else ""
+            print(f"champion is now version {adopted.version}{before}: {adopted.record.reason}")
+        if config.mlflow.tracking_uri is not None and not args.model.startswith(("models:/", "runs:/")):
             _print_mirror(_mirror(config, registry), strict=False)
     elif args.registry_command == "sync-mlflow":
         if config.mlflow.tracking_uri is None:
@@ -287,23 +307,23 @@ def _print_mirror(result: MirrorState | None, *, strict: bool) -> None:
     )
 
 
-def _auc(value: float | None) -> str:
+def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
 def format_ledger(records: list[LedgerRecord]) -> str:
-    """One line per record. `labels` is the last labeled month the run used; `est. AUC` the champion's AUC
-    estimated on the production month, `real AUC` the champion's realized AUC on the month its labels
-    arrived (taken from the run that had them)."""
+    """One line per record. `labels` is the last labeled month the run used; `estimated` the champion's
+    quality estimated on the production month (AUC, or a regressor's error), `realized` its realized value
+    on the month its labels arrived (taken from the run that had them)."""
     if not records:
         return "ledger is empty"
     realized = {
-        r.performance.realized_month: r.performance.realized_auc
+        r.performance.realized_month: r.performance.realized_value
         for r in records
-        if r.performance and r.performance.realized_month and r.performance.realized_auc is not None
+        if r.performance and r.performance.realized_month and r.performance.realized_value is not None
     }
     lines = [
-        f"{'recorded at':<29} {'month':<8} {'labels':<8} {'reference':<9} {'est. AUC':>8} {'real AUC':>8} "
+        f"{'recorded at':<29} {'month':<8} {'labels':<8} {'reference':<9} {'estimated':>9} {'realized':>8} "
         f"{'outcome':<14} {'champion':>8} {'version':>7}  reason"
     ]
     for r in records:
@@ -311,11 +331,11 @@ def format_ledger(records: list[LedgerRecord]) -> str:
         reference_text = ",".join(r.reference.months if r.reference else ()) or "-"
         if r.reference and r.reference.moved:
             reference_text += ">"
-        estimated = r.performance.estimated_auc if r.performance else None
+        estimated = r.performance.estimated_value if r.performance else None
         lines.append(
             f"{r.recorded_at:<29} {r.month or '-':<8} {r.months.labels_up_to if r.months else '-':<8} "
-            f"{reference_text[:9]:<9} {_auc(estimated):>8} "
-            f"{_auc(realized.get(r.month)):>8} {outcome:<14} "
+            f"{reference_text[:9]:<9} {_number(estimated):>9} "
+            f"{_number(realized.get(r.month)):>8} {outcome:<14} "
             f"{r.champion_version or '-':>8} {r.version or '-':>7}  {r.reason}"
         )
     if any(r.dry_run for r in records):
@@ -405,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", "a version's metadata"),
         ("ledger", "every cycle's decision, oldest first"),
         ("rollback", "make an earlier version the champion"),
+        ("adopt", "make a model already in production the champion (a joblib or pickle file, or an MLflow URI)"),
         ("sync-mlflow", "bring the MLflow Model Registry mirror up to date with the champion"),
     ):
         sub = registry_commands.add_parser(name, help=help_text)
@@ -416,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "rollback":
             sub.add_argument("version", type=int)
             sub.add_argument("--reason", required=True)
+        if name == "adopt":
+            sub.add_argument(
+                "--model", required=True, help="a joblib or pickle file (loading it runs its code), or models:/ runs:/"
+            )
+            sub.add_argument("--metadata", help="a JSON file of the model's own metadata, kept with the version")
+            sub.add_argument("--month", help="the labeled month to measure it on (default: the last there is)")
+            sub.add_argument("--replace", action="store_true", help="replace a champion already in place")
+            sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=_registry)
     return parser
 

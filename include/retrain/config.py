@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrain.errors import ConfigError
 from retrain.months import DEFAULT_PARTITION, MONTH_PATTERN, PartitionError, Partitioning
+from retrain.tasks import METRICS, TASKS, Metric, metric_for
 
 if TYPE_CHECKING:
     from retrain.records import Thresholds
 
 ESTIMATORS = ("hist_gradient_boosting", "gradient_boosting")
+FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_MIN_AUC = 0.6
 CORRECTIONS = ("bonferroni", "bh")
 KS_METHODS = ("auto", "exact", "asymp")
 REFERENCES = ("validated", "training", "fixed")
@@ -56,8 +59,12 @@ class ModelSpec:
     categorical_features: tuple[str, ...] = ()
     timestamp: str | None = None
     positive_label: str | None = None
+    task: str = "binary"
 
     def __post_init__(self) -> None:
+        _one_of("model.task", self.task, TASKS)
+        if self.positive_label is not None and self.task != "binary":
+            raise ConfigError(f"model.positive_label is for binary models; model.task is {self.task}")
         if not IDENTIFIER.match(self.name):
             raise ConfigError(f"model.name must be letters, digits, '_', '.', '-', got {self.name!r}")
         if not self.features:
@@ -152,8 +159,11 @@ class DriftSpec:
     dataset_drift_share: float = 0.0
     reference: str = "validated"
     max_estimated_auc_drop: float | None = None
+    max_estimated_error_rise: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_estimated_error_rise is not None:
+            _non_negative("drift.max_estimated_error_rise", self.max_estimated_error_rise)
         _one_of("drift.reference", self.reference, REFERENCES)
         if self.max_estimated_auc_drop is not None:
             _fraction("drift.max_estimated_auc_drop", self.max_estimated_auc_drop, allow_zero=True)
@@ -175,9 +185,21 @@ class TrainingSpec:
     window_months: int = 3
     holdout_fraction: float = 0.3
     max_rows: int | None = None
+    # Keyword arguments of an estimator factory (`package.module:factory`); not hashed, as a dict is not.
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        _one_of("training.estimator", self.estimator, ESTIMATORS)
+        if ":" not in self.estimator:
+            _one_of("training.estimator", self.estimator, ESTIMATORS)
+            if self.params:
+                raise ConfigError(
+                    f"training.params are passed to an estimator factory; training.estimator "
+                    f"{self.estimator!r} is a built-in one (write package.module:factory for your own)"
+                )
+        elif not FACTORY.match(self.estimator):
+            raise ConfigError(
+                f"training.estimator must be a built-in name or package.module:factory, got {self.estimator!r}"
+            )
         if self.max_rows is not None and self.max_rows < 100:
             raise ConfigError(f"training.max_rows must be >= 100, got {self.max_rows}")
         if self.window_months < 1:
@@ -188,7 +210,11 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class PromotionSpec:
     SECTION: ClassVar[str] = "promotion"
-    min_auc: float = 0.6
+    # The metric and its floor; a config without them judges by the task's default metric (ROC AUC for a
+    # binary model, whose floor is then min_auc, 0.6 unless given). Settled when the config loads.
+    metric: str | None = None
+    floor: float | None = None
+    min_auc: float | None = None
     min_lift: float = 0.005
     require_significant_lift: bool = True
     confidence: float = 0.95
@@ -198,7 +224,10 @@ class PromotionSpec:
     min_holdout_per_class: int = 20
 
     def __post_init__(self) -> None:
-        _fraction("promotion.min_auc", self.min_auc, allow_zero=True, allow_one=True)
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(f"promotion.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.min_auc is not None:
+            _fraction("promotion.min_auc", self.min_auc, allow_zero=True, allow_one=True)
         if self.min_holdout_per_class < 1:
             raise ConfigError(f"promotion.min_holdout_per_class must be >= 1, got {self.min_holdout_per_class}")
         _non_negative("promotion.min_lift", self.min_lift)
@@ -207,6 +236,24 @@ class PromotionSpec:
             raise ConfigError(f"promotion.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
         _non_negative("promotion.max_log_loss_increase", self.max_log_loss_increase)
         _non_negative("promotion.max_brier_increase", self.max_brier_increase)
+
+    @property
+    def judged_by(self) -> Metric:
+        """The promotion metric (a spec built in code, not loaded, judges by ROC AUC)."""
+        return METRICS[self.metric or "roc_auc"]
+
+    @property
+    def worst_allowed(self) -> float | None:
+        """The floor in force: the worst value of the metric a model may be promoted with, if any."""
+        if self.floor is not None:
+            return self.floor
+        if self.min_auc is not None:
+            return self.min_auc
+        return DEFAULT_MIN_AUC if self.judged_by.name == "roc_auc" else None
+
+    @property
+    def floor_key(self) -> str:
+        return "promotion.floor" if self.floor is not None else "promotion.min_auc"
 
 
 CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")
@@ -346,15 +393,19 @@ def _section_owning(name: str) -> str:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check one TOML value against a field's type hint; ints are accepted where floats are expected."""
     origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         return _coerce(value, inner, key)
     if origin is dict:
+        _, item = typing.get_args(hint)
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a table of column = number, got {value!r}")
-        return {str(column): _coerce(number, float, f"{key}.{column}") for column, number in value.items()}
+            kind = "name = value" if item is Any else "column = number"
+            raise ConfigError(f"{key} must be a table of {kind}, got {value!r}")
+        return {str(column): _coerce(number, item, f"{key}.{column}") for column, number in value.items()}
     if origin is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
             raise ConfigError(f"{key} must be a list of column names, got {value!r}")
@@ -401,6 +452,58 @@ def _build(spec: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {error}") from None
 
 
+def _settle_task(
+    model: ModelSpec, promotion: PromotionSpec, drift: DriftSpec, source: str
+) -> tuple[PromotionSpec, DriftSpec]:
+    """The metric and floor that fit the model's task, and the estimate triggers that do."""
+    metric = metric_for(model.task, promotion.metric)
+    if model.task not in metric.tasks:
+        fitting = ", ".join(name for name, spec in METRICS.items() if model.task in spec.tasks)
+        raise ConfigError(
+            f"{source}: promotion.metric {metric.name!r} does not fit model.task {model.task!r} (use one of {fitting})"
+        )
+    floor, min_auc = promotion.floor, promotion.min_auc
+    if min_auc is not None:
+        if not metric.is_auc:
+            raise ConfigError(
+                f"{source}: promotion.min_auc is a floor on ROC AUC; promotion.metric is {metric.name}, "
+                "so give its floor as promotion.floor"
+            )
+        if floor is not None and floor != min_auc:
+            raise ConfigError(f"{source}: promotion.floor and promotion.min_auc disagree; keep one")
+        floor = None
+    elif floor is None and metric.name == "roc_auc":
+        min_auc = DEFAULT_MIN_AUC
+    if floor is not None and metric.is_auc:
+        _fraction("promotion.floor", floor, allow_zero=True, allow_one=True)
+    classifier = model.task != "regression"
+    if drift.max_estimated_auc_drop is not None and not classifier:
+        raise ConfigError(
+            f"{source}: drift.max_estimated_auc_drop is for classifiers; a regression model's trigger is "
+            "drift.max_estimated_error_rise"
+        )
+    if drift.max_estimated_error_rise is not None and classifier:
+        raise ConfigError(
+            f"{source}: drift.max_estimated_error_rise is for regression models; a classifier's trigger is "
+            "drift.max_estimated_auc_drop"
+        )
+    return dataclasses.replace(promotion, metric=metric.name, floor=floor, min_auc=min_auc), drift
+
+
+def _settle_estimator(model: ModelSpec, training: TrainingSpec, source: str) -> TrainingSpec:
+    """An estimator factory is imported and called once when the config loads, so that a wrong path or a
+    factory that returns the wrong kind of object fails here, naming the key, not in a month's training."""
+    if ":" not in training.estimator:
+        return training
+    from retrain.training import check_factory
+
+    try:
+        check_factory(training.estimator, training.params, model.task)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return training
+
+
 def _resolve_location(location: str, base: Path) -> str:
     if "://" in location:
         return location
@@ -427,6 +530,8 @@ def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Pa
             f"{source}: data.max_null_rate_by_feature names {unknown[0]!r}, which is not a feature "
             f"(features: {', '.join(parts['model'].features)})"
         )
+    parts["promotion"], parts["drift"] = _settle_task(parts["model"], parts["promotion"], parts["drift"], source)
+    parts["training"] = _settle_estimator(parts["model"], parts["training"], source)
     base = base or Path.cwd()
     parts["data"] = dataclasses.replace(
         parts["data"],

@@ -1,4 +1,5 @@
-"""The champion's ROC AUC estimated from its own scores, before any label of the month exists.
+"""The champion's quality estimated from its own predictions, before any label of the month exists: the
+ROC AUC of a classifier (one class against the rest for several), the RMSE or MAE of a regressor.
 
 Confidence-based performance estimation (the method of NannyML's CBPE): the champion's scores are
 calibrated on labeled data it was validated on, so each calibrated score is the expected probability that
@@ -10,13 +11,20 @@ what it cannot see, and what labels, when they arrive, reveal.
 The expected area is taken on both the production month and the validation holdout, and only their
 difference is trusted: the estimate is the validated AUC moved by it. A calibration curve that misses the
 scores' true shape biases both areas alike, so the bias cancels instead of reaching the estimate.
+
+A multiclass model's estimate is the same method one class against the rest. A regressor's is direct loss
+estimation (`fit_loss_model`), anchored in the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CALIBRATION_FOLDS = 5
 LOG_ODDS_CLIP = 1e-6
@@ -161,3 +169,75 @@ def anchored_estimate(validated_auc: float, expected_on_production: float, expec
     `drift.max_estimated_auc_drop` of 0.03 no longer fires every month for nothing.
     """
     return float(np.clip(validated_auc + expected_on_production - expected_on_validation, 0.0, 1.0))
+
+
+def expected_ovr_auc(probabilities: np.ndarray, calibrations: list[Calibration | None]) -> float:
+    """The expected weighted one-vs-rest AUC of a multiclass model: each class's expected AUC against the
+    rest (its column of probabilities, calibrated against "is this class"), weighted by the class's expected
+    share of the rows, as roc_auc_score's multi_class="ovr", average="weighted" weights by the true share."""
+    total = weight = 0.0
+    for k, calibration in enumerate(calibrations):
+        if calibration is None:
+            continue
+        expected = calibration.apply(probabilities[:, k])
+        auc = expected_auc(probabilities[:, k], expected)
+        if np.isnan(auc):
+            continue
+        total += auc * expected.mean()
+        weight += expected.mean()
+    return total / weight if weight else float("nan")
+
+
+def multiclass_calibrations(probabilities: np.ndarray, labels: np.ndarray, *, seed: int) -> list[Calibration | None]:
+    """One calibration per class, of its probability against "is this class"; None for a class the
+    validation rows do not hold (or hold only), which has no AUC to estimate."""
+    calibrations: list[Calibration | None] = []
+    for k in range(probabilities.shape[1]):
+        is_class = (labels == k).astype(np.float64)
+        calibrations.append(
+            fit_calibration(probabilities[:, k], is_class, seed=seed) if 0 < is_class.sum() < len(labels) else None
+        )
+    return calibrations
+
+
+def fit_loss_model(
+    validation: pd.DataFrame, predicted: np.ndarray, actual: np.ndarray, *, metric: str, seed: int
+) -> object:
+    """Direct loss estimation (NannyML's DLE): a model of the regressor's loss on each row (absolute error
+    for MAE, squared error for RMSE) from the row's features and the regressor's own prediction, fitted on
+    the month the regressor was validated on. On a production month its mean predicted loss is the
+    expected error there, which holds while the relation between features and target stays as it was."""
+    from retrain.config import ModelSpec, TrainingSpec
+    from retrain.training import build_pipeline
+
+    numeric = [c for c in validation.columns if validation[c].dtype.kind in "fiub"]
+    categorical = [c for c in validation.columns if c not in numeric]
+    spec = ModelSpec(
+        name="loss",
+        target=LOSS_TARGET,
+        numeric_features=(*numeric, PREDICTION_COLUMN),
+        categorical_features=tuple(categorical),
+        task="regression",
+    )
+    loss = (predicted - actual) ** 2 if metric == "rmse" else np.abs(predicted - actual)
+    model = build_pipeline(spec, TrainingSpec(seed=seed))
+    model.fit(validation.assign(**{PREDICTION_COLUMN: predicted}), loss)
+    return model
+
+
+def expected_error(loss_model: object, rows: pd.DataFrame, predicted: np.ndarray, *, metric: str) -> float:
+    """The expected RMSE or MAE on `rows` from the loss model's predicted losses (negative ones, which a
+    boosted model can give near zero, count as zero)."""
+    losses = np.clip(loss_model.predict(rows.assign(**{PREDICTION_COLUMN: predicted})), 0.0, None)  # type: ignore[attr-defined]
+    mean = float(np.mean(losses))
+    return float(np.sqrt(mean)) if metric == "rmse" else mean
+
+
+def anchored_error(validated: float, expected_on_production: float, expected_on_validation: float) -> float:
+    """The validated error moved by the change in expected error, as `anchored_estimate` does for an AUC:
+    a loss model's bias is alike on both months and cancels."""
+    return max(0.0, validated + expected_on_production - expected_on_validation)
+
+
+PREDICTION_COLUMN = "__prediction__"
+LOSS_TARGET = "__loss__"

@@ -88,7 +88,11 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
     metadata = registry.metadata(version)
     lift = metadata.metrics.lift
     auc = metadata.auc
+    measured = metadata.metrics.challenger
     tags = {
+        "retrain.task": metadata.task,
+        "retrain.metric": measured.metric if measured else "none",
+        "retrain.score": f"{measured.score:.6f}" if measured and measured.score is not None else "none",
         VERSION_TAG: str(version),
         "retrain.data_month": metadata.data_month,
         "retrain.run_id": metadata.run_id,
@@ -113,7 +117,11 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
             code_paths=[str(Path(__file__).parent)],
         )
     registered = mlflow.register_model(logged.model_uri, name, tags=tags)
-    reason = metadata.decision.reason if metadata.decision else ""
+    reason = (
+        metadata.decision.reason
+        if metadata.decision
+        else (metadata.origin and f"adopted from {metadata.origin.source}") or ""
+    )
     client.update_model_version(name, registered.version, description=f"retrain version {version}: {reason}"[:500])
     log.info(
         "MLflow %s version %s mirrors registry version %d (run %s)", name, registered.version, version, run.info.run_id

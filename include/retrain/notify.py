@@ -45,8 +45,9 @@ def report_link(base_url: str, dag_id: str, run_id: str) -> str:
 
 
 def decision_message(entry: LedgerRecord, link: str) -> Message:
-    """A run's decision: model, month, outcome, reason, the AUC lift with its interval, what drifted."""
+    """A run's decision: model, month, outcome, reason, the metric's lift with its interval, what drifted."""
     lift = entry.metrics.lift if entry.metrics else None
+    metric = entry.thresholds.promotion.judged_by.label if entry.thresholds else "AUC"
     model, month = entry.model or "", entry.month or ""
     lines = [
         ("model", model),
@@ -54,7 +55,7 @@ def decision_message(entry: LedgerRecord, link: str) -> Message:
         ("outcome", entry.outcome + (" (dry run)" if entry.dry_run else "")),
         ("reason", entry.reason),
         (
-            "AUC lift",
+            f"{metric} lift",
             f"{lift.lift:+.4f} ({lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}])"
             if lift
             else "not evaluated",
@@ -63,7 +64,7 @@ def decision_message(entry: LedgerRecord, link: str) -> Message:
         ("champion", f"version {entry.champion_version or 'none'}"),
     ]
     if entry.performance is not None:
-        lines.append(("estimated champion AUC", f"{entry.performance.estimated_auc:.4f}"))
+        lines.append((f"estimated champion {entry.performance.label}", f"{entry.performance.estimated_value:.4f}"))
     lines.append(("report", link))
     subject = f"[retrain] {model} {month}: {entry.outcome}"
     return _message(subject, lines, link)

@@ -39,8 +39,6 @@ from retrain.serial import RecordError, from_jsonable, to_bytes
 from retrain.storage import Store, open_store
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
     from retrain.config import Config
 
 log = logging.getLogger(__name__)
@@ -185,7 +183,7 @@ class Registry:
         except NotFoundError:
             raise RegistryError(f"{self.uri}: no version {version}") from None
 
-    def load_model(self, version: int) -> Pipeline:
+    def load_model(self, version: int) -> Any:
         """Unpickle a version's model after checking its SHA-256 against the metadata."""
         from retrain.training import deserialize
 
@@ -287,7 +285,7 @@ class Registry:
         return moved
 
     def revalidate(
-        self, expected: Champion, *, month: str, auc: float, run_id: str, validation_profile: str | None = None
+        self, expected: Champion, *, month: str, auc: float | None, run_id: str, validation_profile: str | None = None
     ) -> bool:
         """Move the champion's validated month forward, by compare-and-swap on the pointer as `expected`
         read it. False when the pointer changed since (a promotion, a rollback, another revalidation)."""

@@ -6,8 +6,9 @@ while it is None (for documents whose readers tell kinds apart by which keys are
 
 Reading builds the record from its type hints, all the way down. Documents outlive the code that wrote
 them, so reading is lenient where time makes it so: a key the record no longer has is ignored, and a field
-added since takes its default. A value of the wrong type, or a required field that is missing, is an
-error naming the record and the field.
+added since takes its default. A field renamed since names its old name as `metadata={"was": ...}`, and
+a document that has only the old name is read into it. A value of the wrong type, or a required field
+that is missing, is an error naming the record and the field.
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def _load_record(record: type, value: object, where: str) -> Any:
     for spec in dataclasses.fields(record):
         if not spec.init or not spec.metadata.get("json", True):
             continue
-        if spec.name in value:
-            values[spec.name] = _load(hints[spec.name], value[spec.name], f"{where}.{spec.name}")
+        name = spec.name if spec.name in value else spec.metadata.get("was", spec.name)
+        if name in value:
+            values[spec.name] = _load(hints[spec.name], value[name], f"{where}.{spec.name}")
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise RecordError(f"{where}: missing field {spec.name}")
     return record(**values)

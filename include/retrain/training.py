@@ -2,6 +2,9 @@
 
 Categorical features arrive as pandas categoricals and reach HistGradientBoosting as integer codes through
 `CategoryCodes`, which maps each frame's few categories rather than its many rows.
+
+`training.estimator` names a built-in estimator or a factory of the user's own, `package.module:factory`,
+called with `[training.params]` as keyword arguments (see docs/configuration.md for its contract).
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-from retrain.errors import DataError, IntegrityError
+from retrain.errors import ConfigError, DataError, IntegrityError
 from retrain.records import Importances
 from retrain.snapshots import as_category_strings
+from retrain.tasks import METRICS, predict
 
 if TYPE_CHECKING:
     from retrain.config import ModelSpec, TrainingSpec
@@ -97,12 +106,16 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
 
 def build_pipeline(model: ModelSpec, training: TrainingSpec) -> Pipeline:
     """The untrained challenger. Unseen categories at predict time map to 'unknown', never an error."""
+    if ":" in training.estimator:
+        return make_estimator(training.estimator, training.params, model, seed=training.seed)
     numeric, categorical = list(model.numeric_features), list(model.categorical_features)
+    regression = model.task == "regression"
     if training.estimator == "hist_gradient_boosting":
         categories: object = CategoryCodes()
         # HistGradientBoosting handles missing numeric values natively.
         numbers: object = "passthrough"
-        estimator = HistGradientBoostingClassifier(
+        boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        estimator: object = boosting(
             categorical_features=[True] * len(categorical) + [False] * len(numeric),
             # scikit-learn stops early only above 10,000 rows; below, 100 rounds of 31 leaves overfit a small
             # window (next-month AUC 0.675 against 0.702 with early stopping, mean of five ~1,200-row windows
@@ -117,46 +130,140 @@ def build_pipeline(model: ModelSpec, training: TrainingSpec) -> Pipeline:
             OneHotEncoder(handle_unknown="ignore"),
         )
         numbers = SimpleImputer(strategy="median", keep_empty_features=True)
-        estimator = GradientBoostingClassifier(n_estimators=200, learning_rate=0.05, random_state=training.seed)
+        boosting = GradientBoostingRegressor if regression else GradientBoostingClassifier
+        estimator = boosting(n_estimators=200, learning_rate=0.05, random_state=training.seed)
     transformers = []
     if categorical:
         transformers.append(("categorical", categories, categorical))
     if numeric:
         transformers.append(("numeric", numbers, numeric))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("classifier", estimator)])
+    return Pipeline([("preprocess", preprocess), ("regressor" if regression else "classifier", estimator)])
 
 
-def stratified_sample(frame: pd.DataFrame, target: str, max_rows: int, seed: int) -> pd.DataFrame:
-    """At most `max_rows` rows, each class keeping its share, chosen with `seed`; rows keep their order."""
+def _import_factory(path: str) -> object:
+    import importlib
+
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # importing runs the module: any error there means it does not import
+        raise ConfigError(f"training.estimator {path!r}: cannot import {module_name}: {error}") from None
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise ConfigError(f"training.estimator {path!r}: module {module_name} has no {attribute}")
+    if not callable(factory):
+        raise ConfigError(f"training.estimator {path!r}: {attribute} is not callable")
+    return factory
+
+
+def make_estimator(path: str, params: dict[str, object], model: ModelSpec, *, seed: int) -> object:
+    """The factory's unfitted estimator. Besides `[training.params]`, the factory receives whichever of
+    `seed`, `task`, `numeric_features` and `categorical_features` its signature names."""
+    import inspect
+
+    factory = _import_factory(path)
+    context = {
+        "seed": seed,
+        "task": model.task,
+        "numeric_features": list(model.numeric_features),
+        "categorical_features": list(model.categorical_features),
+    }
+    try:
+        accepted = inspect.signature(factory).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        accepted = {}
+    extra = {k: v for k, v in context.items() if k in accepted and k not in params}
+    try:
+        return factory(**params, **extra)  # type: ignore[operator]
+    except Exception as error:
+        raise ConfigError(f"training.estimator {path!r}: calling it with training.params failed: {error}") from None
+
+
+def check_factory(path: str, params: dict[str, object], task: str) -> None:
+    """A factory that cannot give an unfitted estimator of the task's kind is a config error, found once."""
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from retrain.config import ModelSpec
+
+    probe = ModelSpec(name="probe", target="__target__", numeric_features=("__probe__",), task=task)
+    estimator = make_estimator(path, params, probe, seed=0)
+    kind = type(estimator).__name__
+    if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
+        raise ConfigError(
+            f"training.estimator {path!r} returned a {kind}, not a scikit-learn estimator (fit and get_params)"
+        )
+    if task == "regression":
+        if is_classifier(estimator) or not hasattr(estimator, "predict"):
+            raise ConfigError(f"training.estimator {path!r} returned a {kind}; model.task regression needs a regressor")
+    elif is_regressor(estimator) or not hasattr(estimator, "predict_proba"):
+        raise ConfigError(
+            f"training.estimator {path!r} returned a {kind}; model.task {task} needs a classifier with predict_proba"
+        )
+    try:
+        check_is_fitted(estimator)
+    except (NotFittedError, TypeError):
+        return  # unfitted, as it must be (or not an estimator check_is_fitted knows: fit will tell)
+    raise ConfigError(f"training.estimator {path!r} returned a fitted {kind}; the factory must return it unfitted")
+
+
+def stratified_sample(
+    frame: pd.DataFrame, target: str, max_rows: int, seed: int, *, task: str = "binary"
+) -> pd.DataFrame:
+    """At most `max_rows` rows, each class keeping its share (a regressor's rows: a uniform sample), chosen
+    with `seed`; rows keep their order."""
     if max_rows <= 0 or len(frame) <= max_rows:
         return frame
     labels = frame[target].to_numpy()
     rng = np.random.default_rng(seed)
+    if task == "regression":
+        groups = [np.arange(len(frame))]
+    else:
+        codes = pd.factorize(frame[target], sort=True)[0]
+        groups = [np.flatnonzero(codes == code) for code in range(codes.max() + 1)]
     chosen = []
-    for label in (0, 1):
-        rows = np.flatnonzero(labels == label)
+    for rows in groups:
         take = max(1, int(round(max_rows * len(rows) / len(frame))))
         chosen.append(rng.choice(rows, size=min(take, len(rows)), replace=False))
     keep = np.sort(np.concatenate(chosen))
-    if len(np.unique(labels[keep])) < 2:
+    if task != "regression" and len(pd.unique(labels[keep])) < 2:
         raise DataError(f"training.max_rows={max_rows} leaves a single class in the training sample")
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def training_target(frame: pd.DataFrame, model: ModelSpec) -> pd.Series:
+    """The target as the estimator learns it: 0/1 integers, text classes, or floats."""
+    target = frame[model.target]
+    if model.task == "binary":
+        return target.astype(int)
+    if model.task == "multiclass":
+        return target.astype(str)
+    return target.astype(np.float64)
 
 
 def train(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec) -> Pipeline:
     """Fit a challenger on a labeled frame. Same data, config and seed give identical predictions."""
     pipeline = build_pipeline(model, training)
     features = frame[list(model.features)]
-    target = frame[model.target].astype(int)
     log.info("training %s on %d rows x %d features", training.estimator, len(frame), features.shape[1])
-    pipeline.fit(features, target)
+    try:
+        pipeline.fit(features, training_target(frame, model))
+    except Exception as error:
+        if ":" not in training.estimator:
+            raise
+        raise DataError(
+            f"training.estimator {training.estimator!r} failed to fit: {type(error).__name__}: {error}"
+        ) from error
     return pipeline
 
 
-def predict_scores(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec) -> np.ndarray:
-    """Probability of the positive class."""
-    return pipeline.predict_proba(frame[list(model.features)])[:, 1]
+def predict_scores(
+    pipeline: object, frame: pd.DataFrame, model: ModelSpec, classes: tuple[str, ...] | None = None
+) -> np.ndarray:
+    """The model's predictions: the positive class's probability, one column per class, or the number."""
+    return predict(pipeline, frame, model.features, model.task, classes=classes, positive_label=model.positive_label)
 
 
 IMPORTANCE_ROWS = 1000
@@ -164,21 +271,42 @@ IMPORTANCE_REPEATS = 3
 IMPORTANCE_ROWS_PER_CALL = 100_000
 
 
-def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: ModelSpec, seed: int) -> Importances:
-    """The AUC the model loses when each feature is shuffled (mean and spread over a few shuffles), on a
-    seeded sample of at most IMPORTANCE_ROWS rows: permutation importance as scikit-learn defines it, but
-    every shuffled copy scored in one prediction (a prediction call costs more than its rows here)."""
-    from retrain.evaluation import row_aucs
+def permutation_importances(
+    pipeline: object,
+    frame: pd.DataFrame,
+    model: ModelSpec,
+    seed: int,
+    *,
+    metric: str = "roc_auc",
+    classes: tuple[str, ...] | None = None,
+) -> Importances:
+    """How much worse the model gets in `metric` when each feature is shuffled (mean and spread over a few
+    shuffles), on a seeded sample of at most IMPORTANCE_ROWS rows: permutation importance as scikit-learn
+    defines it, but every shuffled copy scored in one prediction (a prediction call costs more than its
+    rows here)."""
+    from retrain.evaluation import ResampledMetric, row_aucs
+    from retrain.tasks import label_codes
 
     if len(frame) > IMPORTANCE_ROWS:
         frame = frame.sample(IMPORTANCE_ROWS, random_state=seed)
-    labels = frame[model.target].to_numpy().astype(int)
-    features = frame[list(model.features)].reset_index(drop=True)
-    if len(np.unique(labels)) < 2:
+    raw = frame[model.target].to_numpy()
+    if len(pd.unique(raw)) < 2:
         return Importances()
+    labels = label_codes(raw, classes) if model.task == "multiclass" and classes else raw
+    if model.task == "binary":
+        labels = labels.astype(int)
+    features = frame[list(model.features)].reset_index(drop=True)
     rng = np.random.default_rng(seed)
-    baseline = row_aucs(labels, predict_scores(pipeline, features, model)[None, :])[0]
-    aucs = []
+    direction = METRICS[metric]
+
+    def values(predictions: list[np.ndarray]) -> np.ndarray:
+        if metric == "roc_auc":
+            return row_aucs(labels, np.stack(predictions))
+        ones = np.ones((1, len(labels)), dtype=np.int32)
+        return np.array([v[0] for v in ResampledMetric(metric, labels, predictions, task=model.task)(ones)])
+
+    baseline = values([predict_scores(pipeline, features, model, classes)])[0]
+    scores = []
     # Scored in groups of copies: one prediction call per group, and memory bounded for a model of
     # hundreds of features (all copies at once would be features x repeats x rows x columns).
     per_call = max(1, IMPORTANCE_ROWS_PER_CALL // (len(features) * IMPORTANCE_REPEATS))
@@ -190,9 +318,9 @@ def permutation_importances(pipeline: Pipeline, frame: pd.DataFrame, model: Mode
                 # Shuffled as a Series, so a categorical column stays categorical (not Python strings).
                 shuffled[name] = features[name].iloc[rng.permutation(len(features))].reset_index(drop=True)
                 copies.append(shuffled)
-        scores = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model).reshape(len(copies), -1)
-        aucs.append(row_aucs(labels, scores))
-    drops = (baseline - np.concatenate(aucs)).reshape(len(model.features), IMPORTANCE_REPEATS)
+        predicted = predict_scores(pipeline, pd.concat(copies, ignore_index=True), model, classes)
+        scores.append(values(np.split(predicted, len(copies))))
+    drops = direction.improvement(baseline, np.concatenate(scores)).reshape(len(model.features), IMPORTANCE_REPEATS)
     return Importances(
         features=model.features, means=tuple(drops.mean(axis=1).tolist()), stds=tuple(drops.std(axis=1).tolist())
     )

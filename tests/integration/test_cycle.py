@@ -83,9 +83,9 @@ def test_month_after_month(config_path: Path) -> None:
     for entry in ledger[1:5]:  # before the market turns, the covariate shifts leave the estimate right
         performance = entry.performance
         assert performance.realized_month == entry.month and performance.validated_month <= entry.month
-        assert performance.estimated_auc == pytest.approx(performance.realized_auc, abs=0.02)
+        assert performance.estimated_value == pytest.approx(performance.realized_value, abs=0.02)
     june = ledger[5].performance
-    assert june.estimated_auc - june.realized_auc > 0.2, "a concept change is what only labels reveal"
+    assert june.estimated_value - june.realized_value > 0.2, "a concept change is what only labels reveal"
 
     metadata = registry.metadata(2)
     assert metadata.data_month == "2025-07" and metadata.run_id == "test__2025-07"
@@ -127,7 +127,7 @@ def test_the_estimate_starts_from_the_validating_runs_profile_exactly_as_scoring
     assert estimate(key) == scored_again, "the stored profile is what scoring the holdout again gives"
     raised = {**stored, "profile": {**stored["profile"], "validated_auc": stored["profile"]["validated_auc"] + 0.1}}
     registry.store.write("runs/raised.json", json.dumps(raised).encode())
-    assert estimate("runs/raised.json").estimated_auc == pytest.approx(scored_again.estimated_auc + 0.1)
+    assert estimate("runs/raised.json").estimated_value == pytest.approx(scored_again.estimated_value + 0.1)
     stale = {**raised, "fingerprint": "0" * 64}  # the labeled month was rewritten since
     registry.store.write("runs/stale.json", json.dumps(stale).encode())
     registry.store.write("runs/garbled.json", b"{not json")
@@ -454,7 +454,7 @@ def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path:
                     (f["name"], f["statistic"], f["p_value"], f["n_reference"], f["n_current"])
                     for f in json.loads(Path(e.drift.report_uri).read_text())["features"]
                 ],
-                e.performance.estimated_auc,
+                e.performance.estimated_value,
                 e.metrics,
             )
             for e in entries[1:]

@@ -365,9 +365,9 @@ def test_an_estimated_auc_drop_triggers_a_retrain_without_feature_drift(tmp_path
     entry = run_cycle(config, Run("next", "2025-02"))
     assert entry.drift.drifted is False, "no feature drifted past its floor"
     performance = entry.performance
-    assert performance.validated_auc - performance.estimated_auc > 0.01
-    assert performance.estimated_auc == pytest.approx(performance.realized_auc, abs=0.02)
-    assert entry.drift.triggers == ("estimated_auc",)
+    assert performance.validated_value - performance.estimated_value > 0.01
+    assert performance.estimated_value == pytest.approx(performance.realized_value, abs=0.02)
+    assert entry.drift.triggers == ("estimated_performance",)
     assert entry.reason.startswith("estimated AUC 0.") and "below the champion's validated AUC" in entry.reason
     assert entry.metrics.challenger is not None, "a challenger was trained and evaluated"
     untriggered = parse_config({**document, "drift": {}})
@@ -480,7 +480,9 @@ def test_the_estimate_triggers_a_retrain_only_past_its_limit(
     from retrain.cycle.estimate import performance_drop
 
     config = config_for(data).with_overrides(**{"drift.max_estimated_auc_drop": limit})
-    estimate = PerformanceEstimate(champion_version=1, estimated_auc=estimated, validated_auc=0.75, validated_month="m")
+    estimate = PerformanceEstimate(
+        champion_version=1, estimated_value=estimated, validated_value=0.75, validated_month="m"
+    )
     reason = performance_drop(config, estimate)
     assert (reason is not None) == fires
     if fires:

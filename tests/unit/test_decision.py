@@ -267,9 +267,13 @@ def test_the_gate_names_every_trigger_and_trains_without_a_champion() -> None:
     from retrain.decision import drift_gate
 
     both = drift_gate(drifted=True, force=True, has_champion=True, drifted_features=["a", "b"], performance_drop="x")
-    assert (both.train, both.triggers, both.reason) == (True, ("drift", "estimated_auc"), "drift in a, b and x")
+    assert (both.train, both.triggers, both.reason) == (True, ("drift", "estimated_performance"), "drift in a, b and x")
     estimate = drift_gate(drifted=False, force=False, has_champion=True, performance_drop="estimated AUC fell")
-    assert (estimate.train, estimate.triggers, estimate.reason) == (True, ("estimated_auc",), "estimated AUC fell")
+    assert (estimate.train, estimate.triggers, estimate.reason) == (
+        True,
+        ("estimated_performance",),
+        "estimated AUC fell",
+    )
     forced = drift_gate(drifted=False, force=True, has_champion=True)
     assert (forced.train, forced.triggers, forced.reason) == (True, ("forced",), "no drift, retraining forced")
     first = drift_gate(drifted=False, force=False, has_champion=False)

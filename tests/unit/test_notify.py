@@ -41,7 +41,7 @@ def entry(**fields: object) -> LedgerRecord:
         ),
         "drift": DriftSummary(drifted=True, share_drifted=0.5, drifted_features=("plan", "region")),
         "performance": PerformanceEstimate(
-            champion_version=2, estimated_auc=0.7123, validated_auc=0.75, validated_month="2025-01"
+            champion_version=2, estimated_value=0.7123, validated_value=0.75, validated_month="2025-01"
         ),
     }
     return LedgerRecord(**{**base, **fields})

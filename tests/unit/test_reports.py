@@ -76,10 +76,10 @@ def entry(outcome: str, metrics: EvaluationMetrics | None) -> LedgerRecord:
         metrics=metrics,
         performance=PerformanceEstimate(
             champion_version=1,
-            estimated_auc=0.81,
-            validated_auc=0.83,
+            estimated_value=0.81,
+            validated_value=0.83,
             validated_month="2025-03",
-            realized_auc=0.8,
+            realized_value=0.8,
             realized_month="2025-04",
         ),
         months=LedgerMonths(

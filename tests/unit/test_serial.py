@@ -37,7 +37,7 @@ SNAPSHOT = Snapshot(
 )
 METRICS = Metrics(auc=0.8, log_loss=0.4, brier=0.15, rows=100, positives=40)
 LIFT = LiftInterval(lift=0.02, low=0.01, high=0.03, confidence=0.95, resamples=1000, share_not_positive=0.0)
-ESTIMATE = PerformanceEstimate(champion_version=1, estimated_auc=0.78, validated_auc=0.8, validated_month="2024-12")
+ESTIMATE = PerformanceEstimate(champion_version=1, estimated_value=0.78, validated_value=0.8, validated_month="2024-12")
 RECORDS = [
     Pulled(
         run_id="manual__1",
@@ -168,8 +168,8 @@ def test_a_document_that_does_not_fit_its_record_is_named(document: object, mess
 
 def test_nested_errors_name_the_path_down_to_the_field() -> None:
     document = to_jsonable(RECORDS[1])
-    document["performance"]["validated_auc"] = "high"
-    with pytest.raises(RecordError, match=r"^DriftCheck\.performance\.validated_auc: expected float, got 'high'$"):
+    document["performance"]["validated_value"] = "high"
+    with pytest.raises(RecordError, match=r"^DriftCheck\.performance\.validated_value: expected float, got 'high'$"):
         from_jsonable(DriftCheck, document)
     document = to_jsonable(RECORDS[0])
     document["labeled"][1]["rows"] = True

@@ -1,5 +1,5 @@
-"""The champion's AUC before labels arrive, in a cycle: estimated on the production month, beside the AUC
-it was validated with and the AUC it realized on the last labeled month (see `retrain.estimation`).
+"""The champion's quality before labels arrive, in a cycle: estimated on the production month, beside the
+value it was validated with and the one it realized on the last labeled month (see `retrain.estimation`).
 
 The calibration depends only on the validated model and its holdout, so the run that validates a model
 writes it to its run folder (`validation.json`, named in the champion pointer), and the estimates of the
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrain.cycle.frames import frame, holdout, schemas
+from retrain.cycle.frames import frame, holdout, known_classes, labels_of, schemas
 from retrain.estimation import ValidationProfile
 from retrain.records import PerformanceEstimate
 from retrain.serial import project, to_bytes
@@ -85,11 +85,21 @@ def profile_identity(config: Config, snapshot: Snapshot, model_sha256: str | Non
 
 
 def write_validation_profile(
-    cycle: Cycle, pulled: Pulled, model_sha256: str | None, scores: np.ndarray, labels: np.ndarray
-) -> str:
-    """The profile of the model this run validates, from the holdout scores it has. Returns its store key."""
+    cycle: Cycle,
+    pulled: Pulled,
+    model_sha256: str | None,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...] | None = None,
+) -> str | None:
+    """The profile of the model this run validates, from the holdout scores it has. Returns its store key.
+
+    Only a binary model's profile is kept: a multiclass or regression model's estimate is fitted again from
+    a sample of its validation holdout each month (a loss model is no JSON document)."""
     from retrain.estimation import validation_profile
 
+    if cycle.config.model.task != "binary":
+        return None
     profile = validation_profile(scores, labels, seed=cycle.config.training.seed)
     identity = profile_identity(cycle.config, pulled.holdout, model_sha256)
     cycle.folder.write(VALIDATION_FILE, to_bytes(StoredProfile(**vars(identity), profile=profile)))
@@ -103,26 +113,46 @@ def sample_rows(rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, ESTIMATE_MAX_ROWS, replace=False))
 
 
+def estimate_limit(config: Config) -> tuple[float | None, str]:
+    """The estimate trigger in force and its key: a fall in AUC for classifiers, a rise in error for
+    regressors."""
+    if config.model.task == "regression":
+        return config.drift.max_estimated_error_rise, "drift.max_estimated_error_rise"
+    return config.drift.max_estimated_auc_drop, "drift.max_estimated_auc_drop"
+
+
 def performance_drop(config: Config, performance: PerformanceEstimate | None) -> str | None:
-    """The estimated-AUC trigger's reason when it fires (the drop is above the limit), else None."""
-    limit = config.drift.max_estimated_auc_drop
+    """The estimate trigger's reason when it fires (the estimated worsening is above the limit), else None."""
+    limit, key = estimate_limit(config)
     if limit is None or performance is None:
         return None
     drop = performance.estimated_drop
     if drop <= limit:
         return None
+    label = performance.label
+    if performance.metric in ("rmse", "mae"):
+        return (
+            f"estimated {label} {performance.estimated_value:.4g} is {drop:.4g} above the champion's validated "
+            f"{label} {performance.validated_value:.4g} ({key}={limit})"
+        )
     return (
-        f"estimated AUC {performance.estimated_auc:.4f} is {drop:.4f} below the champion's validated AUC "
-        f"{performance.validated_auc:.4f} (drift.max_estimated_auc_drop={limit})"
+        f"estimated {label} {performance.estimated_value:.4f} is {drop:.4f} below the champion's validated "
+        f"{label} {performance.validated_value:.4f} ({key}={limit})"
     )
 
 
-def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame) -> PerformanceEstimate | None:
-    """The champion's AUC estimated on the production month before labels, next to the AUC it was
-    validated with, and the AUC realized on the last labeled month by the version that estimated it."""
-    from sklearn.metrics import roc_auc_score
+def estimated_metric(config: Config) -> str:
+    """What is estimated before labels: a classifier's ROC AUC, a regressor's promotion metric."""
+    task = config.model.task
+    if task == "regression":
+        return config.promotion.judged_by.name
+    return "roc_auc" if task == "binary" else "roc_auc_ovr_weighted"
 
-    from retrain.estimation import anchored_estimate, expected_auc
+
+def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame) -> PerformanceEstimate | None:
+    """The champion's quality estimated on the production month before labels, next to the value it was
+    validated with, and the value realized on the last labeled month by the version that estimated it."""
+    from retrain.evaluation import score_metrics
     from retrain.training import predict_scores
 
     champion, config, registry = pulled.champion, cycle.config, cycle.registry
@@ -130,33 +160,117 @@ def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame)
         return None
     version = champion.version
     model = registry.load_model(version)
-    profile = _validation_profile(cycle, champion, pulled.validation, model)
-    production_scores = predict_scores(model, production, config.model)
-    expected_on_production = expected_auc(production_scores, profile.calibration.apply(production_scores))
+    metric = estimated_metric(config)
+    classes = known_classes(config, pulled.validation, *pulled.labeled, models=(model,))
+    if config.model.task == "binary":
+        estimate = _binary_estimate(cycle, champion, pulled.validation, model, production)
+    else:
+        estimate = _refitted_estimate(config, pulled.validation, model, production, metric, classes)
     latest = pulled.holdout
     estimated_by = _estimating_version(registry, latest.month or "", run_month=pulled.month) or version
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
     realized = frame(config, latest, schemas(config)[1])
     if len(realized) > ESTIMATE_MAX_ROWS:
         realized = realized.iloc[sample_rows(len(realized), config.training.seed)]
-    realized_labels = realized[config.model.target].to_numpy().astype(int)
-    realized_auc = (
-        float(roc_auc_score(realized_labels, predict_scores(realized_model, realized, config.model)))
-        if 0 < realized_labels.sum() < len(realized_labels)
-        else None
-    )
+    realized_value = None
+    if config.model.task == "regression" or realized[config.model.target].nunique() > 1:
+        realized_classes = known_classes(config, latest, pulled.validation, models=(realized_model,))
+        scored = score_metrics(
+            labels_of(config, realized, realized_classes),
+            predict_scores(realized_model, realized, config.model, realized_classes),
+            task=config.model.task,
+            metric=metric,
+            classes=realized_classes,
+        )
+        realized_value = scored.auc if config.model.task != "regression" else scored.value
     return PerformanceEstimate(
         champion_version=version,
-        estimated_auc=anchored_estimate(profile.validated_auc, expected_on_production, profile.expected_auc_validation),
-        validated_auc=profile.validated_auc,
+        estimated_value=estimate.estimated,
+        validated_value=estimate.validated,
         validated_month=pulled.validation.month or "",
-        expected_auc_production=expected_on_production,
-        expected_auc_validation=profile.expected_auc_validation,
-        realized_auc=realized_auc,
+        expected_production=estimate.expected_production,
+        expected_validation=estimate.expected_validation,
+        realized_value=realized_value,
         realized_month=latest.month,
-        realized_version=estimated_by if realized_auc is not None else None,
+        realized_version=estimated_by if realized_value is not None else None,
         production_rows_scored=len(production),
-        calibration=profile.calibration.method,
+        calibration=estimate.method,
+        metric=metric,
+    )
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    estimated: float
+    validated: float
+    expected_production: float
+    expected_validation: float
+    method: str
+
+
+def _binary_estimate(
+    cycle: Cycle, champion: Champion, validation: Snapshot, model: object, production: pd.DataFrame
+) -> _Estimate:
+    from retrain.estimation import anchored_estimate, expected_auc
+    from retrain.training import predict_scores
+
+    profile = _validation_profile(cycle, champion, validation, model)
+    production_scores = predict_scores(model, production, cycle.config.model)
+    expected_on_production = expected_auc(production_scores, profile.calibration.apply(production_scores))
+    return _Estimate(
+        estimated=anchored_estimate(profile.validated_auc, expected_on_production, profile.expected_auc_validation),
+        validated=profile.validated_auc,
+        expected_production=expected_on_production,
+        expected_validation=profile.expected_auc_validation,
+        method=profile.calibration.method,
+    )
+
+
+def _refitted_estimate(
+    config: Config,
+    validation: Snapshot,
+    model: object,
+    production: pd.DataFrame,
+    metric: str,
+    classes: tuple[str, ...] | None,
+) -> _Estimate:
+    """A multiclass model's AUC (one class against the rest, calibrated per class) or a regressor's error
+    (direct loss estimation), fitted on a sample of its validation holdout."""
+    from retrain import estimation
+    from retrain.evaluation import score_metrics
+    from retrain.training import predict_scores
+
+    seed = config.training.seed
+    rows = holdout(config, validation)
+    if len(rows) > ESTIMATE_MAX_ROWS:
+        rows = rows.iloc[sample_rows(len(rows), seed)].reset_index(drop=True)
+    labels = labels_of(config, rows, classes)
+    validated_predictions = predict_scores(model, rows, config.model, classes)
+    production_predictions = predict_scores(model, production, config.model, classes)
+    validated = score_metrics(labels, validated_predictions, task=config.model.task, metric=metric, classes=classes)
+    if config.model.task == "multiclass":
+        calibrations = estimation.multiclass_calibrations(validated_predictions, labels, seed=seed)
+        on_validation = estimation.expected_ovr_auc(validated_predictions, calibrations)
+        on_production = estimation.expected_ovr_auc(production_predictions, calibrations)
+        value = validated.auc or 0.0
+        return _Estimate(
+            estimated=estimation.anchored_estimate(value, on_production, on_validation),
+            validated=value,
+            expected_production=on_production,
+            expected_validation=on_validation,
+            method="one-vs-rest calibration",
+        )
+    features = list(config.model.features)
+    loss_model = estimation.fit_loss_model(rows[features], validated_predictions, labels, metric=metric, seed=seed)
+    on_validation = estimation.expected_error(loss_model, rows[features], validated_predictions, metric=metric)
+    on_production = estimation.expected_error(loss_model, production[features], production_predictions, metric=metric)
+    value = validated.value or 0.0
+    return _Estimate(
+        estimated=estimation.anchored_error(value, on_production, on_validation),
+        validated=value,
+        expected_production=on_production,
+        expected_validation=on_validation,
+        method="direct loss estimation",
     )
 
 

@@ -66,7 +66,35 @@ def holdout_mask(config: Config, labeled: pd.DataFrame) -> np.ndarray:
         config.training.holdout_fraction,
         timestamp=config.model.timestamp,
         seed=config.training.seed,
+        task=config.model.task,
     )
+
+
+def known_classes(
+    config: Config, *snapshots: Snapshot | None, models: tuple[object, ...] = ()
+) -> tuple[str, ...] | None:
+    """A multiclass model's classes, in the order its probabilities are lined up in: every label its
+    snapshots hold and every class its models know, sorted. None for other tasks."""
+    from retrain.tasks import model_classes
+
+    if config.model.task != "multiclass":
+        return None
+    labels = {label for s in snapshots if s is not None for label in s.classes}
+    for model in models:
+        labels.update(model_classes(model) or ())
+    return tuple(sorted(labels))
+
+
+def labels_of(config: Config, rows: pd.DataFrame, classes: tuple[str, ...] | None) -> np.ndarray:
+    """The holdout's labels as the metrics take them: 0/1, positions in `classes`, or numbers."""
+    from retrain.tasks import label_codes
+
+    labels = rows[config.model.target].to_numpy()
+    if config.model.task == "multiclass":
+        return label_codes(labels, classes or (), where=config.data.labeled)
+    if config.model.task == "binary":
+        return labels.astype(int)
+    return labels.astype("float64")
 
 
 def holdout(config: Config, snapshot: Snapshot) -> pd.DataFrame:

@@ -15,18 +15,22 @@ if TYPE_CHECKING:
 
 
 def why_not_held_up(config: Config, outcome: Outcome, champion: Metrics | None) -> str | None:
-    """None when an evaluation showed the champion holding up on its holdout month (KEPT_CHAMPION, its AUC
-    at or above promotion.min_auc, on enough rows of each class to judge), else why not."""
+    """None when an evaluation showed the champion holding up on its holdout month (KEPT_CHAMPION, its
+    metric within the floor, on enough rows of each class to judge), else why not."""
     if outcome != Outcome.KEPT_CHAMPION or champion is None:
         return f"{outcome}: the champion was not shown to hold up"
-    if champion.auc < config.promotion.min_auc:
-        return f"champion AUC {champion.auc:.4f} is below min_auc={config.promotion.min_auc}"
+    metric, floor = config.promotion.judged_by, config.promotion.worst_allowed
+    score = champion.score
+    if floor is not None and score is not None and metric.improvement(score, floor) < 0:
+        side = "below" if metric.higher_is_better else "above"
+        key = config.promotion.floor_key.removeprefix("promotion.")
+        return f"champion {metric.label} {score:.4f} is {side} {key}={floor}"
     return too_few_to_judge(champion.rows, champion.positives, config.promotion)
 
 
 def keep(cycle: Cycle, pulled: Pulled, evaluation: Evaluation) -> Kept:
-    """The champion stays. When this run showed it holding up on a newer month (KEPT_CHAMPION, its AUC at
-    or above promotion.min_auc), that month becomes its validated month, the drift reference."""
+    """The champion stays. When this run showed it holding up on a newer month (KEPT_CHAMPION, its metric
+    within the floor), that month becomes its validated month, the drift reference."""
     config, registry, run = cycle.config, cycle.registry, cycle.run
     month = evaluation.holdout_month
     champion_metrics = evaluation.metrics.champion

@@ -62,6 +62,7 @@ def version_metadata(
         estimator=trained.estimator,
         target=config.model.target,
         positive_label=config.model.positive_label,
+        task=config.model.task,
         features=FeatureLists(config.model.numeric_features, config.model.categorical_features),
         lineage=Lineage(
             training=pulled.labeled,

@@ -32,14 +32,16 @@ def train_challenger(cycle: Cycle, pulled: Pulled) -> Trained:
     window = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     del frames
     target = config.model.target
-    if window[target].nunique() < 2:
+    if config.model.task != "regression" and window[target].nunique() < 2:
         months = ", ".join(pulled.training_months)
         raise DataError(
             f"{config.data.labeled}: labeled months {months} hold a single class of {target} once the holdout "
             f"of {pulled.holdout.month} is set aside (its only row of the other class): nothing to train "
             "on; a longer training.window_months reaches months that hold both"
         )
-    training = stratified_sample(window, target, config.training.max_rows or 0, config.training.seed)
+    training = stratified_sample(
+        window, target, config.training.max_rows or 0, config.training.seed, task=config.model.task
+    )
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)
     uri = cycle.folder.write(CHALLENGER_FILE, model_bytes)

@@ -15,6 +15,7 @@ what this one writes.
 
 from retrain.records.data import Champion, ChampionPointer, HeldOut, Reference, Snapshot, SnapshotSummary
 from retrain.records.evidence import (
+    ConfusionMatrix,
     Decision,
     EvaluationDetails,
     EvaluationMetrics,
@@ -24,6 +25,7 @@ from retrain.records.evidence import (
     LiftInterval,
     Metrics,
     PerformanceEstimate,
+    Residuals,
     RocCurve,
 )
 from retrain.records.history import (
@@ -48,12 +50,14 @@ __all__ = [
     "DriftCheck",
     "DriftSummary",
     "Evaluation",
+    "ConfusionMatrix",
     "EvaluationDetails",
     "EvaluationMetrics",
     "FeatureLists",
     "Gate",
     "HeldOut",
     "Histogram",
+    "Residuals",
     "Importances",
     "Kept",
     "LedgerMonths",

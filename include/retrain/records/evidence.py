@@ -11,11 +11,37 @@ from retrain.records.outcome import Outcome
 
 @dataclass(frozen=True)
 class Metrics:
-    auc: float
-    log_loss: float
-    brier: float
+    """A model on a holdout. `metric` names the promotion metric and `value` holds it; records written
+    before models had a choice of metric have neither, and were judged on their AUC.
+
+    `auc` is the ROC AUC of a binary model and the weighted one-vs-rest AUC of a multiclass one; `positives`
+    the positive rows of a binary holdout and the rarest class's rows of a multiclass one. A regressor has
+    neither, nor a log loss or Brier score, but an RMSE and a MAE."""
+
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("score",)
+
+    auc: float | None
+    log_loss: float | None
+    brier: float | None
     rows: int
-    positives: int
+    positives: int | None
+    metric: str = "roc_auc"
+    value: float | None = None
+    average_precision: float | None = None
+    rmse: float | None = None
+    mae: float | None = None
+
+    @property
+    def score(self) -> float | None:
+        """The promotion metric's value."""
+        return self.value if self.value is not None else self.auc
+
+    def shown(self) -> str:
+        """The promotion metric for people: "ROC AUC 0.8123"."""
+        from retrain.tasks import METRICS
+
+        label = METRICS[self.metric].label if self.metric in METRICS else self.metric
+        return f"{label} {self.score:.4f}" if self.score is not None else f"{label} -"
 
 
 @dataclass(frozen=True)
@@ -44,27 +70,45 @@ class EvaluationMetrics:
 
 @dataclass(frozen=True)
 class PerformanceEstimate:
-    """The champion's AUC: estimated on the production month, as validated, and realized on the last
-    labeled month by the version that estimated it (so estimate and outcome stay comparable)."""
+    """The champion's quality in `metric`: estimated on the production month, as validated, and realized on
+    the last labeled month by the version that estimated it (so estimate and outcome stay comparable).
+
+    A classifier's estimate is its ROC AUC (weighted one-vs-rest for several classes), whatever its
+    promotion metric; a regressor's is its promotion metric, RMSE or MAE. Records written before the other
+    tasks existed name the fields `estimated_auc`, `validated_auc` and so on."""
 
     JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("estimated_drop",)
 
     champion_version: int
-    estimated_auc: float
-    validated_auc: float
+    estimated_value: float = field(metadata={"was": "estimated_auc"})
+    validated_value: float = field(metadata={"was": "validated_auc"})
     validated_month: str
-    # The calibrated expected AUC on each side; estimated_auc is validated_auc moved by their difference.
-    expected_auc_production: float | None = None
-    expected_auc_validation: float | None = None
-    realized_auc: float | None = None
+    # The expected value on each side; estimated_value is validated_value moved by their difference.
+    expected_production: float | None = field(default=None, metadata={"was": "expected_auc_production"})
+    expected_validation: float | None = field(default=None, metadata={"was": "expected_auc_validation"})
+    realized_value: float | None = field(default=None, metadata={"was": "realized_auc"})
     realized_month: str | None = None
     realized_version: int | None = None
     production_rows_scored: int | None = None
     calibration: str | None = None
+    metric: str = "roc_auc"
 
     @property
     def estimated_drop(self) -> float:
-        return self.validated_auc - self.estimated_auc
+        """How much worse the champion is estimated to be than validated, in the metric's units (a rise
+        of an error metric is a drop in quality)."""
+        from retrain.tasks import METRICS
+
+        return -METRICS[self.metric].improvement(self.estimated_value, self.validated_value)
+
+    def shown(self, value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    @property
+    def label(self) -> str:
+        from retrain.tasks import METRICS
+
+        return METRICS[self.metric].label if self.metric in METRICS else self.metric
 
 
 @dataclass(frozen=True)
@@ -113,9 +157,32 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class ConfusionMatrix:
+    """Holdout rows by true class (rows) and predicted class (columns): a multiclass model's mistakes."""
+
+    classes: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Residuals:
+    """A regressor on its holdout: a seeded sample of (actual, predicted) points and every residual's
+    histogram (predicted minus actual)."""
+
+    actual: tuple[float, ...]
+    predicted: tuple[float, ...]
+    histogram: Histogram
+
+
+@dataclass(frozen=True)
 class EvaluationDetails:
-    """What a report draws of an evaluation, kept beside it in the run folder (`evaluation.json`)."""
+    """What a report draws of an evaluation, kept beside it in the run folder (`evaluation.json`): ROC
+    curves of a binary model (or of each class against the rest, "challenger: <class>", of a multiclass
+    one), confusion matrices of a multiclass model, residuals of a regressor."""
 
     roc: dict[str, RocCurve] = field(default_factory=dict)
     importances: Importances = field(default_factory=Importances)
     lift_histogram: Histogram | None = None
+    metric: str = "roc_auc"
+    confusion: dict[str, ConfusionMatrix] = field(default_factory=dict)
+    residuals: dict[str, Residuals] = field(default_factory=dict)

@@ -4,6 +4,7 @@ and never rewritten."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from retrain.config import DriftSpec, PromotionSpec, TrainingSpec
 from retrain.records.data import HeldOut, Snapshot, SnapshotSummary
@@ -126,6 +127,18 @@ class TrainingRows:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where an adopted version came from: the file or MLflow URI it was loaded from, that file's own
+    SHA-256 as given, and the metadata that came with it (`--metadata`, kept as written)."""
+
+    source: str
+    adopted_at: str
+    source_sha256: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata_file: str | None = None
+
+
+@dataclass(frozen=True)
 class VersionMetadata:
     """A version's `metadata.json`: written once, after its model file, never modified."""
 
@@ -150,8 +163,16 @@ class VersionMetadata:
     # Set when the version is published: its number and its model file's key in the registry.
     version: int = 0
     model_file: str = ""
+    # An adopted version's origin; the versions a cycle trained have none.
+    origin: Origin | None = field(default=None, metadata={"json_omit_none": True})
+    task: str = "binary"
 
     @property
     def auc(self) -> float | None:
-        """The AUC it was promoted with (the challenger's, on its holdout)."""
+        """The AUC it was promoted with (the challenger's, on its holdout); None for a regressor."""
         return self.metrics.challenger.auc if self.metrics.challenger else None
+
+    @property
+    def score_shown(self) -> str:
+        """The promotion metric it was promoted (or adopted) with, for people: "ROC AUC 0.8123"."""
+        return self.metrics.challenger.shown() if self.metrics.challenger else "metric -"

@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     CONFLICT = "CONFLICT", "conflict"
     # An operator's action, never a cycle's.
     ROLLED_BACK = "ROLLED_BACK", "operator"
+    ADOPTED = "ADOPTED", "operator"
 
     @property
     def promotes(self) -> bool:
@@ -36,4 +37,4 @@ class Outcome(StrEnum):
     @classmethod
     def of_cycles(cls) -> tuple[Outcome, ...]:
         """The outcomes a cycle can end in."""
-        return tuple(outcome for outcome in cls if outcome is not Outcome.ROLLED_BACK)
+        return tuple(outcome for outcome in cls if outcome.tone != "operator")

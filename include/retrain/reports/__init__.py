@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retrain.records import EvaluationMetrics
+from retrain.records import EvaluationDetails, EvaluationMetrics, Metrics
 from retrain.reports import charts
 from retrain.serial import to_jsonable
+from retrain.tasks import METRICS
 
 if TYPE_CHECKING:
     from retrain.drift import DriftReport, FeatureDrift
@@ -111,9 +112,14 @@ def render_run_report(
             drift_verdict=verdict,
             distribution_charts=distribution_charts,
             metrics=metrics or EvaluationMetrics(),
+            metric_rows=_metric_rows(metrics),
+            metric_label=_metric_label(metrics),
             roc_chart=charts.roc_curves(details.roc if details else {}),
+            task_charts=_task_charts(details),
             lift_chart=(
-                charts.lift_distribution(details.lift_histogram, lift, entry.thresholds.promotion.min_lift)
+                charts.lift_distribution(
+                    details.lift_histogram, lift, entry.thresholds.promotion.min_lift, _metric_label(metrics)
+                )
                 if details and details.lift_histogram and lift and entry.thresholds
                 else None
             ),
@@ -156,10 +162,15 @@ def render_history(
         latest[record.month or ""] = record  # the latest run of a month speaks for it in the charts
     months = sorted(latest)
     by_month = [latest[m] for m in months]
-    realized = {r.performance.realized_month: r.performance.realized_auc for r in by_month if r.performance}
+    metric = next((m.metric for r in reversed(by_month) for m in _scored(r)), "roc_auc")
+    # The estimate is the promotion metric's, except a classifier judged on another metric than its AUC.
+    estimates = [
+        r.performance if r.performance and _estimate_fits(r.performance.metric, metric) else None for r in by_month
+    ]
+    realized = {p.realized_month: p.realized_value for p in estimates if p}
     series = {
         "champion (holdout)": [_auc(r, "champion") for r in by_month],
-        "champion (estimated)": [r.performance.estimated_auc if r.performance else None for r in by_month],
+        "champion (estimated)": [p.estimated_value if p else None for p in estimates],
         "champion (realized)": [realized.get(m) for m in months],
         "challenger (holdout)": [_auc(r, "challenger") for r in by_month],
     }
@@ -176,7 +187,7 @@ def render_history(
                 champion=record.champion_version,
                 version=record.version,
                 drifted=", ".join(drift.drifted_features) or "no" if drift else "-",
-                estimated=_number(record.performance.estimated_auc if record.performance else None),
+                estimated=_number(record.performance.estimated_value if record.performance else None),
                 aucs=f"{_number(champion_auc)} / {_number(challenger_auc)}" if record.metrics else "-",
                 reason=record.reason,
                 recorded_at=record.recorded_at,
@@ -190,7 +201,8 @@ def render_history(
             records=records,
             champion=champion,
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            auc_chart=charts.auc_history(months, series),
+            auc_chart=charts.auc_history(months, series, ylabel=_label_of(metric)),
+            metric_label=_label_of(metric),
             timeline_chart=charts.outcome_timeline(
                 months, [r.outcome for r in by_month], [r.champion_version for r in by_month]
             ),
@@ -221,5 +233,59 @@ def drift_grid(records: list[LedgerRecord]) -> tuple[list[str], list[list[float 
 
 
 def _auc(record: LedgerRecord, model: str) -> float | None:
+    """The promotion metric's value of one model in a record (its AUC in records older than metrics)."""
     metrics = getattr(record.metrics, model, None) if record.metrics else None
-    return metrics.auc if metrics else None
+    return metrics.score if metrics else None
+
+
+def _scored(record: LedgerRecord) -> list[Metrics]:
+    metrics = record.metrics
+    return [m for m in (metrics.challenger, metrics.champion) if m is not None] if metrics else []
+
+
+def _label_of(metric: str) -> str:
+    return METRICS[metric].label if metric in METRICS else metric
+
+
+def _estimate_fits(estimated: str, metric: str) -> bool:
+    return estimated == metric or (estimated.startswith("roc_auc") and metric.startswith("roc_auc"))
+
+
+def _metric_label(metrics: EvaluationMetrics | None) -> str:
+    scored = metrics.challenger if metrics else None
+    return _label_of(scored.metric) if scored else "ROC AUC"
+
+
+def _metric_rows(metrics: EvaluationMetrics | None) -> list[tuple[str, str]]:
+    """The table of a run's metrics: the promotion metric first, then the others its task has."""
+    scored = metrics.challenger if metrics else None
+    if scored is None:
+        return []
+    if scored.rmse is not None or scored.mae is not None:
+        rows = [("RMSE", "rmse"), ("MAE", "mae"), ("rows", "rows")]
+    else:
+        positives = (
+            "positives" if scored.metric in ("roc_auc",) or scored.average_precision is None else "rarest class rows"
+        )
+        rows = [
+            ("ROC AUC", "auc"),
+            ("average precision", "average_precision"),
+            ("log loss", "log_loss"),
+            ("Brier score", "brier"),
+            ("rows", "rows"),
+            (positives, "positives"),
+        ]
+    label = _label_of(scored.metric)
+    first = [(f"{label} (promotion metric)", "score")]
+    return first + [row for row in rows if row[0] != label]
+
+
+def _task_charts(details: EvaluationDetails | None) -> list[tuple[str, str]]:
+    """A multiclass model's confusion matrices, a regressor's predicted against actual and residuals."""
+    if details is None:
+        return []
+    drawn = [(f"confusion matrix of the {name}", charts.confusion(name, m)) for name, m in details.confusion.items()]
+    if details.residuals:
+        drawn.append(("predicted against actual", charts.predicted_against_actual(details.residuals)))
+        drawn.append(("residuals", charts.residual_distribution(details.residuals)))
+    return [(name, chart) for name, chart in drawn if chart]

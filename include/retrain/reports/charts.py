@@ -17,7 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from retrain.drift import FeatureDrift
-    from retrain.records import Histogram, LiftInterval, Outcome, RocCurve
+    from retrain.records import ConfusionMatrix, Histogram, LiftInterval, Outcome, Residuals, RocCurve
 
 CHAMPION, CHALLENGER, REFERENCE, CURRENT = "#4c72b0", "#dd8452", "#8c8c8c", "#c44e52"
 TONE_COLOURS = {
@@ -89,15 +89,14 @@ def distribution(feature: FeatureDrift) -> str | None:
 
 
 def roc_curves(curves: dict[str, RocCurve]) -> str | None:
-    """ROC curves of champion and challenger on the same holdout."""
+    """ROC curves of champion and challenger on the same holdout, or of each class against the rest."""
     if not curves:
         return None
     figure = _figure(4.0, 3.6, left=0.16, bottom=0.14, top=0.95)
     axes = figure.add_subplot()
-    for name, colour in (("champion", CHAMPION), ("challenger", CHALLENGER)):
-        curve = curves.get(name)
-        if curve:
-            axes.plot(curve.fpr, curve.tpr, color=colour, label=f"{name} (AUC {curve.auc:.4f})")
+    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
+    for name, curve in list(curves.items())[:MAX_CLASS_CURVES]:
+        axes.plot(curve.fpr, curve.tpr, color=colours.get(name), label=f"{_short(name)} (AUC {curve.auc:.4f})")
     axes.plot([0, 1], [0, 1], color="#cccccc", linestyle=":", linewidth=1)
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
@@ -105,8 +104,10 @@ def roc_curves(curves: dict[str, RocCurve]) -> str | None:
     return _data_uri(figure)
 
 
-def lift_distribution(histogram: Histogram | None, lift: LiftInterval, min_lift: float) -> str | None:
-    """The paired bootstrap's AUC lifts, with the interval and promotion.min_lift marked."""
+def lift_distribution(
+    histogram: Histogram | None, lift: LiftInterval, min_lift: float, metric: str = "ROC AUC"
+) -> str | None:
+    """The paired bootstrap's lifts in the promotion metric, with the interval and promotion.min_lift marked."""
     if not histogram:
         return None
     figure = _figure(5.0, 2.8, bottom=0.18, top=0.95)
@@ -116,9 +117,76 @@ def lift_distribution(histogram: Histogram | None, lift: LiftInterval, min_lift:
     axes.axvline(lift.lift, color=CHALLENGER, label=f"observed lift {lift.lift:+.4f}")
     axes.axvline(min_lift, color="#222222", linestyle="--", label=f"min_lift {min_lift:g}")
     axes.axvline(0.0, color="#999999", linewidth=0.8)
-    axes.set_xlabel("challenger AUC - champion AUC")
+    axes.set_xlabel(f"challenger's improvement in {metric}")
     axes.set_ylabel("resamples")
     axes.legend(fontsize=7, frameon=False, loc="upper left")
+    return _data_uri(figure)
+
+
+MAX_CLASS_CURVES = 12  # one ROC curve per class reads up to about a dozen classes
+
+
+def confusion(name: str, matrix: ConfusionMatrix) -> str | None:
+    """A multiclass model's holdout rows by true and predicted class, each row shaded by its share."""
+
+    counts = np.asarray(matrix.counts, dtype=float)
+    if not counts.size:
+        return None
+    k = len(matrix.classes)
+    size = min(2.5 + 0.35 * k, 7.0)
+    figure = _figure(size, size, left=0.22, bottom=0.2, top=0.9)
+    axes = figure.add_subplot()
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                colour = "white" if shares[i, j] > 0.6 else "#222222"
+                axes.text(j, i, _compact(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    labels = [_short(c, 12) for c in matrix.classes]
+    axes.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=7)
+    axes.set_yticks(range(k), labels, fontsize=7)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"{name}: rows by true and predicted class", fontsize=9)
+    return _data_uri(figure)
+
+
+def predicted_against_actual(residuals: dict[str, Residuals]) -> str | None:
+    """A regressor's predictions against the truth on a sample of the holdout, the diagonal marked."""
+    if not residuals:
+        return None
+    figure = _figure(4.0, 3.6, left=0.18, bottom=0.14, top=0.95)
+    axes = figure.add_subplot()
+    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
+    values = []
+    for name, points in residuals.items():
+        axes.scatter(points.actual, points.predicted, s=6, alpha=0.5, color=colours.get(name), label=name)
+        values.extend(points.actual)
+        values.extend(points.predicted)
+    if values:
+        low, high = min(values), max(values)
+        axes.plot([low, high], [low, high], color="#999999", linestyle=":", linewidth=1)
+    axes.set_xlabel("actual")
+    axes.set_ylabel("predicted")
+    axes.legend(fontsize=8, frameon=False, loc="upper left")
+    return _data_uri(figure)
+
+
+def residual_distribution(residuals: dict[str, Residuals]) -> str | None:
+    """Every holdout row's residual (predicted minus actual), per model."""
+    if not residuals:
+        return None
+    figure = _figure(5.0, 2.8, bottom=0.18, top=0.95)
+    axes = figure.add_subplot()
+    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
+    for name, points in residuals.items():
+        histogram = points.histogram
+        axes.stairs(histogram.counts, histogram.edges, color=colours.get(name), label=name)
+    axes.axvline(0.0, color="#999999", linewidth=0.8)
+    axes.set_xlabel("predicted - actual")
+    axes.set_ylabel("rows")
+    axes.legend(fontsize=8, frameon=False, loc="upper left")
     return _data_uri(figure)
 
 
@@ -150,8 +218,8 @@ def importances(names: Sequence[str], means: Sequence[float], stds: Sequence[flo
     return _data_uri(figure)
 
 
-def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str | None:
-    """AUC per month: the champion as evaluated, estimated and realized, and each challenger."""
+def auc_history(months: list[str], series: dict[str, list[float | None]], *, ylabel: str = "ROC AUC") -> str | None:
+    """The promotion metric per month: the champion as evaluated, estimated and realized, and each challenger."""
     if not months:
         return None
     figure = _figure(7.5, 3.2, left=0.1, bottom=0.25, top=_top_below_legend(3.2, len(series)))
@@ -168,7 +236,7 @@ def auc_history(months: list[str], series: dict[str, list[float | None]]) -> str
         if points:
             axes.plot([p for p, _ in points], [v for _, v in points], label=name, **styles.get(name, {}))
     _month_ticks(axes, months)
-    axes.set_ylabel("ROC AUC")
+    axes.set_ylabel(ylabel)
     _legend_above(axes)
     return _data_uri(figure)
 

@@ -20,7 +20,7 @@ from retrain.snapshots.categories import CATEGORIES, NULL, categorical_values, c
 from retrain.snapshots.files import file_batches, parquet_column_chunks, parquet_row_count, read_arrow_schema
 from retrain.snapshots.layout import BY_MONTH, DATA_FILES, DATA_SUFFIXES, describe, is_csv, month_folder
 from retrain.snapshots.schema import Schema
-from retrain.snapshots.values import Rows, label_values, numeric_values, timestamps
+from retrain.snapshots.values import Rows, class_labels, label_values, numeric_values, regression_targets, timestamps
 from retrain.storage import ObjectInfo, Store, open_store
 
 if TYPE_CHECKING:
@@ -43,13 +43,20 @@ def release_unused_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
+def _labeled(labels: np.ndarray) -> np.ndarray:
+    if labels.dtype == object:
+        return labels != None  # noqa: E711 (elementwise)
+    return ~np.isnan(labels)
+
+
 @dataclass
 class _Stats:
     rows: int = 0
     nulls: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     kind_file: dict[str, str] = field(default_factory=dict)
-    classes: dict[int, int] = field(default_factory=lambda: {0: 0, 1: 0})
+    # Rows per class: 0 and 1 for a binary target, the labels of a multiclass one, none for a regression one.
+    classes: dict[int | str, int] = field(default_factory=lambda: {0: 0, 1: 0})
     unlabeled: int = 0
     timestamps: int = 0
     # With model.positive_label: the target's other value, seen over every batch (a second one is refused).
@@ -159,7 +166,19 @@ class SnapshotReader:
                 stats.kind_file.setdefault(column, entry.key)
             stats.nulls[column] += values.null_count
             converted[column] = values
-        if schema.target:
+        if schema.target and schema.task == "multiclass":
+            labels = class_labels(batch.column(schema.target))
+            present = labels != None  # noqa: E711 (elementwise)
+            stats.unlabeled += int((~present).sum())
+            found, counts = np.unique(labels[present].astype(str), return_counts=True)
+            for label, count in zip(found.tolist(), counts.tolist(), strict=True):
+                stats.classes[label] = stats.classes.get(label, 0) + count
+            converted[schema.target] = labels
+        elif schema.target and schema.task == "regression":
+            labels = regression_targets(batch.column(schema.target), where, schema.target, rows)
+            stats.unlabeled += int(np.isnan(labels).sum())
+            converted[schema.target] = labels
+        elif schema.target:
             labels = label_values(
                 batch.column(schema.target),
                 where,
@@ -211,7 +230,18 @@ class SnapshotReader:
             labeled = stats.rows - stats.unlabeled
             if labeled == 0:
                 raise DataError(f"{self.where}: target column {schema.target} has no labels")
-            if min(stats.classes.values()) == 0:
+            if schema.task == "multiclass":
+                stats.classes = {k: v for k, v in stats.classes.items() if v and k not in (0, 1)}
+                if len(stats.classes) < 3:
+                    shown = ", ".join(repr(k) for k in sorted(stats.classes))
+                    raise DataError(
+                        f"{self.where}: target column {schema.target} holds {len(stats.classes)} class"
+                        f"{'' if len(stats.classes) == 1 else 'es'} ({shown}); model.task is multiclass, which "
+                        'needs at least 3 (for two, model.task = "binary")'
+                    )
+            elif schema.task == "regression":
+                stats.classes = {}
+            elif min(stats.classes.values()) == 0:
                 missing = "1" if stats.classes[1] == 0 else "0"
                 if schema.positive_label is not None:
                     missing = f"{schema.positive_label!r} (model.positive_label)" if missing == "1" else "a negative"
@@ -229,7 +259,9 @@ class SnapshotReader:
             fingerprint=self.fingerprint,
             null_rates=null_rates,
             kinds={c: k for c, k in stats.kinds.items()},
-            classes={str(k): v for k, v in stats.classes.items()} if schema.target else {},
+            classes={str(k): v for k, v in sorted(stats.classes.items(), key=lambda kv: str(kv[0]))}
+            if schema.target
+            else {},
         )
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -242,8 +274,9 @@ class SnapshotReader:
         by_feature: Mapping[str, float] = EMPTY,
         announce: bool = True,
     ) -> tuple[pd.DataFrame, Snapshot]:
-        """The validated, typed frame: float64 numbers, categorical text categories, float 0/1 target (rows
-        without a label dropped), UTC timestamps. `announce=False` for a snapshot whose scan already warned
+        """The validated, typed frame: float64 numbers, categorical text categories, the target (float 0/1 for
+        a binary model, text labels for a multiclass one, float for a regression one; rows without a label
+        dropped), UTC timestamps. `announce=False` for a snapshot whose scan already warned
         about its unlabeled rows (a step re-reading what an earlier step validated)."""
         import pandas as pd
 
@@ -251,7 +284,7 @@ class SnapshotReader:
         parts: dict[str, list[Converted]] = {c: [] for c in schema.columns}
         for entry, offset, batch in self.batches(schema.columns, schema.categorical):
             converted = self._convert(batch, schema, entry, offset, stats, keep=True)
-            keep = ~np.isnan(converted[schema.target]) if schema.target else None
+            keep = _labeled(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
                 parts[column].append(_take(values, keep))
         snapshot = self._finish(schema, stats, max_null_rate, by_feature, announce=announce)

@@ -20,6 +20,7 @@ class Schema:
     target: str | None = None
     timestamp: str | None = None
     positive_label: str | None = None
+    task: str = "binary"
 
     @classmethod
     def for_model(cls, model: ModelSpec, *, labeled: bool) -> Schema:
@@ -29,6 +30,7 @@ class Schema:
             target=model.target if labeled else None,
             timestamp=model.timestamp if labeled else None,
             positive_label=model.positive_label if labeled else None,
+            task=model.task,
         )
 
     @property

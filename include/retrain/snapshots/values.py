@@ -124,6 +124,33 @@ def label_values(
     return np.where(present, positive.astype(np.float64), np.nan)
 
 
+def class_labels(array: pa.Array) -> np.ndarray:
+    """A multiclass target as text labels (an object array, None where a row has no label): 1, 1.0 and "1"
+    are the same class, as a CSV and a Parquet file of the same labels must agree."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_floating(array.type):
+        whole = pc.fill_null(pc.equal(pc.floor(array), array), True)
+        if pc.all(whole).as_py():
+            array = pc.cast(array, pa.int64())
+    if pa.types.is_boolean(array.type):
+        array = pc.cast(array, pa.int8())
+    text = (
+        array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else pc.cast(array, pa.string())
+    )
+    return np.asarray(_blank_as_null(text).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def regression_targets(array: pa.Array, where: str, column: str, rows: Rows = Rows()) -> np.ndarray:
+    """A regression target as float, NaN where a row has no label; text that is not a number is an error."""
+    try:
+        return numeric_values(array, where, column, rows)
+    except DataError as error:
+        raise DataError(f"{error}; model.task is regression, whose target must be numeric") from None
+
+
 def _boolean_text(text: pa.Array) -> pa.Array | None:
     """Text holding only true/false (any case) as booleans, as a Parquet file would hold them (pandas writes
     booleans so in a CSV); None when any value is other text."""
