@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from retrain.errors import RetrainError
 
@@ -273,8 +273,9 @@ def _registry(args: argparse.Namespace) -> int:
         else:
             before = f" (was {adopted.champion_version_before})" if adopted.champion_version_before else ""
             print(f"champion is now version {adopted.version}{before}: {adopted.record.reason}")
-        if config.mlflow.tracking_uri is not None and not args.model.startswith(("models:/", "runs:/")):
-            _print_mirror(_mirror(config, registry), strict=False)
+        if config.mlflow.tracking_uri is not None:
+            # --json prints the record alone: the mirror's line goes to stderr then.
+            _print_mirror(_mirror(config, registry), strict=False, stream=sys.stderr if args.json else sys.stdout)
     elif args.registry_command == "sync-mlflow":
         if config.mlflow.tracking_uri is None:
             raise RetrainError(f"{config.source}: no [mlflow] section: nothing to mirror to")
@@ -288,7 +289,7 @@ def _mirror(config: Config, registry: Registry) -> MirrorState | None:
     return sync(config, registry)
 
 
-def _print_mirror(result: MirrorState | None, *, strict: bool) -> None:
+def _print_mirror(result: MirrorState | None, *, strict: bool, stream: TextIO | None = None) -> None:
     """One line on MLflow's state; an unreachable MLflow is an error only when the mirror was the point."""
     if result is None:
         return
@@ -299,11 +300,12 @@ def _print_mirror(result: MirrorState | None, *, strict: bool) -> None:
         print(f"warning: {message}; run `retrain registry sync-mlflow` once it is back", file=sys.stderr)
         return
     if result.version is None:
-        print(f"MLflow {result.registered_model}: no champion to mirror yet")
+        print(f"MLflow {result.registered_model}: no champion to mirror yet", file=stream)
         return
     print(
         f"MLflow {result.registered_model}@{result.alias} -> version {result.version} "
-        f"(registry version {result.champion})"
+        f"(registry version {result.champion})",
+        file=stream,
     )
 
 

@@ -3,6 +3,7 @@ folder) on 127.0.0.1: promotion, rollback, MLflow down and back up."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,52 @@ def test_a_closed_port_fails_fast(demo_dir: Path, tmp_path: Path) -> None:
     entry = cycle(config_path, "2025-01")
     assert entry.outcome == "BOOTSTRAPPED" and entry.mlflow.synced is False
     assert time.monotonic() - started < 60
+
+
+def test_a_model_in_mlflows_registry_is_adopted_by_its_alias(
+    mlflow_server: MlflowServer, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A team's own pipeline, registered in MLflow with the alias `production`, becomes the champion; the
+    first cycle then challenges it instead of bootstrapping a model of its own."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    config_path = mirrored_config(demo_dir, tmp_path, mlflow_server.uri)
+    config = load_config(config_path)
+    history = pd.read_parquet(demo_dir / "labeled" / "month=2025-01")
+    numeric, categorical = list(config.model.numeric_features), list(config.model.categorical_features)
+    pipeline = make_pipeline(
+        make_column_transformer(
+            (SimpleImputer(strategy="median"), numeric),
+            (OneHotEncoder(handle_unknown="ignore"), categorical),
+        ),
+        LogisticRegression(max_iter=1000),
+    ).fit(history[numeric + categorical], history["churned"])
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    with mlflow.start_run():
+        logged = mlflow.sklearn.log_model(pipeline, name="model", serialization_format="cloudpickle")
+    registered = mlflow.register_model(logged.model_uri, "churn-in-production")
+    mlflow.MlflowClient(mlflow_server.uri).set_registered_model_alias(
+        "churn-in-production", "production", registered.version
+    )
+
+    capsys.readouterr()  # what this test's own MLflow calls printed
+    command = ["registry", "adopt", "--config", str(config_path), "--month", "2025-01", "--json"]
+    assert main([*command, "--model", "models:/churn-in-production@production"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["kind"] == "adopt" and record["outcome"] == "ADOPTED" and record["champion_version"] == 1
+    registry = Registry.for_config(config)
+    origin = registry.metadata(1).origin
+    assert origin.source == "models:/churn-in-production@production" and origin.source_sha256 is None
+    adopted_auc = registry.metadata(1).metrics.challenger.auc
+    assert adopted_auc == pytest.approx(record["metrics"]["champion"]["auc"]) and adopted_auc > 0.7
+
+    first = cycle(config_path, "2025-02")
+    assert first.champion_version_before == 1 and first.outcome != "BOOTSTRAPPED"
+    assert first.performance is not None and first.performance.champion_version == 1
