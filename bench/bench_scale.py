@@ -13,6 +13,8 @@
    engine time <= 6 s, peak RSS <= 1.2 GB each). Then the first again with the default 3-month window
    (600,000 labeled rows, three times the fitting), reported without a target. Baseline: reading the
    same snapshots once with pandas.
+   The same 1M-row cycle with the one-month window for a 3-class model (weighted one-vs-rest AUC) and a
+   regression model (RMSE), each with the same targets.
 3. A whole cycle on a 10,000,000-row production month, 1,000,000 labeled rows a month, 3-month window
    (targets: <= 3 minutes, peak RSS <= 8 GB).
 4. Memory of each step as its own process, as Airflow runs them, at 1,000,000 and 10,000,000 rows.
@@ -43,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NUMERIC = [f"x{i:02d}" for i in range(16)]
 CATEGORIES = {"channel": 3, "segment": 12, "city": 60, "product": 400}
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]  # labels for all; production for the last two
+TARGETS = {"binary": "churned", "multiclass": "grade", "regression": "spend"}
+GRADES = np.array(["low", "mid", "high"])
 CHUNK = 1_000_000
 
 BASELINE_DRIFT = """
@@ -61,8 +65,9 @@ print(json.dumps(out))
 # -- data ------------------------------------------------------------------------------------------------
 
 
-def month_chunk(rows: int, index: int, rng: np.random.Generator, *, labeled: bool) -> pa.Table:
-    """Rows of one month: most features stable, a few shifted in later months; churn-like label."""
+def month_chunk(rows: int, index: int, rng: np.random.Generator, *, labeled: bool, task: str = "binary") -> pa.Table:
+    """Rows of one month: most features stable, a few shifted in later months; a churn-like label, a grade
+    of three classes, or an amount, by `task`."""
     columns: dict[str, pa.Array] = {}
     signal = np.zeros(rows)
     for j, name in enumerate(NUMERIC):
@@ -84,15 +89,20 @@ def month_chunk(rows: int, index: int, rng: np.random.Generator, *, labeled: boo
         labels = pa.array([f"{name}_{c:03d}" for c in range(cardinality)])
         columns[name] = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), labels)
         signal += 0.3 * (codes % 3 == 0)
-    if labeled:
+    if labeled and task == "binary":
         columns["churned"] = pa.array((rng.random(rows) < 1 / (1 + np.exp(-(signal - 1.0)))).astype(np.int8))
+    elif labeled and task == "multiclass":
+        columns["grade"] = pa.array(GRADES[np.digitize(signal + rng.logistic(0, 1, rows), [0.5, 1.5])])
+    elif labeled:
+        columns["spend"] = pa.array(50 + 10 * signal + rng.normal(0, 5, rows))
+    if labeled:
         columns["event_time"] = pa.array(
             np.datetime64(f"{MONTHS[index]}-01") + np.sort(rng.integers(0, 27 * 86400, rows)).astype("timedelta64[s]")
         )
     return pa.table(columns)
 
 
-def write_month(path: Path, rows: int, index: int, seed: int, *, labeled: bool) -> None:
+def write_month(path: Path, rows: int, index: int, seed: int, *, labeled: bool, task: str = "binary") -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,19 +110,21 @@ def write_month(path: Path, rows: int, index: int, seed: int, *, labeled: bool) 
     partial = path.with_suffix(".partial")
     writer = None
     for start in range(0, rows, CHUNK):
-        table = month_chunk(min(CHUNK, rows - start), index, rng, labeled=labeled)
+        table = month_chunk(min(CHUNK, rows - start), index, rng, labeled=labeled, task=task)
         writer = writer or pq.ParquetWriter(partial, table.schema)
         writer.write_table(table)
     writer.close()
     partial.rename(path)
 
 
-def dataset(data: Path, production_rows: int, labeled_rows: int) -> Path:
-    """Production months 2025-03 and 2025-04, labeled months 2025-01 .. 2025-04, under one folder."""
+def dataset(data: Path, production_rows: int, labeled_rows: int, task: str = "binary") -> Path:
+    """Production months 2025-03 and 2025-04, labeled months 2025-01 .. 2025-04, under one folder (the
+    production months are the same for every task)."""
     folder = data / f"p{production_rows}_l{labeled_rows}"
+    labeled = folder / ("labeled" if task == "binary" else f"labeled-{task}")
     for index, month in enumerate(MONTHS):
         write_month(
-            folder / "labeled" / f"month={month}" / "part-0.parquet", labeled_rows, index, 100 + index, labeled=True
+            labeled / f"month={month}" / "part-0.parquet", labeled_rows, index, 100 + index, labeled=True, task=task
         )
         if index >= 2:
             write_month(
@@ -125,19 +137,21 @@ def dataset(data: Path, production_rows: int, labeled_rows: int) -> Path:
     return folder
 
 
-def write_config(folder: Path, registry: Path, reference: str, window_months: int = 3) -> Path:
+def write_config(folder: Path, registry: Path, reference: str, window_months: int = 3, task: str = "binary") -> Path:
     path = registry.parent / f"{registry.name}.toml"
+    labeled = folder / ("labeled" if task == "binary" else f"labeled-{task}")
     path.write_text(
         f"""
 [model]
 name = "bench"
-target = "churned"
+task = "{task}"
+target = "{TARGETS[task]}"
 numeric_features = {json.dumps(NUMERIC)}
 categorical_features = {json.dumps(list(CATEGORIES))}
 timestamp = "event_time"
 [data]
 production = "{(folder / "production").resolve()}"
-labeled = "{(folder / "labeled").resolve()}"
+labeled = "{labeled.resolve()}"
 reference_month = "2025-03"
 [registry]
 root = "{registry.resolve()}"
@@ -306,7 +320,9 @@ def bench_drift_process(data: Path, repeats: int = 3) -> None:
     print(f"  max |statistic diff| {stat_error:.1e}, max |p-value diff| {p_error:.1e} (identical: 0 and <= 1e-9)")
 
 
-def baseline_read(folder: Path, months: list[str], reference_production: bool, window_months: int) -> float:
+def baseline_read(
+    folder: Path, months: list[str], reference_production: bool, window_months: int, labeled: str = "labeled"
+) -> float:
     """Seconds to read, once, with pandas, the snapshots a cycle uses."""
     import pandas as pd
 
@@ -317,7 +333,7 @@ def baseline_read(folder: Path, months: list[str], reference_production: bool, w
     # The run's window, and the champion's window a month earlier when that is the drift reference.
     labeled_months = window_months if reference_production else window_months + 1
     for month in months[-labeled_months:]:
-        pd.read_parquet(folder / "labeled" / f"month={month}")
+        pd.read_parquet(folder / labeled / f"month={month}")
     return time.perf_counter() - started
 
 
@@ -328,16 +344,18 @@ def bench_cycles(
     *,
     cycles: list[tuple[str, int, tuple | None]],
     repeats: int = 3,
+    task: str = "binary",
 ) -> None:
     """Each cycle is (drift reference mode, training window in months, (seconds, bytes) targets or None)."""
-    folder = dataset(data, production_rows, labeled_rows)
+    folder = dataset(data, production_rows, labeled_rows, task)
+    model = {"binary": "", "multiclass": " of a 3-class model", "regression": " of a regression model"}[task]
     print(
-        f"Whole cycle (forced: drift, estimate, training, evaluation), {production_rows:,} production rows, "
+        f"Whole cycle{model} (forced: drift, estimate, training, evaluation), {production_rows:,} production rows, "
         f"{labeled_rows:,} labeled rows a month, 20 features"
     )
     for reference, window_months, targets in cycles:
         with tempfile.TemporaryDirectory(dir=data) as scratch:
-            config = write_config(folder, Path(scratch) / "registry", reference, window_months)
+            config = write_config(folder, Path(scratch) / "registry", reference, window_months, task)
             in_process("--cycle-worker", str(config), "2025-03")  # bootstraps the champion
             # Dry runs leave the registry as it was, so each repeat measures the same cycle.
             runs = [
@@ -349,7 +367,8 @@ def bench_cycles(
             "validated": f"reference: the {production_rows:,}-row production month the champion was validated on",
             "training": "reference: the champion's training window",
         }[reference]
-        read = baseline_read(folder, MONTHS, reference == "validated", window_months)
+        labeled = "labeled" if task == "binary" else f"labeled-{task}"
+        read = baseline_read(folder, MONTHS, reference == "validated", window_months, labeled)
         print(f"  {window}, {described} (median of {repeats} runs, each in a fresh process)")
         seconds, rss = measured["seconds"], measured["peak_rss"]
         against_time = f"{seconds / targets[0]:.2f} of the {targets[0]:g} s target; " if targets else ""
@@ -380,6 +399,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT / ".bench-data"))
     parser.add_argument("--skip-10m", action="store_true")
+    parser.add_argument("--tasks-only", action="store_true", help="only the 1M-row cycles of each task")
     parser.add_argument("--cycle-worker", nargs=2, metavar=("CONFIG", "MONTH"))
     parser.add_argument("--step-worker", nargs=4, metavar=("CONFIG", "MONTH", "STEP", "STATE"))
     parser.add_argument("--force", action="store_true")
@@ -395,6 +415,12 @@ def main() -> None:
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     compile_engine()
+    if args.tasks_only:
+        with recorded(args.results, "bench_scale.py --tasks-only"):
+            for task in ("binary", "multiclass", "regression"):
+                bench_cycles(data, 1_000_000, 200_000, cycles=[("validated", 1, (6.0, 1.2e9))], task=task)
+                print()
+        return
     with recorded(args.results, "bench_scale.py"):
         bench_drift_process(data)
         print()
@@ -407,6 +433,9 @@ def main() -> None:
             200_000,
             cycles=[("validated", 1, targets), ("training", 1, targets), ("validated", 3, None)],
         )
+        for task in ("multiclass", "regression"):
+            print()
+            bench_cycles(data, 1_000_000, 200_000, cycles=[("validated", 1, targets)], task=task)
         print()
         bench_steps(data, 1_000_000, 200_000)
         if not args.skip_10m:

@@ -1,6 +1,7 @@
-"""`make demo`: twelve months of demo data for the two demo models, then their DAGs through Airflow, month by month.
+"""`make demo`: twelve months of demo data for the three demo models, then their DAGs through Airflow, month by month.
 
-The models are the configs in config/models/ (`churn`, and `churn_eu`, whose labels arrive a month late);
+The models are the configs in config/models/ (`churn`; `churn_eu`, whose labels arrive a month late; and
+`home_prices`, a regression model);
 their data goes to demo/<model>/. The twelve months end with the last complete month, so the scheduler's
 next run, once a DAG is unpaused in `make airflow`, is a month that has data. Airflow runs on a SQLite
 metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
@@ -22,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "config" / "models"
-DEMO_MODELS = {"churn": 0, "churn_eu": 1}  # model name: seed of its synthetic world
+# model name: its synthetic world (retrain.demo_data.WORLDS) and that world's seed
+DEMO_MODELS = {"churn": ("churn", 0), "churn_eu": ("churn", 1), "home_prices": ("home_prices", 2)}
 TRAINING_POOL_SLOTS = 2
 
 
@@ -40,7 +42,7 @@ def prepare_data(demo: Path, months: list[str]) -> list[Path]:
     from retrain.snapshots import list_months
 
     configs = [CONFIG_DIR / f"{name}.toml" for name in DEMO_MODELS]
-    for path, (name, seed) in zip(configs, DEMO_MODELS.items(), strict=True):
+    for path, (name, (world, seed)) in zip(configs, DEMO_MODELS.items(), strict=True):
         config = load_config(path)
         folder = Path(config.data.production).parent
         have = list_months(config.data.production)
@@ -56,6 +58,7 @@ def prepare_data(demo: Path, months: list[str]) -> list[Path]:
             seed=seed,
             label_delay=config.data.label_delay_months,
             config=False,
+            world=world,
         )
     for state in ("registry", "airflow"):
         if (demo / state).exists():
@@ -104,7 +107,7 @@ def run_months(months: list[str]) -> None:
                 )
 
 
-def _auc(value: float | None) -> str:
+def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
@@ -126,8 +129,9 @@ def print_summary(config_path: Path) -> None:
         if delay
         else f"\n{config.model.name}:"
     )
+    metric = config.promotion.judged_by.label
     header = (
-        f"{'month':<8} {'labels':<8} {'reference':<9} {'drift':<24} {'est. AUC':>8} {'real AUC':>8} "
+        f"{'month':<8} {'labels':<8} {'reference':<9} {'drift':<24} {'est. ' + metric:>9} {'real ' + metric:>9} "
         f"{'champion':>8} {'challenger':>10} {'lift [95% interval]':<27} {'decision':<14} {'champion':>8}"
     )
     print(header)
@@ -144,8 +148,8 @@ def print_summary(config_path: Path) -> None:
         print(
             f"{entry.month:<8} {months.labels_up_to if months else '-':<8} "
             f"{','.join(reference.months if reference else ()) + moved:<9} "
-            f"{drifted:<24} {_auc(estimated):>8} {_auc(realized.get(entry.month)):>8} "
-            f"{_auc(champion and champion.auc):>8} {_auc(challenger and challenger.auc):>10} {lift_text:<27} "
+            f"{drifted:<24} {_number(estimated):>9} {_number(realized.get(entry.month)):>9} "
+            f"{_number(champion and champion.score):>8} {_number(challenger and challenger.score):>10} {lift_text:<27} "
             f"{entry.outcome:<14} {'v' + str(entry.champion_version) if entry.champion_version else '-':>8}"
         )
     print(f"Ledger:  retrain registry ledger --config {config_path.relative_to(ROOT)}")
@@ -178,7 +182,8 @@ def main() -> None:
     print(
         "\nReading the tables: `labels` is the last labeled month a run used; `reference` the production month(s)\n"
         "drift was tested against ('>': this run moved the reference to the month it validated the champion on);\n"
-        "`est. AUC` the champion's AUC estimated before labels, `real AUC` what it was once labels arrived."
+        "`est.` the champion's AUC (home_prices: RMSE) estimated before labels, `real` what it was once labels\n"
+        "arrived; champion and challenger are scored on the same holdout, in the model's promotion metric."
     )
     print(f"Reports: {demo / 'registry'}/<model>/runs/<month>/<run>/report.html")
     print(f"Airflow: {demo / 'airflow'} (make airflow opens it: the runs above show in its grid)")

@@ -138,11 +138,12 @@ def decide(
         return Decision(Outcome.BOOTSTRAPPED, f"{gate}; first model, {label} {score:.4f} ({interval}){meets}")
     if lift is None:
         raise ValueError("the lift interval is needed to compare with a champion")
+    better = "lift" if metric.higher_is_better else "improvement"
     shortfalls = []
     if abs(lift.lift) <= TIE_TOLERANCE:
         shortfalls.append(f"tie: both models have {label} {score:.4f}")
     elif lift.lift < policy.min_lift:
-        shortfalls.append(f"{label} lift {lift.lift:+.4f} is below min_lift={policy.min_lift}")
+        shortfalls.append(f"{label} {better} {lift.lift:+.4f} is below min_lift={policy.min_lift}")
     if policy.require_significant_lift and lift.low <= 0:
         shortfalls.append(
             f"lift not significant: {lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}] includes 0"
@@ -162,7 +163,6 @@ def decide(
             )
     if shortfalls:
         return Decision(Outcome.KEPT_CHAMPION, f"{gate}; " + "; ".join(shortfalls))
-    better = "lift" if metric.higher_is_better else "improvement"
     return Decision(
         Outcome.PROMOTED,
         f"{gate}; {label} {champion.score:.4f} -> {score:.4f}, {better} {lift.lift:+.4f} "

@@ -1,4 +1,5 @@
-"""Synthetic monthly snapshots for a churn model, with a real signal and shifts that last.
+"""Synthetic monthly snapshots for the demo models, with a real signal and shifts that last: a churn
+classifier and a home-price regressor (`generate_price_month`, whose story is in its docstring).
 
 The story, month by month (month 0 is `start`); every shift, once it happens, stays:
 - months 0-2: a stable world. The first cycle bootstraps a champion, the next ones find no drift.
@@ -88,6 +89,51 @@ def generate_month(month: str, month_index: int, rows: int, rng: np.random.Gener
     return frame
 
 
+DISTRICTS = np.array(["old_town", "riverside", "harbour", "hills", "suburbs"])
+DISTRICT_PRICE = {"old_town": 5200.0, "riverside": 4600.0, "harbour": 4100.0, "hills": 3600.0, "suburbs": 2900.0}
+
+
+def generate_price_month(month: str, month_index: int, rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """One month of home sales with their price (in thousands), for a regression model. The story:
+
+    - months 0-3: a stable market. The first cycle bootstraps a champion, the next ones find no drift.
+    - month 4: mortgage rates jump from about 3% to about 6% and stay there; prices fall with them. The
+      champion never saw such rates and prices too high: its RMSE doubles, and a challenger trained on the
+      new month is promoted.
+    - month 8: the city grows in the suburbs (`district` shifts); what a home is worth does not change, so a
+      challenger is no better and the champion is kept, validated on the new mix.
+    """
+    high_rates = month_index >= 4
+    suburbs_grow = month_index >= 8
+    area = np.clip(rng.lognormal(4.4, 0.35, rows), 25, 400).round()
+    rooms = np.clip(np.round(area / 25 + rng.normal(0, 0.7, rows)), 1, 10)
+    age = np.clip(rng.gamma(2.0, 15.0, rows), 0, 120).round()
+    rate = rng.normal(6.0 if high_rates else 3.0, 0.4, rows).round(2)
+    shares = [0.12, 0.15, 0.18, 0.15, 0.40] if suburbs_grow else [0.2, 0.2, 0.2, 0.2, 0.2]
+    district = rng.choice(DISTRICTS, rows, p=shares)
+    per_m2 = np.vectorize(DISTRICT_PRICE.get)(district) * (1 - 0.003 * age) * np.exp(-0.12 * (rate - 3.0))
+    price = (area * per_m2 / 1000 + 8 * rooms + rng.normal(0, 25, rows)).round(1)
+    start = pd.Timestamp(f"{month}-01", tz="UTC")
+    seconds = (start + pd.offsets.MonthBegin(1) - start).total_seconds()
+    frame = pd.DataFrame(
+        {
+            "sale_id": np.arange(rows) + month_index * 1_000_000,
+            "sold_at": start + pd.to_timedelta(np.sort(rng.uniform(0, seconds, rows)), unit="s"),
+            "floor_area_m2": area,
+            "rooms": rooms,
+            "age_years": age,
+            "mortgage_rate": rate,
+            "district": district,
+            "price_k": price,
+        }
+    )
+    frame.loc[rng.random(rows) < 0.02, "age_years"] = np.nan
+    return frame
+
+
+WORLDS = {"churn": (generate_month, "churned"), "home_prices": (generate_price_month, "price_k")}
+
+
 CONFIG_TEMPLATE = """\
 # retrain config for the demo data (written by `retrain demo-data`). Paths are relative to this file.
 [model]
@@ -128,6 +174,7 @@ def write_demo_data(
     config_path: Path | None = None,
     registry: str | None = None,
     config: bool = True,
+    world: str = "churn",
 ) -> Path | None:
     """Write production and labeled snapshots for `months` months under a folder or an s3:// prefix.
 
@@ -142,16 +189,17 @@ def write_demo_data(
 
     store = open_store(str(out))
     rng = np.random.default_rng(seed)
+    generate, target = WORLDS[world]
     for index in range(-label_delay, months):
         month = shift_month(start, index)
         datasets = (["production"] if index >= 0 else []) + (["labeled"] if index < months - label_delay else [])
         for dataset in ("production", "labeled"):
             # Both datasets draw every month, so a month's data does not depend on the label delay.
-            frame = generate_month(month, index, rows, rng)
+            frame = generate(month, index, rows, rng)
             if dataset not in datasets:
                 continue
             if dataset == "production":
-                frame = frame.drop(columns=["churned"])
+                frame = frame.drop(columns=[target])
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             store.write(f"{dataset}/month={month}/part-0000.parquet", buffer.getvalue())

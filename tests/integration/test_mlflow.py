@@ -161,6 +161,7 @@ def test_a_model_in_mlflows_registry_is_adopted_by_its_alias(
         LogisticRegression(max_iter=1000),
     ).fit(history[numeric + categorical], history["churned"])
     mlflow.set_tracking_uri(mlflow_server.uri)
+    mlflow.set_experiment("pricing-team")  # not an experiment an earlier test made active on another server
     with mlflow.start_run():
         logged = mlflow.sklearn.log_model(pipeline, name="model", serialization_format="cloudpickle")
     registered = mlflow.register_model(logged.model_uri, "churn-in-production")

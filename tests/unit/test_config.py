@@ -42,7 +42,7 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
 
 def test_the_model_configs_in_the_repository_load() -> None:
     configs = [load_config(p) for p in sorted((Path(__file__).resolve().parents[2] / "config").rglob("*.toml"))]
-    assert {c.model.name for c in configs} == {"churn", "churn_eu"}
+    assert {c.model.name for c in configs} == {"churn", "churn_eu", "home_prices"}
     assert {c.data.label_delay_months for c in configs} == {0, 1}
 
 

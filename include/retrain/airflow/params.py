@@ -44,9 +44,11 @@ PARAMS = {
         None,
         type=["null", "number"],
         minimum=0,
-        maximum=1,
-        title="Minimum AUC lift",
-        description="Override the AUC lift a challenger needs over the champion (default from the config).",
+        title="Minimum lift",
+        description=(
+            "Override the lift a challenger needs over the champion, in the model's promotion metric "
+            "(AUC, RMSE, ...; positive is better): default from the config."
+        ),
     ),
 }
 

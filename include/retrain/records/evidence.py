@@ -77,7 +77,16 @@ class PerformanceEstimate:
     promotion metric; a regressor's is its promotion metric, RMSE or MAE. Records written before the other
     tasks existed name the fields `estimated_auc`, `validated_auc` and so on."""
 
-    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("estimated_drop",)
+    # The names these fields had when every model was a binary classifier, still written for readers of
+    # older documents: the same values for an AUC estimate, null for a regressor's error.
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {
+        "estimated_auc": "estimated_value",
+        "validated_auc": "validated_value",
+        "expected_auc_production": "expected_production",
+        "expected_auc_validation": "expected_validation",
+        "realized_auc": "realized_value",
+    }
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("estimated_drop", *LEGACY_NAMES)
 
     champion_version: int
     estimated_value: float = field(metadata={"was": "estimated_auc"})
@@ -92,6 +101,12 @@ class PerformanceEstimate:
     production_rows_scored: int | None = None
     calibration: str | None = None
     metric: str = "roc_auc"
+
+    def __getattr__(self, name: str) -> float | None:
+        legacy = type(self).LEGACY_NAMES.get(name)
+        if legacy is None:
+            raise AttributeError(name)
+        return getattr(self, legacy) if self.metric.startswith("roc_auc") else None
 
     @property
     def estimated_drop(self) -> float:
