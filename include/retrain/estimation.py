@@ -140,10 +140,41 @@ class ValidationProfile:
     holdout's scores only, so the run that validates a model computes it once, from scores it already has,
     and the estimates of the months after it read it instead of scoring the holdout again."""
 
-    calibration: Calibration
+    calibration: Calibration | None  # a binary model's; None for a multiclass one, calibrated per class
     validated_auc: float
     expected_auc_validation: float
     rows: int
+    # A multiclass model's: one calibration per class of `classes` (None for a class its holdout lacks).
+    class_calibrations: tuple[Calibration | None, ...] = ()
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LossProfile:
+    """What estimating a regressor's error needs from the holdout it was validated on: its error there, the
+    error its loss model expects there, and where that loss model is kept (a joblib file, by SHA-256)."""
+
+    metric: str
+    validated: float
+    expected_validation: float
+    rows: int
+    model_file: str | None = None
+    model_sha256: str | None = None
+
+
+def multiclass_profile(
+    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], *, validated_auc: float, seed: int
+) -> ValidationProfile:
+    """A multiclass model's per-class calibrations and expected weighted one-vs-rest AUC on its holdout."""
+    calibrations = multiclass_calibrations(probabilities, labels, seed=seed)
+    return ValidationProfile(
+        calibration=None,
+        validated_auc=validated_auc,
+        expected_auc_validation=expected_ovr_auc(probabilities, calibrations),
+        rows=len(labels),
+        class_calibrations=tuple(calibrations),
+        classes=classes,
+    )
 
 
 def validation_profile(scores: np.ndarray, labels: np.ndarray, *, seed: int) -> ValidationProfile:

@@ -5,6 +5,7 @@ a model already in production is adopted from a joblib file."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import joblib
@@ -353,3 +354,22 @@ def test_a_wrong_estimator_factory_is_a_config_error_naming_the_key(
     path = config_file(tmp_path, task="binary", target="churned", training=f'estimator = "{estimator}"\n{params}')
     with pytest.raises(ConfigError, match=rf"training.estimator '{estimator}'.*{message}"):
         load_config(path)
+
+
+def test_a_validated_regressors_loss_model_is_kept_and_guarded_by_its_sha256(price_world: Path) -> None:
+    """The run that validates a regressor fits its loss model once and keeps it; the months after read it
+    (a changed file is refused, never unpickled) instead of fitting it again."""
+    from retrain.errors import IntegrityError
+
+    config = load_config(config_file(price_world, task="regression", target="price"))
+    first = run_cycle(config, Run("first", "2025-01"))
+    champion = Registry.for_config(config).champion()
+    stored = json.loads((price_world / "registry" / "regression" / champion.validation_profile).read_text())
+    assert stored["loss"]["metric"] == "rmse" and stored["loss"]["rows"] == first.metrics.challenger.rows
+    assert stored["loss"]["validated"] == pytest.approx(first.metrics.challenger.rmse, rel=1e-12)
+    loss_file = price_world / "registry" / "regression" / stored["loss"]["model_file"]
+    kept = run_cycle(config, Run("kept", "2025-02"))
+    assert kept.performance.validated_value == pytest.approx(first.metrics.challenger.rmse, rel=1e-12)
+    loss_file.write_bytes(loss_file.read_bytes() + b"tampered")
+    with pytest.raises(IntegrityError, match="does not match the recorded"):
+        run_cycle(config, Run("tampered", "2025-02"))

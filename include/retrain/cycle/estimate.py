@@ -10,19 +10,18 @@ the same rows.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrain.cycle.frames import frame, holdout, known_classes, labels_of, schemas
-from retrain.estimation import ValidationProfile
+from retrain.estimation import LossProfile, ValidationProfile
 from retrain.records import PerformanceEstimate
 from retrain.serial import project, to_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
-    from sklearn.pipeline import Pipeline
 
     from retrain.config import Config
     from retrain.cycle.context import Cycle
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VALIDATION_FILE = "validation.json"  # the validated model's calibration, read by later estimates
+VALIDATION_LOSS_FILE = "validation-loss.joblib"  # a validated regressor's loss model
 VALIDATION_FORMAT = 1
 ESTIMATE_MAX_ROWS = 50_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.003
 
@@ -61,6 +61,7 @@ class StoredProfile(ProfileIdentity):
     """`validation.json`: a validation profile and what it was computed from."""
 
     profile: ValidationProfile | None = None
+    loss: LossProfile | None = field(default=None, metadata={"json_omit_none": True})
 
     def identity(self) -> ProfileIdentity:
         return project(self, ProfileIdentity)
@@ -91,19 +92,60 @@ def write_validation_profile(
     scores: np.ndarray,
     labels: np.ndarray,
     classes: tuple[str, ...] | None = None,
-) -> str | None:
+    rows: pd.DataFrame | None = None,
+) -> str:
     """The profile of the model this run validates, from the holdout scores it has. Returns its store key.
 
-    Only a binary model's profile is kept: a multiclass or regression model's estimate is fitted again from
-    a sample of its validation holdout each month (a loss model is no JSON document)."""
-    from retrain.estimation import validation_profile
+    A regressor's loss model is fitted here, on a sample of at most ESTIMATE_MAX_ROWS of the holdout, and
+    kept beside the profile as a joblib file: the months after it load it instead of fitting it again."""
+    from retrain.training import serialize
 
-    if cycle.config.model.task != "binary":
-        return None
-    profile = validation_profile(scores, labels, seed=cycle.config.training.seed)
-    identity = profile_identity(cycle.config, pulled.holdout, model_sha256)
-    cycle.folder.write(VALIDATION_FILE, to_bytes(StoredProfile(**vars(identity), profile=profile)))
+    config = cycle.config
+    identity = profile_identity(config, pulled.holdout, model_sha256)
+    profile, loss = _profile(config, scores, labels, classes, rows)
+    if isinstance(loss, _FittedLoss):
+        data, sha256 = serialize(loss.model)
+        key = cycle.folder.path(VALIDATION_LOSS_FILE)
+        cycle.folder.write(VALIDATION_LOSS_FILE, data)
+        loss = replace(loss.profile, model_file=key, model_sha256=sha256)
+    cycle.folder.write(VALIDATION_FILE, to_bytes(StoredProfile(**vars(identity), profile=profile, loss=loss)))
     return cycle.folder.path(VALIDATION_FILE)
+
+
+@dataclass(frozen=True)
+class _FittedLoss:
+    profile: LossProfile
+    model: object
+
+
+def _profile(
+    config: Config,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...] | None,
+    rows: pd.DataFrame | None,
+) -> tuple[ValidationProfile | None, _FittedLoss | None]:
+    """A validated model's profile from its holdout predictions (and, for a regressor, the rows)."""
+    from retrain import estimation
+    from retrain.evaluation import score_metrics
+
+    task, seed = config.model.task, config.training.seed
+    if task == "binary":
+        return estimation.validation_profile(scores, labels, seed=seed), None
+    metric = estimated_metric(config)
+    validated = score_metrics(labels, scores, task=task, metric=metric, classes=classes)
+    sample = sample_rows(len(labels), seed)
+    if task == "multiclass":
+        profile = estimation.multiclass_profile(
+            scores[sample], labels[sample], classes or (), validated_auc=validated.auc or 0.0, seed=seed
+        )
+        return profile, None
+    if rows is None:
+        raise ValueError("a regressor's profile needs the holdout's rows")
+    features = rows[list(config.model.features)].iloc[sample].reset_index(drop=True)
+    loss_model = estimation.fit_loss_model(features, scores[sample], labels[sample], metric=metric, seed=seed)
+    expected = estimation.expected_error(loss_model, features, scores[sample], metric=metric)
+    return None, _FittedLoss(LossProfile(metric, validated.value or 0.0, expected, len(sample)), loss_model)
 
 
 def sample_rows(rows: int, seed: int) -> np.ndarray:
@@ -161,11 +203,7 @@ def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame)
     version = champion.version
     model = registry.load_model(version)
     metric = estimated_metric(config)
-    classes = known_classes(config, pulled.validation, *pulled.labeled, models=(model,))
-    if config.model.task == "binary":
-        estimate = _binary_estimate(cycle, champion, pulled.validation, model, production)
-    else:
-        estimate = _refitted_estimate(config, pulled.validation, model, production, metric, classes)
+    estimate = _estimate(cycle, champion, pulled.validation, model, production)
     latest = pulled.holdout
     estimated_by = _estimating_version(registry, latest.month or "", run_month=pulled.month) or version
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
@@ -174,15 +212,15 @@ def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame)
         realized = realized.iloc[sample_rows(len(realized), config.training.seed)]
     realized_value = None
     if config.model.task == "regression" or realized[config.model.target].nunique() > 1:
-        realized_classes = known_classes(config, latest, pulled.validation, models=(realized_model,))
+        classes = known_classes(config, latest, pulled.validation, models=(realized_model,))
         scored = score_metrics(
-            labels_of(config, realized, realized_classes),
-            predict_scores(realized_model, realized, config.model, realized_classes),
+            labels_of(config, realized, classes),
+            predict_scores(realized_model, realized, config.model, classes),
             task=config.model.task,
             metric=metric,
-            classes=realized_classes,
+            classes=classes,
         )
-        realized_value = scored.auc if config.model.task != "regression" else scored.value
+        realized_value = scored.value if config.model.task == "regression" else scored.auc
     return PerformanceEstimate(
         champion_version=version,
         estimated_value=estimate.estimated,
@@ -208,87 +246,68 @@ class _Estimate:
     method: str
 
 
-def _binary_estimate(
+def _estimate(
     cycle: Cycle, champion: Champion, validation: Snapshot, model: object, production: pd.DataFrame
 ) -> _Estimate:
-    from retrain.estimation import anchored_estimate, expected_auc
-    from retrain.training import predict_scores
-
-    profile = _validation_profile(cycle, champion, validation, model)
-    production_scores = predict_scores(model, production, cycle.config.model)
-    expected_on_production = expected_auc(production_scores, profile.calibration.apply(production_scores))
-    return _Estimate(
-        estimated=anchored_estimate(profile.validated_auc, expected_on_production, profile.expected_auc_validation),
-        validated=profile.validated_auc,
-        expected_production=expected_on_production,
-        expected_validation=profile.expected_auc_validation,
-        method=profile.calibration.method,
-    )
-
-
-def _refitted_estimate(
-    config: Config,
-    validation: Snapshot,
-    model: object,
-    production: pd.DataFrame,
-    metric: str,
-    classes: tuple[str, ...] | None,
-) -> _Estimate:
-    """A multiclass model's AUC (one class against the rest, calibrated per class) or a regressor's error
-    (direct loss estimation), fitted on a sample of its validation holdout."""
+    """The champion's profile (stored, or computed again) applied to the production month."""
     from retrain import estimation
-    from retrain.evaluation import score_metrics
-    from retrain.training import predict_scores
+    from retrain.training import deserialize, predict_scores
 
-    seed = config.training.seed
-    rows = holdout(config, validation)
-    if len(rows) > ESTIMATE_MAX_ROWS:
-        rows = rows.iloc[sample_rows(len(rows), seed)].reset_index(drop=True)
-    labels = labels_of(config, rows, classes)
-    validated_predictions = predict_scores(model, rows, config.model, classes)
-    production_predictions = predict_scores(model, production, config.model, classes)
-    validated = score_metrics(labels, validated_predictions, task=config.model.task, metric=metric, classes=classes)
-    if config.model.task == "multiclass":
-        calibrations = estimation.multiclass_calibrations(validated_predictions, labels, seed=seed)
-        on_validation = estimation.expected_ovr_auc(validated_predictions, calibrations)
-        on_production = estimation.expected_ovr_auc(production_predictions, calibrations)
-        value = validated.auc or 0.0
+    config = cycle.config
+    profile, loss, loss_model = _validation_profile(cycle, champion, validation, model)
+    if loss is not None:
+        if loss_model is None:
+            data = cycle.registry.store.read(loss.model_file or "")
+            loss_model = deserialize(
+                data, loss.model_sha256 or "", source=cycle.registry.store.uri_for(loss.model_file or "")
+            )
+        predictions = predict_scores(model, production, config.model)
+        features = production[list(config.model.features)]
+        on_production = estimation.expected_error(loss_model, features, predictions, metric=loss.metric)
         return _Estimate(
-            estimated=estimation.anchored_estimate(value, on_production, on_validation),
-            validated=value,
+            estimated=estimation.anchored_error(loss.validated, on_production, loss.expected_validation),
+            validated=loss.validated,
             expected_production=on_production,
-            expected_validation=on_validation,
-            method="one-vs-rest calibration",
+            expected_validation=loss.expected_validation,
+            method="direct loss estimation",
         )
-    features = list(config.model.features)
-    loss_model = estimation.fit_loss_model(rows[features], validated_predictions, labels, metric=metric, seed=seed)
-    on_validation = estimation.expected_error(loss_model, rows[features], validated_predictions, metric=metric)
-    on_production = estimation.expected_error(loss_model, production[features], production_predictions, metric=metric)
-    value = validated.value or 0.0
+    assert profile is not None
+    if profile.calibration is None:
+        predictions = predict_scores(model, production, config.model, profile.classes)
+        on_production = estimation.expected_ovr_auc(predictions, list(profile.class_calibrations))
+        method = "one-vs-rest calibration"
+    else:
+        predictions = predict_scores(model, production, config.model)
+        on_production = estimation.expected_auc(predictions, profile.calibration.apply(predictions))
+        method = profile.calibration.method
     return _Estimate(
-        estimated=estimation.anchored_error(value, on_production, on_validation),
-        validated=value,
+        estimated=estimation.anchored_estimate(profile.validated_auc, on_production, profile.expected_auc_validation),
+        validated=profile.validated_auc,
         expected_production=on_production,
-        expected_validation=on_validation,
-        method="direct loss estimation",
+        expected_validation=profile.expected_auc_validation,
+        method=method,
     )
 
 
-def _validation_profile(cycle: Cycle, champion: Champion, validation: Snapshot, model: Pipeline) -> ValidationProfile:
+def _validation_profile(
+    cycle: Cycle, champion: Champion, validation: Snapshot, model: object
+) -> tuple[ValidationProfile | None, LossProfile | None, object | None]:
     """The champion's profile on its validation holdout: the one the validating run wrote when it still
-    describes this model on these same rows, else computed here from the holdout."""
-    from retrain.estimation import validation_profile
+    describes this model on these same rows, else computed here from the holdout (a regressor's loss
+    model then comes fitted, not stored)."""
     from retrain.training import predict_scores
 
     config = cycle.config
     key = champion.validation_profile
     stored = cycle.registry.read_optional(StoredProfile, key) if key else None
     fresh = profile_identity(config, validation, champion.model_sha256)
-    if stored is not None and stored.profile is not None and stored.identity() == fresh:
-        return stored.profile
+    if stored is not None and stored.identity() == fresh and (stored.profile or stored.loss):
+        return stored.profile, stored.loss, None
     rows = holdout(config, validation)
-    labels = rows[config.model.target].to_numpy().astype(int)
-    return validation_profile(predict_scores(model, rows, config.model), labels, seed=config.training.seed)
+    classes = known_classes(config, validation, models=(model,))
+    labels = labels_of(config, rows, classes)
+    profile, fitted = _profile(config, predict_scores(model, rows, config.model, classes), labels, classes, rows)
+    return profile, fitted.profile if fitted else None, fitted.model if fitted else None
 
 
 def _estimating_version(registry: Registry, month: str, *, run_month: str) -> int | None:

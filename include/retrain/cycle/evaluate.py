@@ -93,7 +93,7 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
     elif not run.dry_run and pulled.champion is not None and why_not_held_up(config, outcome, champion) is None:
         validated = (pulled.champion.model_sha256, champion_scores)
     if validated is not None:
-        profile_key = write_validation_profile(cycle, pulled, *validated, labels, classes)
+        profile_key = write_validation_profile(cycle, pulled, *validated, labels, classes, rows)
         result = replace(result, validation_profile=profile_key)
     details = replace(
         task_details(task, labels, scored, classes, seed=config.training.seed),
