@@ -60,7 +60,8 @@ def recorded(path: str | None, script: str) -> Iterator[None]:
     with contextlib.redirect_stdout(Tee()):
         yield
     took = (datetime.now(UTC) - started).total_seconds()
-    command = " ".join(["python", f"bench/{script}", *sys.argv[1:]])
+    # A section may be named by the script and an option of it ("bench_scale.py --tasks-only").
+    command = " ".join(["python", f"bench/{script.split()[0]}", *sys.argv[1:]])
     section = (
         f"## {script}\n\n{started:%Y-%m-%d %H:%M} UTC, {took / 60:.0f} min, on {machine()}: `{command}`\n\n"
         f"```\n{captured.getvalue().rstrip()}\n```\n"
