@@ -222,6 +222,11 @@ class PromotionSpec:
     max_log_loss_increase: float = 0.02
     max_brier_increase: float = 0.01
     min_holdout_per_class: int = 20
+    # Segment guardrails: in each segment (a value of one of these columns) with enough rows, the
+    # challenger may be worse than the champion by at most max_segment_drop, in the metric's units.
+    segments: tuple[str, ...] = ()
+    max_segment_drop: float | None = None
+    min_segment_rows: int = 200
 
     def __post_init__(self) -> None:
         if self.metric is not None and self.metric not in METRICS:
@@ -236,6 +241,15 @@ class PromotionSpec:
             raise ConfigError(f"promotion.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
         _non_negative("promotion.max_log_loss_increase", self.max_log_loss_increase)
         _non_negative("promotion.max_brier_increase", self.max_brier_increase)
+        if self.segments and self.max_segment_drop is None:
+            raise ConfigError(
+                "promotion.segments needs promotion.max_segment_drop: how much worse, in the metric's units, the "
+                "challenger may be in a segment"
+            )
+        if self.max_segment_drop is not None:
+            _non_negative("promotion.max_segment_drop", self.max_segment_drop)
+        if self.min_segment_rows < 1:
+            raise ConfigError(f"promotion.min_segment_rows must be >= 1, got {self.min_segment_rows}")
 
     @property
     def judged_by(self) -> Metric:
@@ -524,6 +538,15 @@ def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Pa
     parts = {name: _build(spec, document.get(name, {}), source) for name, spec in SECTIONS.items()}
     if "mlflow" in document and parts["mlflow"].tracking_uri is None:
         raise ConfigError(f"{source}: [mlflow] needs mlflow.tracking_uri (leave the section out to mirror nothing)")
+    model = parts["model"]
+    for column in parts["promotion"].segments:
+        role = {model.target: "target", model.timestamp: "timestamp"}.get(column)
+        role = role or ("numeric feature" if column in model.numeric_features else None)
+        if role:
+            raise ConfigError(
+                f"{source}: promotion.segments names {column!r}, the model's {role}; segments are categorical "
+                "features or other columns of the labeled data"
+            )
     unknown = sorted(set(parts["data"].max_null_rate_by_feature) - set(parts["model"].features))
     if unknown:
         raise ConfigError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retrain.records import Decision, Gate, LiftInterval, Metrics, Outcome
+from retrain.records import Decision, Gate, LiftInterval, Metrics, Outcome, SegmentCheck
 
 if TYPE_CHECKING:
     from retrain.config import PromotionSpec
@@ -76,6 +76,7 @@ def decide(
     drifted_features: tuple[str, ...] | list[str] | None = None,
     performance_drop: str | None = None,
     over_chance: LiftInterval | None = None,
+    segments: tuple[SegmentCheck, ...] = (),
 ) -> Decision:
     """Decide whether the challenger replaces the champion.
 
@@ -160,6 +161,13 @@ def decide(
         if brier_rise > policy.max_brier_increase:
             shortfalls.append(
                 f"Brier score regressed by {brier_rise:.4f} (> max_brier_increase={policy.max_brier_increase})"
+            )
+    for segment in segments:
+        if segment.status == "fail":
+            shortfalls.append(
+                f"segment {segment.column}={segment.value} ({segment.rows} rows): {label} {segment.champion:.4f} -> "
+                f"{segment.challenger:.4f}, worse by {-(segment.difference or 0.0):.4f} "
+                f"(> max_segment_drop={policy.max_segment_drop:g})"
             )
     if shortfalls:
         return Decision(Outcome.KEPT_CHAMPION, f"{gate}; " + "; ".join(shortfalls))

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrain.errors import DataError
-from retrain.records import ConfusionMatrix, Histogram, LiftInterval, Metrics, Residuals, RocCurve
+from retrain.records import ConfusionMatrix, Histogram, LiftInterval, Metrics, Residuals, RocCurve, SegmentCheck
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from retrain.config import PromotionSpec
 
 BOOTSTRAP_CHUNK = 64  # resamples per block: bounds memory at ~64 x rows x 4 bytes per array
 SMALL_INT_ROWS = 10_000_000
@@ -420,3 +422,61 @@ def chance_lift(
     return paired_bootstrap_lift(
         labels, baseline, scores, resamples=resamples, confidence=confidence, seed=seed, metric=metric, task=task
     )
+
+
+MISSING_SEGMENT = "(missing)"
+
+
+def segment_checks(
+    segments: pd.DataFrame,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    *,
+    policy: PromotionSpec,
+    task: str,
+) -> tuple[SegmentCheck, ...]:
+    """Champion and challenger in every segment of the holdout: each value of each column of `segments`
+    (its rows line up with the labels), in the promotion metric. A segment with fewer than
+    `min_segment_rows` rows, or (for a classifier) a single class, is skipped and says so; one where the
+    challenger is worse by more than `max_segment_drop` fails. Largest segments first within a column."""
+    metric = policy.judged_by
+    limit = policy.max_segment_drop or 0.0
+    labels = np.asarray(labels)
+    checks = []
+    for column in segments.columns:
+        values = segments[column].astype(object).where(segments[column].notna(), MISSING_SEGMENT).astype(str)
+        for value, count in values.value_counts().items():
+            rows = np.flatnonzero((values == value).to_numpy())
+            where = {"column": str(column), "value": str(value), "rows": int(count)}
+            if count < policy.min_segment_rows:
+                note = f"{count} rows, fewer than promotion.min_segment_rows={policy.min_segment_rows}"
+                checks.append(SegmentCheck(**where, status="skipped", note=note))
+                continue
+            if task != "regression" and len(np.unique(labels[rows])) < 2:
+                checks.append(SegmentCheck(**where, status="skipped", note="a single class: no metric to compare"))
+                continue
+            ones = np.ones((1, len(rows)), dtype=np.int32)
+            subset = labels[rows].astype(bool) if metric.name == "roc_auc" else labels[rows]
+            before, after = (
+                float(v[0])
+                for v in ResampledMetric(metric.name, subset, [champion[rows], challenger[rows]], task=task)(ones)
+            )
+            difference = metric.improvement(after, before)
+            failed = -difference > limit
+            note = (
+                f"worse by {-difference:.4f}, more than promotion.max_segment_drop={limit:g}"
+                if failed
+                else "within promotion.max_segment_drop"
+            )
+            checks.append(
+                SegmentCheck(
+                    **where,
+                    status="fail" if failed else "pass",
+                    champion=before,
+                    challenger=after,
+                    difference=difference,
+                    note=note,
+                )
+            )
+    return tuple(checks)

@@ -128,3 +128,47 @@ def test_a_binary_models_positive_column_is_found_by_its_label() -> None:
         positive_column(("no", "yes"), "churned")
     with pytest.raises(DataError, match="model.task is binary, but the model has 3 classes"):
         check_classes(("a", "b", "c"), ("a", "b"), "binary", "m.joblib")
+
+
+def test_segment_checks_judge_each_value_and_a_drop_of_exactly_the_limit_passes() -> None:
+    from retrain.config import PromotionSpec
+    from retrain.evaluation import segment_checks
+
+    segments = pd.DataFrame({"region": ["a", "a", "a", "a", "b", None]})
+    labels = np.zeros(6)
+    champion = np.ones(6)
+    challenger = np.array([0.5, 0.5, 0.5, 0.5, 2.0, 2.0])
+
+    def checks(**policy):
+        spec = PromotionSpec(metric="rmse", segments=("region",), **policy)
+        return {
+            c.value: c for c in segment_checks(segments, labels, champion, challenger, policy=spec, task="regression")
+        }
+
+    judged = checks(max_segment_drop=0.5, min_segment_rows=1)
+    assert (judged["a"].status, judged["a"].difference, judged["a"].rows) == ("pass", 0.5, 4)
+    assert (judged["b"].status, judged["b"].champion, judged["b"].challenger, judged["b"].difference) == (
+        "fail",
+        1.0,
+        2.0,
+        -1.0,
+    )
+    assert judged["(missing)"].status == "fail", "a missing value is a segment of its own"
+    assert checks(max_segment_drop=1.0, min_segment_rows=1)["b"].status == "pass", "exactly the limit passes"
+    skipped = checks(max_segment_drop=0.5, min_segment_rows=2)["b"]
+    assert (skipped.status, skipped.note) == ("skipped", "1 rows, fewer than promotion.min_segment_rows=2")
+
+
+def test_a_classifier_segment_with_one_class_is_skipped_not_passed() -> None:
+    from retrain.config import PromotionSpec
+    from retrain.evaluation import segment_checks
+
+    segments = pd.DataFrame({"plan": ["x"] * 4 + ["y"] * 4})
+    labels = np.array([0, 1, 0, 1, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.5, 0.6, 0.7, 0.8])
+    spec = PromotionSpec(segments=("plan",), max_segment_drop=0.0, min_segment_rows=1)
+    checks = {
+        c.value: c for c in segment_checks(segments, labels, scores, scores[::-1].copy(), policy=spec, task="binary")
+    }
+    assert (checks["y"].status, checks["y"].note) == ("skipped", "a single class: no metric to compare")
+    assert checks["x"].champion == 1.0 and checks["x"].status in ("pass", "fail")

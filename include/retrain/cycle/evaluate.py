@@ -31,7 +31,7 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
     over history), when it is SUPERSEDED: the graph and the logs never say PROMOTED for a run that cannot.
     """
     from retrain.cycle.estimate import performance_drop
-    from retrain.evaluation import chance_lift, lift_histogram, paired_bootstrap_lift, score_metrics
+    from retrain.evaluation import chance_lift, lift_histogram, paired_bootstrap_lift, score_metrics, segment_checks
     from retrain.training import deserialize, permutation_importances, predict_scores
 
     config, registry, run = cycle.config, cycle.registry, cycle.run
@@ -55,6 +55,7 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
         "task": task,
     }
     champion = lift = over_chance = champion_scores = None
+    segments: tuple = ()
     scored = {"challenger": challenger_scores}
     if champion_model is None:
         over_chance = chance_lift(labels, challenger_scores, **bootstrap)
@@ -63,6 +64,15 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
         champion = score_metrics(labels, champion_scores, task=task, metric=metric, classes=classes)
         scored = {"champion": champion_scores, **scored}
         lift = paired_bootstrap_lift(labels, champion_scores, challenger_scores, **bootstrap)
+        if config.promotion.segments:
+            segments = segment_checks(
+                rows[list(config.promotion.segments)],
+                labels,
+                champion_scores,
+                challenger_scores,
+                policy=config.promotion,
+                task=task,
+            )
     decision = decide(
         drifted=drift.drifted,
         force=run.force,
@@ -73,12 +83,15 @@ def evaluate(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained) 
         drifted_features=drift.drifted_features,
         performance_drop=performance_drop(config, drift.performance),
         over_chance=over_chance,
+        segments=segments,
     )
     outcome, reason = decision.outcome, decision.reason
     newer = newer_champion(registry.champion(), run)
     if decision.promotes and newer is not None:
         outcome, reason = Outcome.SUPERSEDED, superseded(reason, newer, run)
-    metrics = EvaluationMetrics(challenger=challenger, champion=champion, lift=lift, over_chance=over_chance)
+    metrics = EvaluationMetrics(
+        challenger=challenger, champion=champion, lift=lift, over_chance=over_chance, segments=segments
+    )
     result = Evaluation(
         decision=decision,
         outcome=outcome,

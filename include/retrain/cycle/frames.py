@@ -23,7 +23,8 @@ _frames: OrderedDict[tuple[str, str | None, Schema], pd.DataFrame] = OrderedDict
 
 def schemas(config: Config) -> tuple[Schema, Schema]:
     """The production schema (features only) and the labeled one (features, target, timestamp)."""
-    return Schema.for_model(config.model, labeled=False), Schema.for_model(config.model, labeled=True)
+    labeled = Schema.for_model(config.model, labeled=True, segments=config.promotion.segments)
+    return Schema.for_model(config.model, labeled=False), labeled
 
 
 def reader(config: Config, snapshot: Snapshot) -> SnapshotReader:

@@ -27,6 +27,7 @@ from retrain.records.evidence import (
     PerformanceEstimate,
     Residuals,
     RocCurve,
+    SegmentCheck,
 )
 from retrain.records.history import (
     FeatureLists,
@@ -74,6 +75,7 @@ __all__ = [
     "Reference",
     "ReferenceUse",
     "RocCurve",
+    "SegmentCheck",
     "Run",
     "Snapshot",
     "SnapshotSummary",

@@ -59,13 +59,31 @@ class LiftInterval:
 
 
 @dataclass(frozen=True)
+class SegmentCheck:
+    """Champion and challenger on the holdout rows of one segment (`column` = `value`): `difference` is
+    the challenger's improvement in the promotion metric (negative: worse), `status` pass, fail or skipped
+    (too few rows, or a single class, to judge), and `note` why."""
+
+    column: str
+    value: str
+    rows: int
+    status: str
+    champion: float | None = None
+    challenger: float | None = None
+    difference: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class EvaluationMetrics:
-    """Champion and challenger on the same holdout; `over_chance` judges a first model against chance."""
+    """Champion and challenger on the same holdout; `over_chance` judges a first model against chance;
+    `segments` compares them segment by segment (promotion.segments)."""
 
     challenger: Metrics | None = None
     champion: Metrics | None = None
     lift: LiftInterval | None = None
     over_chance: LiftInterval | None = None
+    segments: tuple[SegmentCheck, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ class SnapshotReader:
         """Validate every row of the snapshot in bounded memory; the Snapshot records what it found.
         A feature's null rate may reach its `by_feature` limit, else `max_null_rate`."""
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
-        for entry, offset, batch in self.batches(schema.columns, schema.categorical):
+        for entry, offset, batch in self.batches(schema.columns, (*schema.categorical, *schema.extra)):
             self._convert(batch, schema, entry, offset, stats, keep=False)
         return self._finish(schema, stats, max_null_rate, by_feature)
 
@@ -166,6 +166,8 @@ class SnapshotReader:
                 stats.kind_file.setdefault(column, entry.key)
             stats.nulls[column] += values.null_count
             converted[column] = values
+        for column in schema.extra:
+            converted[column] = categorical_values(batch.column(column), where, column, from_csv=from_csv)[0]
         if schema.target and schema.task == "multiclass":
             labels = class_labels(batch.column(schema.target))
             present = labels != None  # noqa: E711 (elementwise)
@@ -282,7 +284,7 @@ class SnapshotReader:
 
         stats = _Stats(nulls=dict.fromkeys(schema.features, 0))
         parts: dict[str, list[Converted]] = {c: [] for c in schema.columns}
-        for entry, offset, batch in self.batches(schema.columns, schema.categorical):
+        for entry, offset, batch in self.batches(schema.columns, (*schema.categorical, *schema.extra)):
             converted = self._convert(batch, schema, entry, offset, stats, keep=True)
             keep = _labeled(converted[schema.target]) if schema.target else None
             for column, values in converted.items():
@@ -291,7 +293,7 @@ class SnapshotReader:
         columns: dict[str, np.ndarray | pd.Series] = {}
         for column in schema.numeric:
             columns[column] = np.concatenate(parts[column])
-        for column in schema.categorical:
+        for column in (*schema.categorical, *schema.extra):
             columns[column] = pa.chunked_array(parts[column], type=CATEGORIES).to_pandas()
         if schema.target:
             columns[schema.target] = np.concatenate(parts[schema.target])

@@ -21,9 +21,12 @@ class Schema:
     timestamp: str | None = None
     positive_label: str | None = None
     task: str = "binary"
+    # Columns read as text beside the features, not tested or trained on: promotion.segments that are not
+    # features.
+    extra: tuple[str, ...] = ()
 
     @classmethod
-    def for_model(cls, model: ModelSpec, *, labeled: bool) -> Schema:
+    def for_model(cls, model: ModelSpec, *, labeled: bool, segments: tuple[str, ...] = ()) -> Schema:
         return cls(
             numeric=model.numeric_features,
             categorical=model.categorical_features,
@@ -31,6 +34,7 @@ class Schema:
             timestamp=model.timestamp if labeled else None,
             positive_label=model.positive_label if labeled else None,
             task=model.task,
+            extra=tuple(c for c in segments if c not in model.features) if labeled else (),
         )
 
     @property
@@ -40,7 +44,7 @@ class Schema:
     @property
     def columns(self) -> tuple[str, ...]:
         extra = tuple(c for c in (self.target, self.timestamp) if c)
-        return (*self.features, *extra)
+        return (*self.features, *self.extra, *extra)
 
 
 def infer_schema(arrow_schema: pa.Schema) -> Schema:
