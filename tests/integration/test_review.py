@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from retrain.adopt import adopt
-from retrain.cli import main
 from retrain.config import load_config
 from retrain.cycle import run_cycle
 from retrain.records import Outcome, Run
