@@ -218,6 +218,8 @@ def format_cycle(entry: LedgerRecord) -> str:
         lift = metrics.lift
         lines.append(f"  lift:      {lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]")
     lines.append(f"  champion:  {entry.champion_version if entry.champion_version else 'none'}")
+    if entry.approval:
+        lines.append(f"  review:    {entry.approval.shown()}")
     if entry.report_uri:
         lines.append(f"  report:    {entry.report_uri}")
     return "\n".join(lines)
@@ -257,6 +259,19 @@ def _registry(args: argparse.Namespace) -> int:
         print(f"champion is now version {entry.champion_version} (was {entry.champion_version_before})")
         if config.mlflow.tracking_uri is not None:
             _print_mirror(_mirror(config, registry), strict=False)
+    elif args.registry_command in ("approve", "reject"):
+        from retrain.cycle.approval import answer
+        from retrain.cycle.record import summary
+
+        entry = answer(
+            config,
+            args.month,
+            args.run_id,
+            by=args.by,
+            comment=args.comment,
+            approve=args.registry_command == "approve",
+        )
+        print(dumps(summary(entry)) if args.json else format_cycle(entry))
     elif args.registry_command == "adopt":
         from retrain.adopt import adopt
 
@@ -428,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("ledger", "every cycle's decision, oldest first"),
         ("rollback", "make an earlier version the champion"),
         ("adopt", "make a model already in production the champion (a joblib or pickle file, or an MLflow URI)"),
+        ("approve", "approve a promotion awaiting its reviewer ([approval] required)"),
+        ("reject", "reject a promotion awaiting its reviewer: the champion stays"),
         ("sync-mlflow", "bring the MLflow Model Registry mirror up to date with the champion"),
     ):
         sub = registry_commands.add_parser(name, help=help_text)
@@ -439,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "rollback":
             sub.add_argument("version", type=int)
             sub.add_argument("--reason", required=True)
+        if name in ("approve", "reject"):
+            sub.add_argument("--month", required=True, help="the run's month, YYYY-MM")
+            sub.add_argument("--run-id", required=True, help="the run's id, as `retrain cycle` printed it")
+            sub.add_argument("--by", required=True, help="the reviewer's name, kept in the ledger")
+            sub.add_argument("--comment", help="why, kept in the ledger")
+            sub.add_argument("--json", action="store_true")
         if name == "adopt":
             sub.add_argument(
                 "--model", required=True, help="a joblib or pickle file (loading it runs its code), or models:/ runs:/"

@@ -321,6 +321,31 @@ class MlflowSpec:
             raise ConfigError(f"mlflow.max_retries must be >= 0, got {self.max_retries}")
 
 
+APPROVABLE = ("PROMOTED", "BOOTSTRAPPED")
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    """A named person signs off before the champion changes (off unless `required`)."""
+
+    SECTION: ClassVar[str] = "approval"
+    required: bool = False
+    # Airflow user ids who may answer; empty: anyone with access to the DAG.
+    approvers: tuple[str, ...] = ()
+    timeout_hours: float = 72.0
+    outcomes: tuple[str, ...] = ("PROMOTED",)
+
+    def __post_init__(self) -> None:
+        if self.timeout_hours <= 0:
+            raise ConfigError(f"approval.timeout_hours must be > 0, got {self.timeout_hours}")
+        wrong = [o for o in self.outcomes if o not in APPROVABLE]
+        if wrong:
+            raise ConfigError(f"approval.outcomes: {wrong[0]!r} is not a promotion (one of {', '.join(APPROVABLE)})")
+
+    def needed_for(self, outcome: str) -> bool:
+        return self.required and outcome in self.outcomes
+
+
 @dataclass(frozen=True)
 class AirflowSpec:
     """How the model's DAG is scheduled and labelled in Airflow."""
@@ -355,6 +380,7 @@ class Config:
     airflow: AirflowSpec = field(default_factory=AirflowSpec)
     notify: NotifySpec = field(default_factory=NotifySpec)
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
+    approval: ApprovalSpec = field(default_factory=ApprovalSpec)
     source: str = "<memory>"
 
     def with_overrides(self, **overrides: Any) -> Config:
@@ -392,6 +418,7 @@ SECTIONS: dict[str, type] = {
         AirflowSpec,
         NotifySpec,
         MlflowSpec,
+        ApprovalSpec,
     )
 }
 REQUIRED_SECTIONS = ("model", "data", "registry")

@@ -5,6 +5,7 @@ a named person approves."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import joblib
@@ -13,8 +14,10 @@ import pandas as pd
 import pytest
 
 from retrain.adopt import adopt
+from retrain.cli import main
 from retrain.config import load_config
 from retrain.cycle import run_cycle
+from retrain.errors import RegistryError
 from retrain.records import Outcome, Run
 from retrain.registry import Registry
 
@@ -173,3 +176,72 @@ def test_a_segment_column_missing_from_the_labeled_data_is_one_clear_error(world
     ):
         run_cycle(config, Run("missing", "2025-02", force=True))
     assert [r.kind for r in Registry.for_config(config).ledger()] == ["adopt"], "nothing written"
+
+
+APPROVAL = '[approval]\nrequired = true\napprovers = ["dana"]\n'
+
+
+def test_from_the_command_line_nothing_is_promoted_until_a_reviewer_approves(world: Path, capsys) -> None:
+    config_path = config_file(world, extra=APPROVAL)
+    config = adopted(world, config_path)
+    registry = Registry.for_config(config)
+    waiting = run_cycle(config, Run("first-try", "2025-02", force=True))
+    assert waiting.outcome == Outcome.AWAITING_APPROVAL and waiting.decision == Outcome.PROMOTED
+    assert "awaiting approval: retrain registry approve" in waiting.reason and "--run-id first-try" in waiting.reason
+    assert registry.champion().version == 1 and registry.versions() == [1]
+    assert [r.kind for r in registry.ledger()] == ["adopt"], "the ledger hears of it when the reviewer answers"
+    assert run_cycle(config, Run("first-try", "2025-02", force=True)).outcome == Outcome.AWAITING_APPROVAL
+
+    command = ["registry", "reject", "--config", str(config_path), "--month", "2025-02", "--run-id", "first-try"]
+    assert main([*command, "--by", "dana", "--comment", "south needs a look"]) == 0
+    assert "REJECTED_BY_REVIEWER" in capsys.readouterr().out
+    rejected = registry.ledger_record("2025-02", Run("first-try", "2025-02").key)
+    assert rejected.outcome == Outcome.REJECTED_BY_REVIEWER and rejected.approval.by == "dana"
+    assert rejected.approval.comment == "south needs a look" and "rejected by dana" in rejected.reason
+    assert registry.champion().version == 1 and registry.versions() == [1]
+    assert main([*command, "--by", "dana"]) == 0, "answering again returns the record that stands"
+    assert capsys.readouterr().out.count("REJECTED_BY_REVIEWER") == 1
+
+    assert run_cycle(config, Run("second-try", "2025-02", force=True)).outcome == Outcome.AWAITING_APPROVAL
+    approve = ["registry", "approve", "--config", str(config_path), "--month", "2025-02", "--run-id", "second-try"]
+    assert main([*approve, "--by", "dana", "--comment", "checked the south", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["outcome"] == "PROMOTED" and document["approval"]["by"] == "dana"
+    assert registry.champion().version == 2
+    metadata = registry.metadata(2)
+    assert (metadata.approval.decision, metadata.approval.by, metadata.approval.comment) == (
+        "approved",
+        "dana",
+        "checked the south",
+    )
+    assert metadata.approval.requested_at <= metadata.approval.at
+
+    with pytest.raises(RegistryError, match="no promotion of run 'nobody' for 2025-02 awaits approval"):
+        from retrain.cycle.approval import answer
+
+        answer(config, "2025-02", "nobody", by="dana", comment=None, approve=True)
+
+
+def test_an_older_month_approved_after_a_newer_promotion_is_superseded(world: Path) -> None:
+    from retrain.cycle.approval import answer
+
+    config = adopted(world, config_file(world, extra=APPROVAL))
+    registry = Registry.for_config(config)
+    assert run_cycle(config, Run("older", "2025-02", force=True)).outcome == Outcome.AWAITING_APPROVAL
+    assert run_cycle(config, Run("newer", "2025-03", force=True)).outcome == Outcome.AWAITING_APPROVAL
+    newer = answer(config, "2025-03", "newer", by="dana", comment=None, approve=True)
+    assert newer.outcome == Outcome.PROMOTED and registry.champion().data_month == "2025-03"
+    older = answer(config, "2025-02", "older", by="dana", comment=None, approve=True)
+    assert older.outcome == Outcome.SUPERSEDED and older.approval.by == "dana"
+    assert registry.champion().version == newer.champion_version, "the champion never moves backwards"
+
+
+def test_a_first_model_needs_approval_only_when_bootstrapped_is_listed(tmp_path: Path) -> None:
+    write_world(tmp_path)
+    plain = load_config(config_file(tmp_path, extra=APPROVAL))
+    assert run_cycle(plain, Run("boot", "2025-01")).outcome == Outcome.BOOTSTRAPPED
+    other = tmp_path / "other"
+    write_world(other)
+    listed = load_config(config_file(other, extra=APPROVAL + 'outcomes = ["PROMOTED", "BOOTSTRAPPED"]\n'))
+    assert run_cycle(listed, Run("boot", "2025-01")).outcome == Outcome.AWAITING_APPROVAL
+    assert Registry.for_config(listed).champion() is None

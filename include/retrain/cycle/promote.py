@@ -21,7 +21,7 @@ from retrain.registry import utc_now
 
 if TYPE_CHECKING:
     from retrain.cycle.context import Cycle
-    from retrain.records import Champion, DriftCheck, Evaluation, Pulled, Run, Trained
+    from retrain.records import Approval, Champion, DriftCheck, Evaluation, Pulled, Run, Trained
 
 LIBRARIES = ("retrain", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow", "joblib")
 
@@ -49,7 +49,12 @@ def superseded(reason: str, champion: Champion, run: Run) -> str:
 
 
 def version_metadata(
-    cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained, evaluation: Evaluation
+    cycle: Cycle,
+    pulled: Pulled,
+    drift: DriftCheck,
+    trained: Trained,
+    evaluation: Evaluation,
+    approval: Approval | None = None,
 ) -> VersionMetadata:
     config, run = cycle.config, cycle.run
     return VersionMetadata(
@@ -83,11 +88,20 @@ def version_metadata(
         decision=evaluation.decision,
         libraries=library_versions(),
         model_sha256=trained.model_sha256,
+        approval=approval,
     )
 
 
-def promote(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained, evaluation: Evaluation) -> Promotion:
-    """Publish the challenger as a version and move the champion to it, or say why not.
+def promote(
+    cycle: Cycle,
+    pulled: Pulled,
+    drift: DriftCheck,
+    trained: Trained,
+    evaluation: Evaluation,
+    approval: Approval | None = None,
+) -> Promotion:
+    """Publish the challenger as a version and move the champion to it, or say why not. `approval`, the
+    reviewer's sign-off, is kept in the version's metadata.
 
     Beyond the evaluation's outcome: SUPERSEDED (the champion moved to newer data since the evaluation)
     and CONFLICT (another run moved the champion after this one read it).
@@ -103,7 +117,8 @@ def promote(cycle: Cycle, pulled: Pulled, drift: DriftCheck, trained: Trained, e
     version = registry.find_version_by_run(run.key)
     if version is None:
         model_bytes = cycle.folder.read(CHALLENGER_FILE)
-        version = registry.publish_version(model_bytes, version_metadata(cycle, pulled, drift, trained, evaluation))
+        metadata = version_metadata(cycle, pulled, drift, trained, evaluation, approval)
+        version = registry.publish_version(model_bytes, metadata)
     if current is not None and current.version == version:
         return Promotion(evaluation.outcome, version, version, evaluation.reason)
     challenger = evaluation.metrics.challenger

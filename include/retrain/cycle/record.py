@@ -21,7 +21,7 @@ from retrain.serial import from_jsonable, to_jsonable
 if TYPE_CHECKING:
     from retrain.cycle.context import Cycle
     from retrain.drift import DriftReport
-    from retrain.records import DriftCheck, Evaluation, Kept, Promotion, Pulled
+    from retrain.records import Approval, DriftCheck, Evaluation, Kept, Promotion, Pulled
     from retrain.registry import RunFolder
 
 REPORT_FILE = "report.html"
@@ -34,8 +34,11 @@ def record(
     evaluation: Evaluation | None,
     promotion: Promotion | None,
     kept: Kept | None = None,
+    approval: Approval | None = None,
 ) -> LedgerRecord:
-    """Append the run's ledger record, whatever happened; returns the record that stands."""
+    """Append the run's ledger record, whatever happened; returns the record that stands. `approval` is the
+    reviewer's answer, with [approval] required: a rejected or expired one leaves the champion in place."""
+    from retrain.cycle.approval import reviewed
     from retrain.reports import render_run_report
 
     config, registry, run = cycle.config, cycle.registry, cycle.run
@@ -44,10 +47,10 @@ def record(
         return existing
     champion_before = pulled.champion.version if pulled.champion else None
     if promotion is not None:
-        outcome, reason = promotion.outcome, promotion.reason
+        outcome, reason = reviewed(promotion.outcome, promotion.reason, approval, config)
         champion_after, version = promotion.champion_version, promotion.version
     elif evaluation is not None:
-        outcome, reason = evaluation.outcome, evaluation.reason
+        outcome, reason = reviewed(evaluation.outcome, evaluation.reason, approval, config)
         if run.dry_run:
             reason = f"{reason}; dry run: nothing promoted"
         champion_after, version = champion_before, None
@@ -97,6 +100,7 @@ def record(
             labeled=tuple(s.summary() for s in pulled.labeled),
         ),
         recorded_at=utc_now(),
+        approval=approval,
     )
     if config.mlflow.tracking_uri is not None:
         from retrain.mlflow_mirror import sync
@@ -132,5 +136,6 @@ def summary(entry: LedgerRecord) -> dict[str, object]:
         run_id=entry.run_id,
         report_uri=entry.report_uri,
         mlflow=document["mlflow"],
+        approval=document.get("approval"),
     )
     return view

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from retrain.cycle.approval import APPROVAL_FILE, PendingApproval, awaiting, needs_approval, request_approval
 from retrain.cycle.context import Cycle
 from retrain.cycle.drift import check_drift
 from retrain.cycle.evaluate import evaluate
@@ -37,6 +38,10 @@ def _run_cycle(cycle: Cycle) -> LedgerRecord:
     missing = missing_inputs(cycle.config, month)
     if missing:
         raise NotReadyError(f"data for {month} not ready: {'; '.join(missing)}")
+    pending = cycle.folder.read_record(PendingApproval, APPROVAL_FILE)
+    if pending is not None:
+        # Evaluated already, and left for a reviewer: asking again changes nothing.
+        return awaiting(cycle, pending)
     pulled = pull_snapshots(cycle)
     if pulled.recorded_outcome is not None:
         log.info("run %s already recorded for %s; nothing to redo", cycle.run.run_id, month)
@@ -48,6 +53,8 @@ def _run_cycle(cycle: Cycle) -> LedgerRecord:
         return record(cycle, pulled, drift, None, None)
     trained = train_challenger(cycle, pulled)
     evaluation = evaluate(cycle, pulled, drift, trained)
+    if needs_approval(cycle.config, evaluation, dry_run=cycle.run.dry_run):
+        return awaiting(cycle, request_approval(cycle, pulled, drift, trained, evaluation))
     if evaluation.promotes and not cycle.run.dry_run:
         return record(cycle, pulled, drift, evaluation, promote(cycle, pulled, drift, trained, evaluation))
     return record(cycle, pulled, drift, evaluation, None, keep(cycle, pulled, evaluation))

@@ -30,6 +30,7 @@ from retrain.records.evidence import (
     SegmentCheck,
 )
 from retrain.records.history import (
+    Approval,
     FeatureLists,
     LedgerMonths,
     LedgerRecord,
@@ -45,6 +46,7 @@ from retrain.records.outcome import Outcome
 from retrain.records.steps import DriftCheck, DriftSummary, Evaluation, Kept, Promotion, Pulled, Run, Trained, run_key
 
 __all__ = [
+    "Approval",
     "Champion",
     "ChampionPointer",
     "Decision",

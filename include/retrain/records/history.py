@@ -64,6 +64,24 @@ class MirrorState:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """A reviewer's answer to a promotion ([approval] required): `decision` approved, rejected or expired
+    (nobody answered within approval.timeout_hours), who answered, when, and their comment."""
+
+    decision: str
+    at: str
+    by: str | None = None
+    comment: str | None = None
+    requested_at: str | None = None
+
+    def shown(self) -> str:
+        if self.decision == "expired":
+            return f"no reviewer answered by {self.at}"
+        said = f": {self.comment}" if self.comment else ""
+        return f"{self.decision} by {self.by or 'an unknown user'} at {self.at}{said}"
+
+
+@dataclass(frozen=True)
 class LedgerRecord:
     """One cycle's record (or an operator's, `kind` "rollback"): appended once, never rewritten."""
 
@@ -91,6 +109,7 @@ class LedgerRecord:
     recorded_at: str = ""
     report_uri: str | None = None
     mlflow: MirrorState | None = None
+    approval: Approval | None = field(default=None, metadata={"json_omit_none": True})
 
     @property
     def is_cycle(self) -> bool:
@@ -166,6 +185,8 @@ class VersionMetadata:
     # An adopted version's origin; the versions a cycle trained have none.
     origin: Origin | None = field(default=None, metadata={"json_omit_none": True})
     task: str = "binary"
+    # Who signed the promotion off, with [approval] required.
+    approval: Approval | None = field(default=None, metadata={"json_omit_none": True})
 
     @property
     def auc(self) -> float | None:

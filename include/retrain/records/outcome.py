@@ -26,6 +26,11 @@ class Outcome(StrEnum):
     # (a backfill over history), or another run moved it while this one evaluated.
     SUPERSEDED = "SUPERSEDED", "superseded"
     CONFLICT = "CONFLICT", "conflict"
+    # Decided by a reviewer ([approval] required): the promotion was turned down, or nobody answered in time.
+    REJECTED_BY_REVIEWER = "REJECTED_BY_REVIEWER", "rejected"
+    APPROVAL_EXPIRED = "APPROVAL_EXPIRED", "kept"
+    # A promotion the command line evaluated and left for `retrain registry approve` (never in the ledger).
+    AWAITING_APPROVAL = "AWAITING_APPROVAL", "pending"
     # An operator's action, never a cycle's.
     ROLLED_BACK = "ROLLED_BACK", "operator"
     ADOPTED = "ADOPTED", "operator"

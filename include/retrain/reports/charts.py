@@ -28,6 +28,7 @@ TONE_COLOURS = {
     "superseded": "#8172b3",
     "conflict": "#937860",
     "operator": "#da8bc3",
+    "pending": "#ccb974",
 }
 
 
