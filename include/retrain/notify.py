@@ -15,7 +15,7 @@ from urllib.parse import quote
 from retrain.records import run_key
 
 if TYPE_CHECKING:
-    from retrain.records import LedgerRecord
+    from retrain.records import DriftCheck, Evaluation, LedgerRecord, SegmentCheck
     from retrain.registry import Registry
 
 
@@ -26,6 +26,8 @@ class Message:
     subject: str
     text: str
     html: str
+    # Markdown, for a human-in-the-loop request's body in the Airflow UI.
+    markdown: str = ""
 
     @property
     def slack(self) -> str:
@@ -63,11 +65,68 @@ def decision_message(entry: LedgerRecord, link: str) -> Message:
         ("drifted features", ", ".join(entry.drift.drifted_features if entry.drift else ()) or "none"),
         ("champion", f"version {entry.champion_version or 'none'}"),
     ]
+    if entry.approval is not None:
+        lines.append(("review", entry.approval.shown()))
     if entry.performance is not None:
         lines.append((f"estimated champion {entry.performance.label}", f"{entry.performance.estimated_value:.4f}"))
     lines.append(("report", link))
     subject = f"[retrain] {model} {month}: {entry.outcome}"
     return _message(subject, lines, link)
+
+
+def segment_table(segments: tuple[SegmentCheck, ...]) -> str:
+    """The per-segment comparison as fixed-width text (Markdown renders it as a code block)."""
+    if not segments:
+        return ""
+    header = f"{'segment':<28} {'rows':>7} {'champion':>9} {'challenger':>10} {'difference':>10}  result"
+    lines = [header]
+    for s in segments:
+        values = [f"{v:.4f}" if v is not None else "-" for v in (s.champion, s.challenger)]
+        difference = f"{s.difference:+.4f}" if s.difference is not None else "-"
+        name = f"{s.column}={s.value}"[:28]
+        lines.append(f"{name:<28} {s.rows:>7} {values[0]:>9} {values[1]:>10} {difference:>10}  {s.status}")
+    return "\n".join(lines)
+
+
+def approval_request(
+    model: str, month: str, evaluation: Evaluation, drift: DriftCheck | None, link: str, timeout_hours: float
+) -> Message:
+    """What a reviewer needs to decide: the metric and its lift with the interval, what drifted, each
+    segment, and where the whole report is."""
+    metrics = evaluation.metrics
+    challenger, champion, lift = metrics.challenger, metrics.champion, metrics.lift or metrics.over_chance
+    metric = challenger.shown().rsplit(" ", 1)[0] if challenger else "metric"
+    scores = (
+        f"{champion.score:.4f} -> {challenger.score:.4f}"
+        if champion and challenger and champion.score is not None
+        else f"{challenger.score:.4f} (first model)"
+        if challenger and challenger.score is not None
+        else "-"
+    )
+    lines = [
+        ("model", model),
+        ("month", month),
+        ("decision", f"{evaluation.outcome}, waiting for a reviewer (up to {timeout_hours:g} hours)"),
+        ("reason", evaluation.reason),
+        (metric, scores),
+        (
+            f"{metric} lift",
+            f"{lift.lift:+.4f} ({lift.confidence:.0%} interval [{lift.low:+.4f}, {lift.high:+.4f}])" if lift else "-",
+        ),
+        ("drifted features", ", ".join(drift.drifted_features if drift else ()) or "none"),
+        ("report", link),
+    ]
+    message = _message(f"[retrain] {model} {month}: approve promotion?", lines, link)
+    table = segment_table(metrics.segments)
+    markdown = "\n".join(f"- **{name}**: {value}" for name, value in lines)
+    if not table:
+        return Message(message.subject, message.text, message.html, markdown)
+    return Message(
+        subject=message.subject,
+        text=f"{message.text}\n\nsegments:\n{table}",
+        html=f"{message.html}<pre>{escape(table)}</pre>",
+        markdown=f"{markdown}\n\n**Segments**\n\n```\n{table}\n```",
+    )
 
 
 def failure_message(model: str, month: str, task: str, error: str, link: str) -> Message:

@@ -228,3 +228,24 @@ def test_the_failure_callback_logs_one_actionable_paragraph(caplog) -> None:  # 
     message = record.getMessage()
     assert "month 2025-04, task pull_snapshots" in message and "missing column spend" in message
     assert "\n" not in message
+
+
+def test_with_approval_required_a_reviewer_task_stands_between_evaluate_and_promote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.dags.conftest import parse_dag
+
+    path = tmp_path / "reviewed.toml"
+    path.write_text(model_config("reviewed", approval='required = true\napprovers = ["dana"]\ntimeout_hours = 24'))
+    monkeypatch.setenv("RETRAIN_CONFIG", str(path))
+    dag = parse_dag("retrain__reviewed")
+    downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert downstream == {
+        **EXPECTED_DOWNSTREAM,
+        "evaluate": {"approve_promotion"},
+        "approve_promotion": {"promote", "keep_champion"},
+    }
+    review = dag.get_task("approve_promotion")
+    assert review.options == ["Approve", "Reject"] and review.assigned_users == [{"id": "dana", "name": "dana"}]
+    assert review.response_timeout.total_seconds() == 24 * 3600 and review.execution_timeout is None
+    assert review.pool != "retrain_training", "waiting for a person holds no training slot"

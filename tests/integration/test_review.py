@@ -92,6 +92,10 @@ bootstrap_resamples = 300
 
 @pytest.fixture
 def world(tmp_path: Path) -> Path:
+    return make_world(tmp_path)
+
+
+def make_world(tmp_path: Path) -> Path:
     """The world, and a champion in production that knows the south: adopted, trained on an older,
     noisier sample where every region was there from the start."""
     from retrain.training import train

@@ -68,7 +68,13 @@ def build_dag(config_path: Path, config: Config, doc_md: str = DOC) -> DAG:
         recorded = tasks.record_decision(path)
 
         ready >> pulled >> gate >> [trained, recorded]
-        trained >> decided >> [promoted, kept]
+        if config.approval.required:
+            from retrain.airflow.approval import PromotionApproval
+
+            approval = PromotionApproval(config_path=path, approval=config.approval)
+            trained >> decided >> approval >> [promoted, kept]
+        else:
+            trained >> decided >> [promoted, kept]
         [promoted, kept] >> recorded
     return dag
 

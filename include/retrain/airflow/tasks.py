@@ -23,9 +23,10 @@ def champion_asset(model: str) -> Asset:
 
 def _record_types() -> dict[str, tuple[type, str, str]]:
     """Each step's record, and the task and XCom key it travels under."""
-    from retrain.records import DriftCheck, Evaluation, Kept, Promotion, Pulled, Trained
+    from retrain.records import Approval, DriftCheck, Evaluation, Kept, Promotion, Pulled, Trained
 
     return {
+        "approval": (Approval, "approve_promotion", "approval"),
         "pulled": (Pulled, "pull_snapshots", "return_value"),
         "drift": (DriftCheck, "check_drift", "drift"),
         "trained": (Trained, "train_challenger", "return_value"),
@@ -120,6 +121,8 @@ def evaluate(config_path: str) -> str:
     evaluation = score(cycle, *_records(context, "pulled", "drift", "trained"))
     context["ti"].xcom_push(key="evaluation", value=_json(evaluation))
     log.info("outcome: %s (%s)", evaluation.outcome, evaluation.reason)
+    if cycle.config.approval.required:
+        return "approve_promotion"  # which asks a reviewer only when this evaluation needs one
     return "promote" if evaluation.promotes and not cycle.run.dry_run else "keep_champion"
 
 
@@ -132,7 +135,7 @@ def promote(config_path: str) -> None:
 
     context = get_current_context()
     cycle = open_cycle(context, config_path)
-    promotion = publish(cycle, *_records(context, "pulled", "drift", "trained", "evaluation"))
+    promotion = publish(cycle, *_records(context, "pulled", "drift", "trained", "evaluation", "approval"))
     context["ti"].xcom_push(key="promotion", value=_json(promotion))
     if not promotion.moved_champion:
         # No asset event: downstream deployments must only hear of a champion that really moved.
@@ -167,7 +170,7 @@ def record_decision(config_path: str) -> Any:
 
     context = get_current_context()
     cycle = open_cycle(context, config_path)
-    entry = record(cycle, *_records(context, "pulled", "drift", "evaluation", "promotion", "kept"))
+    entry = record(cycle, *_records(context, "pulled", "drift", "evaluation", "promotion", "kept", "approval"))
     log.info("%s %s: %s", cycle.run.month, entry.outcome, entry.reason)
     config = cycle.config
     if config.notify.enabled and entry.outcome in config.notify.outcomes:
