@@ -192,6 +192,9 @@ def test_one_outcome_type_lists_every_outcome_with_its_tone() -> None:
         "REJECTED",
         "SUPERSEDED",
         "CONFLICT",
+        "REJECTED_BY_REVIEWER",
+        "APPROVAL_EXPIRED",
     ]
+    assert Outcome.ADOPTED.tone == "operator" and Outcome.AWAITING_APPROVAL not in Outcome.of_cycles()
     assert {o for o in Outcome if o.promotes} == {Outcome.BOOTSTRAPPED, Outcome.PROMOTED}
     assert Outcome("ROLLED_BACK").tone == "operator" and Outcome.PROMOTED.tone == Outcome.BOOTSTRAPPED.tone

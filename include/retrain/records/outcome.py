@@ -41,5 +41,6 @@ class Outcome(StrEnum):
 
     @classmethod
     def of_cycles(cls) -> tuple[Outcome, ...]:
-        """The outcomes a cycle can end in."""
-        return tuple(outcome for outcome in cls if outcome.tone != "operator")
+        """The outcomes a cycle's ledger record can have (AWAITING_APPROVAL is a command line's pause, never
+        recorded)."""
+        return tuple(outcome for outcome in cls if outcome.tone not in ("operator", "pending"))
