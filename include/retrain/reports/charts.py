@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from retrain.records import ConfusionMatrix, Histogram, LiftInterval, Outcome, Residuals, RocCurve
 
 CHAMPION, CHALLENGER, REFERENCE, CURRENT = "#4c72b0", "#dd8452", "#8c8c8c", "#c44e52"
+MODEL_COLOURS = {"champion": CHAMPION, "challenger": CHALLENGER}
+MAX_CLASS_CURVES = 12  # one ROC curve per class reads up to about a dozen classes
 TONE_COLOURS = {
     "promoted": "#55a868",
     "kept": "#4c72b0",
@@ -95,9 +97,8 @@ def roc_curves(curves: dict[str, RocCurve]) -> str | None:
         return None
     figure = _figure(4.0, 3.6, left=0.16, bottom=0.14, top=0.95)
     axes = figure.add_subplot()
-    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
     for name, curve in list(curves.items())[:MAX_CLASS_CURVES]:
-        axes.plot(curve.fpr, curve.tpr, color=colours.get(name), label=f"{_short(name)} (AUC {curve.auc:.4f})")
+        axes.plot(curve.fpr, curve.tpr, color=MODEL_COLOURS.get(name), label=f"{_short(name)} (AUC {curve.auc:.4f})")
     axes.plot([0, 1], [0, 1], color="#cccccc", linestyle=":", linewidth=1)
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
@@ -122,9 +123,6 @@ def lift_distribution(
     axes.set_ylabel("resamples")
     axes.legend(fontsize=7, frameon=False, loc="upper left")
     return _data_uri(figure)
-
-
-MAX_CLASS_CURVES = 12  # one ROC curve per class reads up to about a dozen classes
 
 
 def confusion(name: str, matrix: ConfusionMatrix) -> str | None:
@@ -159,10 +157,9 @@ def predicted_against_actual(residuals: dict[str, Residuals]) -> str | None:
         return None
     figure = _figure(4.0, 3.6, left=0.18, bottom=0.14, top=0.95)
     axes = figure.add_subplot()
-    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
     values = []
     for name, points in residuals.items():
-        axes.scatter(points.actual, points.predicted, s=6, alpha=0.5, color=colours.get(name), label=name)
+        axes.scatter(points.actual, points.predicted, s=6, alpha=0.5, color=MODEL_COLOURS.get(name), label=name)
         values.extend(points.actual)
         values.extend(points.predicted)
     if values:
@@ -180,10 +177,9 @@ def residual_distribution(residuals: dict[str, Residuals]) -> str | None:
         return None
     figure = _figure(5.0, 2.8, bottom=0.18, top=0.95)
     axes = figure.add_subplot()
-    colours = {"champion": CHAMPION, "challenger": CHALLENGER}
     for name, points in residuals.items():
         histogram = points.histogram
-        axes.stairs(histogram.counts, histogram.edges, color=colours.get(name), label=name)
+        axes.stairs(histogram.counts, histogram.edges, color=MODEL_COLOURS.get(name), label=name)
     axes.axvline(0.0, color="#999999", linewidth=0.8)
     axes.set_xlabel("predicted - actual")
     axes.set_ylabel("rows")
