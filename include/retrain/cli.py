@@ -212,8 +212,7 @@ def format_cycle(entry: LedgerRecord) -> str:
             scores += f" [{0.5 + metrics.over_chance.low:.4f}, {0.5 + metrics.over_chance.high:.4f}]"
         if metrics.champion:
             scores = f"champion {_number(metrics.champion.score)}, {scores}"
-        label = challenger.shown().rsplit(" ", 1)[0]
-        lines.append(f"  {label}: {scores} (holdout of {months.holdout if months else entry.month})")
+        lines.append(f"  {challenger.label}: {scores} (holdout of {months.holdout if months else entry.month})")
     if metrics and metrics.lift:
         lift = metrics.lift
         lines.append(f"  lift:      {lift.lift:+.4f} [{lift.low:+.4f}, {lift.high:+.4f}]")

@@ -95,7 +95,7 @@ def approval_request(
     segment, and where the whole report is."""
     metrics = evaluation.metrics
     challenger, champion, lift = metrics.challenger, metrics.champion, metrics.lift or metrics.over_chance
-    metric = challenger.shown().rsplit(" ", 1)[0] if challenger else "metric"
+    metric = challenger.label if challenger else "metric"
     scores = (
         f"{champion.score:.4f} -> {challenger.score:.4f}"
         if champion and challenger and champion.score is not None

@@ -59,6 +59,11 @@ METRICS = {
 DEFAULT_METRICS = {"binary": "roc_auc", "multiclass": "roc_auc_ovr_weighted", "regression": "rmse"}
 
 
+def metric_label(name: str) -> str:
+    """A metric's name for people; a name this version does not know, as written."""
+    return METRICS[name].label if name in METRICS else name
+
+
 def metric_for(task: str, name: str | None) -> Metric:
     return METRICS[name or DEFAULT_METRICS[task]]
 

@@ -36,12 +36,16 @@ class Metrics:
         """The promotion metric's value."""
         return self.value if self.value is not None else self.auc
 
-    def shown(self) -> str:
-        """The promotion metric for people: "ROC AUC 0.8123"."""
-        from retrain.tasks import METRICS
+    @property
+    def label(self) -> str:
+        """The promotion metric's name for people: "AUC", "RMSE"."""
+        from retrain.tasks import metric_label
 
-        label = METRICS[self.metric].label if self.metric in METRICS else self.metric
-        return f"{label} {self.score:.4f}" if self.score is not None else f"{label} -"
+        return metric_label(self.metric)
+
+    def shown(self) -> str:
+        """The promotion metric and its value for people: "AUC 0.8123"."""
+        return f"{self.label} {self.score:.4f}" if self.score is not None else f"{self.label} -"
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,11 @@ class PerformanceEstimate:
 
         return -METRICS[self.metric].improvement(self.estimated_value, self.validated_value)
 
-    def shown(self, value: float | None) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
     @property
     def label(self) -> str:
-        from retrain.tasks import METRICS
+        from retrain.tasks import metric_label
 
-        return METRICS[self.metric].label if self.metric in METRICS else self.metric
+        return metric_label(self.metric)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from retrain.records import EvaluationDetails, EvaluationMetrics, Metrics
 from retrain.reports import charts
 from retrain.serial import to_jsonable
-from retrain.tasks import METRICS
+from retrain.tasks import metric_label
 
 if TYPE_CHECKING:
     from retrain.drift import DriftReport, FeatureDrift
@@ -201,8 +201,8 @@ def render_history(
             records=records,
             champion=champion,
             generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            auc_chart=charts.auc_history(months, series, ylabel=_label_of(metric)),
-            metric_label=_label_of(metric),
+            auc_chart=charts.auc_history(months, series, ylabel=metric_label(metric)),
+            metric_label=metric_label(metric),
             timeline_chart=charts.outcome_timeline(
                 months, [r.outcome for r in by_month], [r.champion_version for r in by_month]
             ),
@@ -243,17 +243,13 @@ def _scored(record: LedgerRecord) -> list[Metrics]:
     return [m for m in (metrics.challenger, metrics.champion) if m is not None] if metrics else []
 
 
-def _label_of(metric: str) -> str:
-    return METRICS[metric].label if metric in METRICS else metric
-
-
 def _estimate_fits(estimated: str, metric: str) -> bool:
     return estimated == metric or (estimated.startswith("roc_auc") and metric.startswith("roc_auc"))
 
 
 def _metric_label(metrics: EvaluationMetrics | None) -> str:
     scored = metrics.challenger if metrics else None
-    return _label_of(scored.metric) if scored else "ROC AUC"
+    return scored.label if scored else "ROC AUC"
 
 
 def _metric_rows(metrics: EvaluationMetrics | None) -> list[tuple[str, str]]:
@@ -275,7 +271,7 @@ def _metric_rows(metrics: EvaluationMetrics | None) -> list[tuple[str, str]]:
             ("rows", "rows"),
             (positives, "positives"),
         ]
-    label = _label_of(scored.metric)
+    label = scored.label
     first = [(f"{label} (promotion metric)", "score")]
     return first + [row for row in rows if row[0] != label]
 
