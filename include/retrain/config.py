@@ -266,8 +266,9 @@ class PromotionSpec:
         return DEFAULT_MIN_AUC if self.judged_by.name == "roc_auc" else None
 
     @property
-    def floor_key(self) -> str:
-        return "promotion.floor" if self.floor is not None else "promotion.min_auc"
+    def floor_name(self) -> str:
+        """The key the floor in force was given as, in promotion: `floor`, or `min_auc` (or its default)."""
+        return "floor" if self.floor is not None else "min_auc"
 
 
 CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+$")

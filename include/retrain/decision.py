@@ -106,7 +106,7 @@ def decide(
     label, score = metric.label, challenger.score
     if score is None:
         raise ValueError(f"the challenger's metrics hold no {metric.name}")
-    floor_name = policy.floor_key.removeprefix("promotion.")
+    floor_name = policy.floor_name
     if floor is not None and metric.improvement(score, floor) < 0:
         side = "below" if metric.higher_is_better else "above"
         return Decision(

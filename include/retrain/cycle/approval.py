@@ -5,7 +5,7 @@ again) and waits: in Airflow in a human-in-the-loop task, from the command line 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from retrain.errors import RegistryError
@@ -61,6 +61,7 @@ def awaiting(cycle: Cycle, pending: PendingApproval) -> LedgerRecord:
     """What the command line shows of a promotion left for a reviewer; not a ledger record: the ledger
     gets one when the reviewer answers."""
     evaluation, run = pending.evaluation, cycle.run
+    champion = pending.pulled.champion.version if pending.pulled.champion else None
     command = (
         f"retrain registry approve --config {cycle.config.source} --month {run.month} --run-id {run.run_id} "
         "--by NAME (or reject)"
@@ -73,8 +74,8 @@ def awaiting(cycle: Cycle, pending: PendingApproval) -> LedgerRecord:
         outcome=Outcome.AWAITING_APPROVAL,
         decision=evaluation.decision.outcome,
         reason=f"{evaluation.reason}; awaiting approval: {command}",
-        champion_version_before=pending.pulled.champion.version if pending.pulled.champion else None,
-        champion_version=pending.pulled.champion.version if pending.pulled.champion else None,
+        champion_version_before=champion,
+        champion_version=champion,
         drift=pending.drift.summary(),
         performance=pending.drift.performance,
         metrics=evaluation.metrics,
@@ -102,7 +103,8 @@ def answer(config: Config, month: str, run_id: str, *, by: str, comment: str | N
     pending = probe.folder.read_record(PendingApproval, APPROVAL_FILE)
     if pending is None:
         raise RegistryError(f"{probe.registry.uri}: no promotion of run {run_id!r} for {month} awaits approval")
-    cycle = Cycle.open(config, Run(run_id, month, force=pending.forced))
+    # The same run and registry, forced as the run was (the ledger record says so).
+    cycle = replace(probe, run=replace(probe.run, force=pending.forced))
     approval = Approval(
         decision="approved" if approve else "rejected",
         at=utc_now(),

@@ -102,12 +102,12 @@ def write_validation_profile(
 
     config = cycle.config
     identity = profile_identity(config, pulled.holdout, model_sha256)
-    profile, loss = _profile(config, scores, labels, classes, rows)
-    if isinstance(loss, _FittedLoss):
-        data, sha256 = serialize(loss.model)
-        key = cycle.folder.path(VALIDATION_LOSS_FILE)
+    profile, fitted = _profile(config, scores, labels, classes, rows)
+    loss = None
+    if fitted is not None:
+        data, sha256 = serialize(fitted.model)
         cycle.folder.write(VALIDATION_LOSS_FILE, data)
-        loss = replace(loss.profile, model_file=key, model_sha256=sha256)
+        loss = replace(fitted.profile, model_file=cycle.folder.path(VALIDATION_LOSS_FILE), model_sha256=sha256)
     cycle.folder.write(VALIDATION_FILE, to_bytes(StoredProfile(**vars(identity), profile=profile, loss=loss)))
     return cycle.folder.path(VALIDATION_FILE)
 
@@ -171,15 +171,18 @@ def performance_drop(config: Config, performance: PerformanceEstimate | None) ->
     drop = performance.estimated_drop
     if drop <= limit:
         return None
+    from retrain.tasks import METRICS
+
     label = performance.label
-    if performance.metric in ("rmse", "mae"):
+    if METRICS[performance.metric].higher_is_better:
         return (
-            f"estimated {label} {performance.estimated_value:.4g} is {drop:.4g} above the champion's validated "
-            f"{label} {performance.validated_value:.4g} ({key}={limit})"
+            f"estimated {label} {performance.estimated_value:.4f} is {drop:.4f} below the champion's validated "
+            f"{label} {performance.validated_value:.4f} ({key}={limit})"
         )
+    # An error metric (RMSE, MAE) is in the target's units, whatever their size.
     return (
-        f"estimated {label} {performance.estimated_value:.4f} is {drop:.4f} below the champion's validated "
-        f"{label} {performance.validated_value:.4f} ({key}={limit})"
+        f"estimated {label} {performance.estimated_value:.4g} is {drop:.4g} above the champion's validated "
+        f"{label} {performance.validated_value:.4g} ({key}={limit})"
     )
 
 
@@ -220,7 +223,7 @@ def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame)
             metric=metric,
             classes=classes,
         )
-        realized_value = scored.value if config.model.task == "regression" else scored.auc
+        realized_value = scored.value
     return PerformanceEstimate(
         champion_version=version,
         estimated_value=estimate.estimated,

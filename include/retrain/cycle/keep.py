@@ -23,8 +23,7 @@ def why_not_held_up(config: Config, outcome: Outcome, champion: Metrics | None) 
     score = champion.score
     if floor is not None and score is not None and metric.improvement(score, floor) < 0:
         side = "below" if metric.higher_is_better else "above"
-        key = config.promotion.floor_key.removeprefix("promotion.")
-        return f"champion {metric.label} {score:.4f} is {side} {key}={floor}"
+        return f"champion {metric.label} {score:.4f} is {side} {config.promotion.floor_name}={floor}"
     return too_few_to_judge(champion.rows, champion.positives, config.promotion)
 
 
