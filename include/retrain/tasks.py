@@ -93,6 +93,17 @@ def label_codes(labels: np.ndarray, classes: tuple[str, ...], *, where: str = "h
     return codes
 
 
+def task_labels(
+    values: np.ndarray, task: str, classes: tuple[str, ...] | None, *, where: str = "holdout"
+) -> np.ndarray:
+    """A target's values as the metrics take them: 0/1 integers, positions in `classes`, or floats."""
+    if task == "multiclass":
+        return label_codes(values, classes or (), where=where)
+    if task == "binary":
+        return np.asarray(values).astype(int)
+    return np.asarray(values).astype(np.float64)
+
+
 def positive_column(classes: tuple[str, ...], positive_label: str | None) -> int:
     """Which of a binary classifier's `predict_proba` columns is the positive class."""
     wanted = {positive_label} if positive_label is not None else {"1", "True", "true"}

@@ -285,16 +285,14 @@ def permutation_importances(
     defines it, but every shuffled copy scored in one prediction (a prediction call costs more than its
     rows here)."""
     from retrain.evaluation import ResampledMetric, row_aucs
-    from retrain.tasks import label_codes
+    from retrain.tasks import task_labels
 
     if len(frame) > IMPORTANCE_ROWS:
         frame = frame.sample(IMPORTANCE_ROWS, random_state=seed)
     raw = frame[model.target].to_numpy()
     if len(pd.unique(raw)) < 2:
         return Importances()
-    labels = label_codes(raw, classes) if model.task == "multiclass" and classes else raw
-    if model.task == "binary":
-        labels = labels.astype(int)
+    labels = task_labels(raw, model.task, classes)
     features = frame[list(model.features)].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     direction = METRICS[metric]

@@ -88,14 +88,9 @@ def known_classes(
 
 def labels_of(config: Config, rows: pd.DataFrame, classes: tuple[str, ...] | None) -> np.ndarray:
     """The holdout's labels as the metrics take them: 0/1, positions in `classes`, or numbers."""
-    from retrain.tasks import label_codes
+    from retrain.tasks import task_labels
 
-    labels = rows[config.model.target].to_numpy()
-    if config.model.task == "multiclass":
-        return label_codes(labels, classes or (), where=config.data.labeled)
-    if config.model.task == "binary":
-        return labels.astype(int)
-    return labels.astype("float64")
+    return task_labels(rows[config.model.target].to_numpy(), config.model.task, classes, where=config.data.labeled)
 
 
 def holdout(config: Config, snapshot: Snapshot) -> pd.DataFrame:
