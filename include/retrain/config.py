@@ -286,6 +286,8 @@ class NotifySpec:
     email_from: str | None = None
     email_conn_id: str = "smtp_default"
     slack_webhook_conn_id: str | None = None
+    # A hung mail server or webhook must cost a run seconds: each channel gets one try of this long.
+    timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         from retrain.records import Outcome  # records are built from these specs: imported once both exist
@@ -294,6 +296,8 @@ class NotifySpec:
         unknown = [o for o in self.outcomes if o not in known]
         if unknown:
             raise ConfigError(f"notify.outcomes: unknown outcome {unknown[0]!r} (known: {', '.join(known)})")
+        if not 0 < self.timeout_seconds <= 300:
+            raise ConfigError(f"notify.timeout_seconds must be > 0 and at most 300, got {self.timeout_seconds}")
         for address in (*self.email_to, *([self.email_from] if self.email_from else [])):
             if not EMAIL.match(address):
                 raise ConfigError(f"notify: {address!r} is not an e-mail address")

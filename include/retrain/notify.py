@@ -1,18 +1,20 @@
 """What a run tells people: the message of a decision or of a failure, as plain text and HTML.
 
 The engine only writes the words; Airflow's notifiers (the SMTP and Slack providers') deliver them, from
-the DAG. A run claims each channel once in its run folder before sending, so a message goes out at most
-once per run, whatever retries and re-runs follow.
+the DAG. A channel is marked as sent in the run folder only once it was sent: a message that could not go
+is sent by the next try or re-run, and one that went is not repeated.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from retrain.records import run_key
+from retrain.serial import to_bytes
+from retrain.registry import utc_now
 
 if TYPE_CHECKING:
     from retrain.records import DriftCheck, Evaluation, LedgerRecord, SegmentCheck
@@ -39,6 +41,11 @@ class Message:
 def run_link(base_url: str, dag_id: str, run_id: str) -> str:
     """The run's page in the Airflow UI."""
     return f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def task_log_link(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
+    """A task's page in the Airflow UI, which opens on its log."""
+    return f"{run_link(base_url, dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
 
 
 def report_link(base_url: str, dag_id: str, run_id: str) -> str:
@@ -129,23 +136,59 @@ def approval_request(
     )
 
 
-def failure_message(model: str, month: str, task: str, error: str, link: str) -> Message:
-    """A run that failed after its last retry: where, and why."""
-    lines = [("model", model), ("month", month), ("failed task", task), ("error", error), ("run", link)]
-    return _message(f"[retrain] {model} {month}: FAILED in {task}", lines, link)
+def failure_message(model: str, month: str, task: str, error: str, log_link: str) -> Message:
+    """A task that failed after its last retry: where, why, and its log."""
+    lines = [("model", model), ("month", month), ("failed task", task), ("error", error), ("log", log_link)]
+    return _message(f"[retrain] {model} {month}: FAILED in {task}", lines, log_link, "Open the log of the failed task")
 
 
-def _message(subject: str, lines: list[tuple[str, str]], link: str) -> Message:
+def _message(subject: str, lines: list[tuple[str, str]], link: str, link_text: str = "Open the run in Airflow") -> Message:
     text = "\n".join(f"{name}: {value}" for name, value in lines)
     rows = "".join(
         f"<tr><th align='left'>{escape(name)}</th><td>{escape(str(value))}</td></tr>"
         for name, value in lines
-        if name not in ("report", "run")
+        if name not in ("report", "run", "log")
     )
-    html = f"<p>{escape(subject)}</p><table>{rows}</table><p><a href='{escape(link)}'>Open the run in Airflow</a></p>"
+    html = f"<p>{escape(subject)}</p><table>{rows}</table><p><a href='{escape(link)}'>{escape(link_text)}</a></p>"
     return Message(subject=subject, text=text, html=html)
 
 
-def claim(registry: Registry, month: str, run_id: str, channel: str) -> bool:
-    """True for the first claim of a channel by a run; False for every later one."""
-    return registry.run_folder(month, run_key(run_id)).claim(f"notified-{channel}.json")
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that failed after its last retry, as its run's report tab shows it."""
+
+    task: str
+    try_number: int
+    error: str
+    at: str = field(default_factory=utc_now)
+
+
+FAILURE_PREFIX = "failed-"
+
+
+def remember_failure(registry: Registry, month: str, run_id: str, failure: TaskFailure) -> None:
+    """Keep a failure in the run folder (the run's scratch: never the ledger or a version)."""
+    folder = registry.run_folder(month, run_key(run_id))
+    folder.write(f"{FAILURE_PREFIX}{failure.task}.json", to_bytes(failure))
+
+
+def failures(registry: Registry, month: str, run_id: str) -> list[TaskFailure]:
+    """The failures a run left, in the order they happened."""
+    folder = registry.run_folder(month, run_key(run_id))
+    names = [k.rsplit("/", 1)[1] for k in registry.store.list(f"{folder.prefix}/{FAILURE_PREFIX}")]
+    found = [folder.read_record(TaskFailure, name) for name in names if name.endswith(".json")]
+    return sorted((f for f in found if f is not None), key=lambda f: f.at)
+
+
+def _sent_marker(channel: str) -> str:
+    return f"notified-{channel}.json"
+
+
+def already_sent(registry: Registry, month: str, run_id: str, channel: str) -> bool:
+    """Whether this run already sent on this channel (a kind of message and a medium, 'decision-email')."""
+    return registry.run_folder(month, run_key(run_id)).written(_sent_marker(channel))
+
+
+def mark_sent(registry: Registry, month: str, run_id: str, channel: str) -> None:
+    """Record a message as sent, only after it was: one that failed is sent again by the next try."""
+    registry.run_folder(month, run_key(run_id)).claim(_sent_marker(channel))

@@ -85,6 +85,9 @@ class RunFolder:
         except NotFoundError:
             return None
 
+    def written(self, name: str) -> bool:
+        return self._read_if_written(name) is not None
+
     def read_record(self, kind: type[T], name: str) -> T | None:
         """A record the run wrote, or None when the run did not get that far."""
         data = self._read_if_written(name)

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from retrain.notify import claim, decision_message, failure_message, report_link, run_link
+from retrain.notify import (
+    TaskFailure,
+    already_sent,
+    decision_message,
+    failure_message,
+    failures,
+    mark_sent,
+    remember_failure,
+    report_link,
+    run_link,
+    task_log_link,
+)
 from retrain.records import (
     DriftSummary,
     EvaluationMetrics,
@@ -100,25 +111,12 @@ def test_hostile_text_is_escaped_in_the_html_and_whole_in_the_text() -> None:
     ):
         assert HOSTILE in message.text
         assert HOSTILE not in message.html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in message.html
-        assert f"<a href='{LINK}'>Open the run in Airflow</a>" in message.html
+        assert f"<a href='{LINK}'>Open " in message.html
         assert f"<td>{LINK}</td>" not in message.html, "the link is the button, not a row"
         assert message.html.startswith(f"<p>{escape(message.subject)}</p><table><tr><th align='left'>model</th>")
         assert message.html.count("</tr><tr>") == message.html.count("<tr>") - 1, "nothing between the rows"
     quoted = decision_message(entry(), "https://a.example/?x='><script>")
     assert "<script>" not in quoted.html and "href='https://a.example/?x=&#x27;&gt;&lt;script&gt;'" in quoted.html
-
-
-def test_a_failure_message_names_the_task_and_the_error() -> None:
-    message = failure_message("churn", "2025-04", "pull_snapshots", "month 2025-04: missing column spend", LINK)
-    assert message.subject == "[retrain] churn 2025-04: FAILED in pull_snapshots"
-    assert lines_of(message.text) == {
-        "model": "churn",
-        "month": "2025-04",
-        "failed task": "pull_snapshots",
-        "error": "month 2025-04: missing column spend",
-        "run": LINK,
-    }
-    assert "<th align='left'>failed task</th><td>pull_snapshots</td>" in message.html
 
 
 def test_links_reach_the_run_and_its_report_tab_whatever_its_id() -> None:
@@ -132,20 +130,42 @@ def test_links_reach_the_run_and_its_report_tab_whatever_its_id() -> None:
     )
 
 
-def test_each_channel_is_claimed_once_per_run(tmp_path: Path) -> None:
+def test_a_channel_is_marked_sent_only_when_told_and_once_per_run(tmp_path: Path) -> None:
     registry = Registry(open_store(str(tmp_path / "registry")), "churn")
-    assert claim(registry, "2025-01", "run-1", "decision-email")
-    assert not claim(registry, "2025-01", "run-1", "decision-email"), "a retry or a re-run sends nothing twice"
-    assert claim(registry, "2025-01", "run-1", "decision-slack"), "each channel on its own"
-    assert claim(registry, "2025-01", "run-2", "decision-email"), "each run on its own"
-    assert claim(registry, "2025-02", "run-1", "failure-email")
-    claimed = sorted(registry.store.list("runs/"))
-    assert claimed == [
+    assert not already_sent(registry, "2025-01", "run-1", "decision-email"), "nothing is sent before it is sent"
+    mark_sent(registry, "2025-01", "run-1", "decision-email")
+    mark_sent(registry, "2025-01", "run-1", "decision-email")
+    assert already_sent(registry, "2025-01", "run-1", "decision-email"), "a retry or a re-run sends nothing twice"
+    assert not already_sent(registry, "2025-01", "run-1", "decision-slack"), "each channel on its own"
+    assert not already_sent(registry, "2025-01", "run-2", "decision-email"), "each run on its own"
+    mark_sent(registry, "2025-02", "run-1", "failure-pull_snapshots-email")
+    marked = sorted(registry.store.list("runs/"))
+    assert marked == [
         f"runs/2025-01/{run_key('run-1')}/notified-decision-email.json",
-        f"runs/2025-01/{run_key('run-1')}/notified-decision-slack.json",
-        f"runs/2025-01/{run_key('run-2')}/notified-decision-email.json",
-        f"runs/2025-02/{run_key('run-1')}/notified-failure-email.json",
+        f"runs/2025-02/{run_key('run-1')}/notified-failure-pull_snapshots-email.json",
     ], "in the run's own folder, where a re-run of the same run id finds it"
+
+
+def test_a_failure_message_names_the_task_and_links_to_its_log(tmp_path: Path) -> None:
+    log = task_log_link("https://airflow.example.com/", "retrain__churn", "scheduled__2025-04", "pull_snapshots")
+    assert log == "https://airflow.example.com/dags/retrain__churn/runs/scheduled__2025-04/tasks/pull_snapshots"
+    message = failure_message("churn", "2025-04", "pull_snapshots", "missing column plan", log)
+    assert message.subject == "[retrain] churn 2025-04: FAILED in pull_snapshots"
+    assert lines_of(message.text) == {
+        "model": "churn",
+        "month": "2025-04",
+        "failed task": "pull_snapshots",
+        "error": "missing column plan",
+        "log": log,
+    }
+    assert f"<a href='{log}'>Open the log of the failed task</a>" in message.html
+    registry = Registry(open_store(str(tmp_path / "registry")), "churn")
+    first = TaskFailure("pull_snapshots", 2, "missing column plan", at="2025-05-01T00:00:01Z")
+    second = TaskFailure("record_decision", 1, "storage down", at="2025-05-01T00:00:02Z")
+    for failure in (second, first):
+        remember_failure(registry, "2025-04", "run-1", failure)
+    assert failures(registry, "2025-04", "run-1") == [first, second]
+    assert failures(registry, "2025-04", "run-2") == []
 
 
 @pytest.mark.parametrize("outcome", list(Outcome.of_cycles()))

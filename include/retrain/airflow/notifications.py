@@ -5,6 +5,7 @@ engine's (`retrain.notify`); this module only delivers it."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,44 +27,90 @@ def airflow_url() -> str:
     return conf.get("api", "base_url", fallback=None) or "http://localhost:8080"
 
 
+def mail_notifier(config: Config, message: Message) -> Any:
+    """The SMTP provider's hook, delivering a plain-text part beside the HTML one, with one try bounded by
+    notify.timeout_seconds: the provider's defaults (a 30 s timeout, 5 retries) let a hung server hold a
+    task for minutes. The connection's extras (disable_ssl, disable_tls, ssl_context, from_email) keep the
+    provider's meaning."""
+    from email.mime.text import MIMEText
+
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+    from airflow.sdk import BaseNotifier
+
+    timeout = config.notify.timeout_seconds
+
+    class BoundedSmtpHook(SmtpHook):
+        @property
+        def timeout(self) -> float:  # type: ignore[override]
+            return timeout
+
+        @property
+        def smtp_retry_limit(self) -> int:
+            return 0
+
+        def _build_mime_message(self, *args: Any, **kwargs: Any) -> Any:
+            mime, recipients = super()._build_mime_message(*args, **kwargs)
+            # multipart/alternative: clients show the last part they can, so the plain text comes first.
+            mime.set_payload([MIMEText(message.text, "plain", "utf-8"), *mime.get_payload()])
+            return mime, recipients
+
+    class MailNotifier(BaseNotifier):
+        template_fields = ()
+
+        def notify(self, context: Context) -> None:
+            with BoundedSmtpHook(smtp_conn_id=config.notify.email_conn_id) as hook:
+                hook.send_email_smtp(
+                    to=list(config.notify.email_to),
+                    from_email=config.notify.email_from,
+                    subject=message.subject,
+                    html_content=message.html,
+                    mime_subtype="alternative",
+                )
+
+    return MailNotifier()
+
+
 def notifiers(config: Config, message: Message) -> list[tuple[str, Any]]:
     """Airflow's own notifiers for the channels the model's [notify] names."""
     channels: list[tuple[str, Any]] = []
     if config.notify.email_to:
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        email = SmtpNotifier(
-            to=list(config.notify.email_to),
-            from_email=config.notify.email_from,
-            subject=message.subject,
-            html_content=message.html,
-            smtp_conn_id=config.notify.email_conn_id,
-        )
-        channels.append(("email", email))
+        channels.append(("email", mail_notifier(config, message)))
     if config.notify.slack_webhook_conn_id:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        slack = SlackWebhookNotifier(slack_webhook_conn_id=config.notify.slack_webhook_conn_id, text=message.slack)
+        slack = SlackWebhookNotifier(
+            slack_webhook_conn_id=config.notify.slack_webhook_conn_id,
+            text=message.slack,
+            timeout=max(1, math.ceil(config.notify.timeout_seconds)),
+            retry_handlers=[],  # one try: slack_sdk's default handler retries a refused connection
+        )
         channels.append(("slack", slack))
     return channels
 
 
 def send(config: Config, registry: Registry, message: Message, context: Context, month: str, kind: str) -> None:
-    """Send a message on every channel, once per run and kind; a message that cannot go is logged, never
+    """Send a message on every channel that has not sent it in this run; a channel is marked as sent only
+    after it was, so the next try or re-run sends what failed. A message that cannot go is logged, never
     raised (a notification must never fail or retry the run)."""
-    from retrain.notify import claim
+    from retrain.notify import already_sent, mark_sent
 
     run_id = context["dag_run"].run_id
     for channel, notifier in notifiers(config, message):
+        marker = f"{kind}-{channel}"
         try:
-            if not claim(registry, month, run_id, f"{kind}-{channel}"):
+            if already_sent(registry, month, run_id, marker):
                 log.info("the %s %s notification of this run was already sent", kind, channel)
                 continue
             # notify(), not the notifier's __call__: the message is data, never rendered as a template.
             notifier.notify(context)
-            log.info("%s notification sent by %s: %s", kind, channel, message.subject)
         except Exception as error:  # noqa: BLE001 - SMTP, HTTP, a missing connection: all only logged
             log.warning("%s notification by %s not sent: %s: %s", kind, channel, type(error).__name__, error)
+            continue
+        log.info("%s notification sent by %s: %s", kind, channel, message.subject)
+        try:
+            mark_sent(registry, month, run_id, marker)
+        except Exception as error:  # noqa: BLE001 - sent is sent; a lost mark can only repeat it
+            log.warning("%s notification by %s sent but not marked: %s", kind, channel, error)
 
 
 def log_failure(context: Context) -> None:
@@ -86,25 +133,30 @@ def log_failure(context: Context) -> None:
 
 
 def failure_notifier(config_path: str, dag_id: str) -> Callable[[Context], None]:
-    """The failure callback of a model's tasks. Airflow calls on_failure_callback after the last retry
-    only, never on a retry."""
+    """The failure callback of a model's tasks: leaves the failure in the run folder for the run's report
+    tab, and announces it once per failed task. Airflow calls on_failure_callback after the last retry only,
+    never on a retry."""
 
     def notify_failure(context: Context) -> None:
         from retrain.config import load_config
-        from retrain.notify import failure_message, run_link
+        from retrain.notify import TaskFailure, failure_message, remember_failure, task_log_link
         from retrain.registry import Registry
 
         try:
             config = load_config(config_path)
-            if not config.notify.enabled:
-                return
             month = run_month(context)
             ti = context.get("ti") or context.get("task_instance")
-            link = run_link(airflow_url(), dag_id, context["dag_run"].run_id)
+            run_id = context["dag_run"].run_id
             error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
+            registry = Registry.for_config(config)
+            failure = TaskFailure(task=ti.task_id, try_number=int(ti.try_number or 1), error=error)
+            remember_failure(registry, month, run_id, failure)
+            if not config.notify.enabled:
+                return
+            link = task_log_link(airflow_url(), dag_id, run_id, ti.task_id)
             message = failure_message(config.model.name, month, ti.task_id, error, link)
-            send(config, Registry.for_config(config), message, context, month, "failure")
+            send(config, registry, message, context, month, f"failure-{ti.task_id}")
         except Exception as error:  # noqa: BLE001 - a failure report must never fail itself
-            log.warning("failure notification not sent: %s: %s", type(error).__name__, error)
+            log.warning("failure not recorded or not announced: %s: %s", type(error).__name__, error)
 
     return notify_failure

@@ -57,19 +57,27 @@ OVERRIDES = {"alpha": "drift.alpha", "min_lift": "promotion.min_lift"}
 
 
 def run_month(context: Context) -> str:
-    """The month this run processes: the param, else the last month complete when the data interval ended
-    (the interval's own month on a monthly schedule; on a weekly or quarterly one, never a month still in
-    progress), else the last month complete when the run was created."""
+    """The month this run processes (see `month_of`)."""
+    dag_run = context.get("dag_run")
+    return month_of(
+        context["params"].get("month"),
+        context.get("data_interval_start"),
+        context.get("data_interval_end"),
+        getattr(dag_run, "run_after", None),
+    )
+
+
+def month_of(month: str | None, start: datetime | None, end: datetime | None, run_after: datetime | None) -> str:
+    """The month param, else the last month complete when the data interval ended (the interval's own month
+    on a monthly schedule; on a weekly or quarterly one, never a month still in progress), else the last
+    month complete when the run was created."""
     from retrain.months import previous_complete_month
 
-    if context["params"].get("month"):
-        return context["params"]["month"]
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if month:
+        return month
     if start is not None and end is not None and end > start:
         return previous_complete_month(end)
-    dag_run = context.get("dag_run")
-    moment = getattr(dag_run, "run_after", None) or datetime.now(UTC)
-    return previous_complete_month(moment)
+    return previous_complete_month(run_after or datetime.now(UTC))
 
 
 def check_conf(context: Context) -> None:
