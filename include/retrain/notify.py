@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from retrain.records import run_key
-from retrain.serial import to_bytes
 from retrain.registry import utc_now
+from retrain.serial import to_bytes
 
 if TYPE_CHECKING:
     from retrain.records import DriftCheck, Evaluation, LedgerRecord, SegmentCheck
@@ -142,7 +142,9 @@ def failure_message(model: str, month: str, task: str, error: str, log_link: str
     return _message(f"[retrain] {model} {month}: FAILED in {task}", lines, log_link, "Open the log of the failed task")
 
 
-def _message(subject: str, lines: list[tuple[str, str]], link: str, link_text: str = "Open the run in Airflow") -> Message:
+def _message(
+    subject: str, lines: list[tuple[str, str]], link: str, link_text: str = "Open the run in Airflow"
+) -> Message:
     text = "\n".join(f"{name}: {value}" for name, value in lines)
     rows = "".join(
         f"<tr><th align='left'>{escape(name)}</th><td>{escape(str(value))}</td></tr>"

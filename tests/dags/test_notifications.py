@@ -250,7 +250,9 @@ def test_the_documented_smtp_connection_sends_through_starttls(
     from retrain.notify import Message
 
     documented = (ROOT / "docs" / "operations.md").read_text()
-    extra = json.loads(re.search(r"airflow connections add smtp_default .*?--conn-extra '([^']+)'", documented, re.S)[1])
+    extra = json.loads(
+        re.search(r"airflow connections add smtp_default .*?--conn-extra '([^']+)'", documented, re.S)[1]
+    )
     cert, key = self_signed_certificate(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
