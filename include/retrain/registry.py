@@ -220,6 +220,16 @@ class Registry:
         records = [self._read(LedgerRecord, k) for k in self.store.list("ledger/") if k.endswith(".json")]
         return sorted(records, key=lambda r: (r.recorded_at, r.month or ""))
 
+    def latest_cycle_records(self) -> list[LedgerRecord]:
+        """The cycle records of the latest month that has any, oldest first: one listing and a read or two,
+        however long the ledger."""
+        keys = [k for k in self.store.list("ledger/") if k.endswith(".json") and not k.startswith("ledger/operator/")]
+        if not keys:
+            return []
+        month = max(key.split("/")[1] for key in keys)
+        records = [self._read(LedgerRecord, k) for k in keys if k.split("/")[1] == month]
+        return sorted(records, key=lambda r: r.recorded_at)
+
     def find_run(self, key: str) -> LedgerRecord | None:
         """The ledger record of a run, by its run key, whatever its month."""
         suffix = f"/{key}.json"

@@ -143,7 +143,7 @@ def test_demo_data_then_cycle_then_registry_commands(tmp_path: Path, capsys: pyt
     assert main(["report", "history", "--config", config, "--out", str(history)]) == 0
     page = history.read_text()
     assert "churn &middot; model history" in page and page.count("data:image/svg+xml") == 3
-    links = re.findall(r'<a href="([^"]+)">2024-1[12]</a>', page)
+    links = re.findall(r'<a href="([^"]+)" target="_top">2024-1[12]</a>', page)
     assert len(links) == 2 and all((history.parent / link).is_file() for link in links), "relative links to reports"
 
 

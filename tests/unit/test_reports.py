@@ -27,7 +27,7 @@ from retrain.records import (
     SnapshotSummary,
     Thresholds,
 )
-from retrain.reports import drift_grid, render_history, render_run_report
+from retrain.reports import FailedTask, drift_grid, render_history, render_run_report, render_run_status
 from retrain.reports.charts import _compact, distribution
 from retrain.snapshots import Schema
 
@@ -151,7 +151,7 @@ def test_thresholds_read_as_they_are_written_in_the_config() -> None:
         "require_significant_lift = true",
         "min_holdout_per_class = 20",
     ):
-        assert f"<code>{written}</code>" in page
+        assert f'<code class="setting">{written}</code>' in page
     assert "None" not in page and "True" not in page
 
 
@@ -195,7 +195,7 @@ def test_history_has_its_charts_and_links_each_month_to_its_report() -> None:
     for section in ("auc", "timeline", "heatmap", "ledger"):
         assert f'<section id="{section}">' in page
     assert page.count("data:image/svg+xml;base64,") == 3
-    assert '<a href="/reports/run-0">2025-01</a>' in page and "ROLLED_BACK" in page
+    assert '<a href="/reports/run-0" target="_top">2025-01</a>' in page and "ROLLED_BACK" in page
     assert_self_contained_and_escaped(page)
 
 
@@ -241,3 +241,26 @@ def test_a_heavy_tailed_feature_is_charted_on_a_log_axis_with_round_ticks() -> N
     feature = replace(drift_report().features[0], name="votes", distribution=picture)
     assert distribution(feature).startswith("data:image/svg+xml;base64,")
     assert [_compact(t) for t in (0, 10, 1_000, 25_000, 3e6, 1e9)] == ["0", "10", "1k", "25k", "3M", "1G"]
+
+
+def test_a_run_without_a_decision_says_where_it_is() -> None:
+    failed = render_run_status(
+        "churn",
+        "scheduled__2025-04",
+        "failed",
+        month="2025-04",
+        failed=[FailedTask("pull_snapshots", 1, f"missing column {HOSTILE}", "/dags/d/runs/r/tasks/pull_snapshots")],
+    )
+    assert "FAILED" in failed and "failed on month 2025-04 before it recorded a decision" in failed
+    assert '<tr><td>pull_snapshots</td><td class="num">1</td><td>missing column &lt;script&gt;' in failed
+    assert '<a href="/dags/d/runs/r/tasks/pull_snapshots" target="_top">open its log</a>' in failed
+    assert "yet" not in failed
+    running = render_run_status(
+        "churn", "manual__1", "running", month="2025-04", tasks=[("wait_for_data", "success"), ("pull_snapshots", None)]
+    )
+    assert "RUNNING" in running and "has not recorded a decision yet for month 2025-04" in running
+    assert "<tr><td>pull_snapshots</td><td>not started</td></tr>" in running
+    waiting = render_run_status("churn", "manual__1", "running", waiting_for_review=True)
+    assert "waits for a reviewer" in waiting
+    unknown = render_run_status("churn", HOSTILE, None)
+    assert "NOT FOUND" in unknown and HOSTILE not in unknown

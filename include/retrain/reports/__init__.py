@@ -14,14 +14,39 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retrain.records import EvaluationDetails, EvaluationMetrics, Metrics
+from retrain.records import EvaluationDetails, EvaluationMetrics, Metrics, Outcome
 from retrain.reports import charts
 from retrain.serial import to_jsonable
 from retrain.tasks import metric_label
 
 if TYPE_CHECKING:
     from retrain.drift import DriftReport, FeatureDrift
+    from retrain.overview import ModelStatus
     from retrain.records import EvaluationDetails, LedgerRecord, Snapshot, SnapshotSummary
+
+# Airflow frames a plugin's page in a sandbox without allow-top-navigation, so a link marked target=_top
+# cannot move the UI by itself. The UI is a single-page app on the same origin that follows its history:
+# a pushed entry and a popstate event take it to the link's page, with the address bar to match.
+TOP_NAVIGATION = (
+    'document.addEventListener("click", function (event) {'
+    ' var link = event.target.closest && event.target.closest("a[target=_top]");'
+    " if (!link || window.top === window || event.button !== 0 || event.ctrlKey || event.metaKey) return;"
+    " try {"
+    ' window.top.history.pushState(null, "", link.href);'
+    ' window.top.dispatchEvent(new PopStateEvent("popstate", {state: null}));'
+    " event.preventDefault();"
+    " } catch (error) {}"
+    " });"
+)
+
+
+def top_navigation_hash() -> str:
+    """The script's Content-Security-Policy source: it alone may run on the pages that carry it."""
+    import base64
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(TOP_NAVIGATION.encode()).digest()).decode() + "'"
+
 
 MAX_DISTRIBUTIONS = 6  # every drifted feature, then the largest effects, up to this many charts
 
@@ -36,7 +61,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals.update(number=_number, pvalue=_pvalue, setting=_setting)
+    environment.globals.update(number=_number, pvalue=_pvalue, setting=_setting, top_navigation=None)
     return environment
 
 
@@ -154,6 +179,7 @@ def render_history(
     *,
     champion: int | None = None,
     link_for: Callable[[LedgerRecord], str | None] = lambda record: None,
+    top_navigation: bool = False,
 ) -> str:
     """A model's history from its ledger: AUC per month, outcomes and champion versions over time, drift
     effect per feature and month, and the ledger itself with each month linking to its run report."""
@@ -208,6 +234,74 @@ def render_history(
             ),
             heatmap_chart=charts.drift_heatmap(features, months, ratios, drifted),
             rows=rows,
+            top_navigation=TOP_NAVIGATION if top_navigation else None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    task: str
+    try_number: int | None
+    error: str | None
+    log_link: str
+
+
+def render_run_status(
+    model: str,
+    run_id: str,
+    state: str | None,
+    *,
+    month: str | None = None,
+    failed: list[FailedTask] | None = None,
+    tasks: list[tuple[str, str | None]] | None = None,
+    waiting_for_review: bool = False,
+) -> str:
+    """The page of a run that has no decision: still running (each task's state), failed (which task, its
+    error, a link to its log), or unknown (state None)."""
+    return (
+        _environment()
+        .get_template("run_status.html.j2")
+        .render(
+            model=model,
+            run_id=run_id,
+            state=state,
+            month=month,
+            failed=failed or [],
+            tasks=tasks or [],
+            waiting_for_review=waiting_for_review,
+            top_navigation=TOP_NAVIGATION,
+        )
+    )
+
+
+def render_fleet(
+    statuses: list[ModelStatus],
+    *,
+    history_link: Callable[[ModelStatus], str],
+    report_link: Callable[[ModelStatus], str | None],
+    failure_link: Callable[[ModelStatus], str | None],
+) -> str:
+    """One row per model, in the order given (see `retrain.overview.ordered`)."""
+    rows = [
+        {
+            **{name: getattr(s, name) for name in s.__dataclass_fields__},
+            "champion_age_months": s.champion_age_months,
+            "tone": Outcome(s.last_outcome).tone if s.last_outcome in Outcome.__members__ else "quiet",
+            "history_link": history_link(s),
+            "report_link": report_link(s) if s.last_run_id else None,
+            "failure_link": failure_link(s) if s.failure else None,
+        }
+        for s in statuses
+    ]
+    return (
+        _environment()
+        .get_template("fleet.html.j2")
+        .render(
+            rows=rows,
+            attention=sum(1 for s in statuses if s.attention),
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            top_navigation=TOP_NAVIGATION,
         )
     )
 
