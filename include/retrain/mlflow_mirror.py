@@ -84,7 +84,8 @@ def _sync(config: Config, registry: Registry) -> MirrorState:
 
 
 def _publish(config: Config, registry: Registry, client: Any, name: str, version: int) -> Any:
-    """Log a registry version's model (checked against its SHA-256) and register it with its lineage."""
+    """Log a registry version's model (checked against its SHA-256) with its signature, input example,
+    metrics, thresholds and run report, and register it with its lineage."""
     import mlflow
     import mlflow.sklearn
 
@@ -107,19 +108,33 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
         "retrain.registry_uri": f"{registry.uri}/{metadata.model_file}",
         "retrain.sha256": metadata.model_sha256,
     }
+    served = _served(model, metadata)
+    example = _input_example(config, registry, metadata)
+    signature = None
+    if example is not None:
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example, served.predict(example))
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     mlflow.set_experiment(config.mlflow.experiment or f"retrain/{config.model.name}")
     with mlflow.start_run(run_name=f"{config.model.name} v{version} ({metadata.data_month})") as run:
         mlflow.set_tags(tags)
+        mlflow.log_metrics(_metrics(metadata))
+        mlflow.log_params(_params(metadata))
         logged = mlflow.sklearn.log_model(
-            model,
+            served,
             name="model",
-            skops_trusted_types=_own_types(model),
+            signature=signature,
+            input_example=example,
+            skops_trusted_types=_own_types(served),
             pip_requirements=_requirements(),
             # The pipeline holds this package's own steps (CategoryCodes): the model carries their code, so
             # that it loads wherever MLflow serves it, with or without retrain installed.
             code_paths=[str(Path(__file__).parent)],
         )
+        report = _stored_report(registry, metadata)
+        if report is not None:
+            mlflow.log_text(report, REPORT_ARTIFACT)
     registered = mlflow.register_model(logged.model_uri, name, tags=tags)
     reason = (
         metadata.decision.reason
@@ -131,6 +146,117 @@ def _publish(config: Config, registry: Registry, client: Any, name: str, version
         "MLflow %s version %s mirrors registry version %d (run %s)", name, registered.version, version, run.info.run_id
     )
     return registered
+
+
+REPORT_ARTIFACT = "report.html"
+
+
+def attach_report(config: Config, version: int | None, report: str) -> None:
+    """Attach a run's report to the MLflow run of the version it promoted (the report is written after the
+    promotion, which mirrored the version already). Never raises."""
+    from mlflow.exceptions import MlflowException
+
+    if version is None or config.mlflow.tracking_uri is None:
+        return
+    name = config.mlflow.registered_model or config.model.name
+    try:
+        client = _client(config)
+        found = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(VERSION_TAG) == str(version)]
+        if not found or not found[0].run_id:
+            return
+        run_id = found[0].run_id
+        if any(a.path == REPORT_ARTIFACT for a in client.list_artifacts(run_id)):
+            return
+        client.log_text(run_id, report, REPORT_ARTIFACT)
+    except (MlflowException, OSError) as error:
+        log.warning("the run report was not attached to MLflow's version of %d: %s", version, error)
+
+
+def _served(model: Any, metadata: Any) -> Any:
+    """A classifier answers probabilities when served (see retrain.serving)."""
+    from retrain.serving import ProbabilityModel
+    from retrain.tasks import model_classes, positive_column
+
+    if metadata.task == "regression" or not hasattr(model, "predict_proba"):
+        return model
+    classes = model_classes(model) or ()
+    column = positive_column(classes, metadata.positive_label) if len(classes) == 2 else 0
+    return ProbabilityModel(model, column)
+
+
+def _input_example(config: Config, registry: Registry, metadata: Any) -> Any:
+    """The few training rows the training step kept, typed as the model takes them; None for a version
+    whose run kept none (an adopted model, a registry older than the examples)."""
+    import json
+
+    import pandas as pd
+
+    from retrain.cycle.train import INPUT_EXAMPLE_FILE
+    from retrain.errors import NotFoundError
+
+    if not metadata.run_key:
+        return None
+    try:
+        data = registry.run_folder(metadata.data_month, metadata.run_key).read(INPUT_EXAMPLE_FILE)
+    except NotFoundError:
+        return None
+    document = json.loads(data)
+    example = pd.DataFrame(document["data"], columns=document["columns"])
+    for column in config.model.numeric_features:
+        example[column] = example[column].astype("float64")
+    for column in config.model.categorical_features:
+        example[column] = example[column].astype(object).where(example[column].notna(), None)
+        example[column] = example[column].map(lambda v: v if v is None else str(v))
+    return example
+
+
+def _metrics(metadata: Any) -> dict[str, float]:
+    """The version's holdout metrics (challenger_* its own, champion_* the model it beat) and its lift."""
+    import math
+
+    values: dict[str, float] = {}
+    names = ("score", "auc", "average_precision", "log_loss", "brier", "rmse", "mae", "rows")
+    for role in ("challenger", "champion"):
+        measured = getattr(metadata.metrics, role)
+        for name in names if measured else ():
+            value = getattr(measured, name, None)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                values[f"{role}_{name}"] = float(value)
+    lift = metadata.metrics.lift
+    if lift is not None:
+        values.update(lift=lift.lift, lift_low=lift.low, lift_high=lift.high)
+    return values
+
+
+def _params(metadata: Any) -> dict[str, str]:
+    """The thresholds the version was promoted under, as `section.key`, and what it was trained as."""
+    import json
+
+    from retrain.serial import to_jsonable
+
+    params = {
+        "task": metadata.task,
+        "estimator": metadata.estimator or "default",
+        "target": metadata.target or "",
+        "data_month": metadata.data_month,
+    }
+    sections = to_jsonable(metadata.thresholds) if metadata.thresholds else {}
+    for section, values in sections.items():
+        for key, value in (values or {}).items():
+            params[f"{section}.{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return params
+
+
+def _stored_report(registry: Registry, metadata: Any) -> str | None:
+    from retrain.cycle.record import REPORT_FILE
+    from retrain.errors import NotFoundError
+
+    if not metadata.run_key:
+        return None
+    try:
+        return registry.run_folder(metadata.data_month, metadata.run_key).read(REPORT_FILE).decode()
+    except NotFoundError:
+        return None
 
 
 # What loading the model needs. Left to infer them, MLflow loads the model in a subprocess (9 s on the build

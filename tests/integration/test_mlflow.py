@@ -60,7 +60,11 @@ def mlflow_state(uri: str) -> tuple[dict[str, dict[str, str]], str | None]:
 
 
 def test_promotions_and_a_rollback_move_the_champion_alias(
-    mlflow_server: MlflowServer, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    mlflow_server: MlflowServer,
+    demo_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config_path = mirrored_config(demo_dir, tmp_path, mlflow_server.uri)
     first = cycle(config_path, "2025-01")
@@ -77,17 +81,51 @@ def test_promotions_and_a_rollback_move_the_champion_alias(
     assert cycle(config_path, "2025-02").outcome == "NO_DRIFT"
     assert mlflow_state(mlflow_server.uri) == (versions, "1"), "nothing new to mirror: nothing logged twice"
 
+    import retrain.cycle.run
+
+    record_step, alias_when_recording = retrain.cycle.run.record, []
+
+    def record(*args: Any) -> Any:
+        alias_when_recording.append(mlflow_state(mlflow_server.uri)[1])
+        return record_step(*args)
+
+    monkeypatch.setattr(retrain.cycle.run, "record", record)
     promoted = cycle(config_path, "2025-07")
     assert promoted.outcome == "PROMOTED"
+    assert alias_when_recording == ["2"], "the alias moved in the promote step, before its asset event"
     versions, alias = mlflow_state(mlflow_server.uri)
     assert sorted(versions) == ["1", "2"] and alias == "2"
     assert versions["2"]["retrain.drifted_features"] == "tenure_months,usage_gb"
     assert versions["2"]["retrain.lift"] != "none" and versions["2"]["retrain.lift_interval"].startswith("[")
 
+    import mlflow.pyfunc
     import mlflow.sklearn
+    import numpy as np
 
     model = mlflow.sklearn.load_model(f"models:/churn-classifier@champion")  # noqa: F541 - the alias URI
     assert hasattr(model, "predict_proba"), "the scikit-learn flavour loads back"
+    served = mlflow.pyfunc.load_model("models:/churn-classifier@champion")
+    info = served.metadata
+    inputs = {c["name"]: c["type"] for c in info.get_input_schema().to_dict()}
+    assert inputs["tenure_months"] == "double" and inputs["plan"] == "string"
+    example = info.load_input_example("models:/churn-classifier@champion")
+    assert example is not None and len(example) == 5
+    probabilities = np.asarray(served.predict(example))
+    assert probabilities.shape == (5,) and ((probabilities > 0) & (probabilities < 1)).all()
+    assert len(set(np.round(probabilities, 6))) > 2, "probabilities, not classes"
+    bare = Registry.for_config(load_config(config_path)).load_model(2)
+    np.testing.assert_allclose(probabilities, bare.predict_proba(example)[:, 1], rtol=1e-12)
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    run = client.get_run(client.get_model_version("churn-classifier", "2").run_id)
+    assert run.data.metrics["challenger_auc"] == pytest.approx(promoted.metrics.challenger.auc, rel=1e-9)
+    assert run.data.metrics["lift"] == pytest.approx(promoted.metrics.lift.lift, rel=1e-9)
+    assert run.data.params["promotion.min_lift"] == str(promoted.thresholds.promotion.min_lift)
+    assert run.data.params["task"] == "binary" and run.data.params["data_month"] == "2025-07"
+    report = client.download_artifacts(run.info.run_id, "report.html", str(tmp_path))
+    assert "PROMOTED" in Path(report).read_text(), "the run report travels with the version"
     local = Path(mlflow.artifacts.download_artifacts("models:/churn-classifier@champion"))
     requirements = (local / "requirements.txt").read_text().split()
     assert {r.split("==")[0] for r in requirements} >= {"scikit-learn", "skops", "pandas", "pyarrow"}

@@ -43,6 +43,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Airfl
         stack.wait_until(lambda: stack.dag_is_parsed(DAG), timeout=180, what="the DAG to be parsed")
         run_id = stack.trigger(DAG, {"month": "2025-01"})
         assert stack.wait_for_run(DAG, run_id, timeout=300) == "success"
+        # A month whose files are corrupt: pull_snapshots fails at once (bad data is never retried).
+        for role in ("production", "labeled"):
+            broken = root / "data" / role / "month=2025-02"
+            broken.mkdir()
+            (broken / "part-0000.parquet").write_bytes(b"not parquet")
+        failed_run = stack.trigger(DAG, {"month": "2025-02"})
+        assert stack.wait_for_run(DAG, failed_run, timeout=300) == "failed"
+        stack.failed_run = failed_run
         yield stack, run_id
 
 
@@ -88,9 +96,40 @@ def test_the_run_report_and_the_history_served_from_the_registry(deployment: tup
     assert "data:image/svg+xml;base64," in page, "charts are inline"
     assert "default-src 'none'" in headers["content-security-policy"]
     status, history, _ = get(stack, f"/retrain/history/{DAG}", good)
-    assert status == 200 and "model history" in history and f"/retrain/runs/{DAG}/" in history
-    status, index, _ = get(stack, "/retrain/", good)
-    assert status == 200 and f'href="/retrain/history/{DAG}"' in index
+    assert status == 200 and "model history" in history and f'<a href="/dags/{DAG}/runs/' in history
+    assert '/plugin/retrain-report" target="_top">2025-01</a>' in history
+    status, fleet, _ = get(stack, "/retrain/", good)
+    assert status == 200 and f'href="/dags/{DAG}/plugin/retrain-history" target="_top">churn</a>' in fleet
+    assert "last run failed in pull_snapshots" in fleet and "v1, trained on 2025-01" in fleet
+
+
+def test_a_failed_run_gets_a_page_naming_its_task_error_and_log(deployment: tuple[AirflowStack, str]) -> None:
+    stack, _ = deployment
+    good = token(stack)
+    status, page, headers = get(stack, f"/retrain/runs/{DAG}/{quote(stack.failed_run, safe='')}", good)
+    assert status == 200 and "FAILED" in page and "failed on month 2025-02 before it recorded a decision" in page
+    assert "<td>pull_snapshots</td>" in page and "unreadable or corrupt Parquet file" in page
+    log = f"/dags/{DAG}/runs/{quote(stack.failed_run, safe='')}/tasks/pull_snapshots"
+    assert f'<a href="{log}" target="_top">open its log</a>' in page
+    assert "script-src 'sha256-" in headers["content-security-policy"]
+    status, page, _ = get(stack, f"/retrain/runs/{DAG}/manual__never", good)
+    assert status == 404 and "NOT FOUND" in page
+
+
+def test_error_responses_are_short_and_never_sniffed(deployment: tuple[AirflowStack, str]) -> None:
+    stack, _ = deployment
+    good = token(stack)
+    for path, expected in [
+        (f"/retrain/runs/{DAG}/{'x' * 10_000}", 422),
+        (f"/retrain/history/{'y' * 10_000}", 422),
+        ("/retrain/history/retrain__nobody", 404),
+    ]:
+        status, body, headers = get(stack, path, good)
+        assert status == expected and len(body) < 300, f"{path[:40]}: {status}, {len(body)} characters"
+        assert "xxxxxxxxxx" not in body and "yyyyyyyyyy" not in body
+        assert headers["x-content-type-options"] == "nosniff"
+    status, _, headers = get(stack, f"/retrain/history/{DAG}")
+    assert status == 401 and headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
@@ -182,12 +221,54 @@ def test_a_logged_in_user_sees_the_report_tab_and_the_history_in_the_ui(
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "2-run-report-tab.png"))
 
-    browser.get(f"{base}/dags/{DAG}/plugin/retrain-history")
+    # Settings wrap whole: a code element broken across lines hid its underscores under the next line.
+    browser.set_window_size(700, 1000)
+    browser.switch_to.frame(frame)
+    settings = browser.find_elements(By.CSS_SELECTOR, "#data code.setting")
+    assert len(settings) > 10 and any("min_ks_statistic" in s.text for s in settings)
+    wrapped = [
+        s.text for s in settings if browser.execute_script("return arguments[0].getClientRects().length", s) != 1
+    ]
+    assert wrapped == []
+    browser.switch_to.default_content()
+    browser.set_window_size(1400, 1000)
+
+    failed = quote(stack.failed_run, safe="")
+    browser.get(f"{base}/dags/{DAG}/runs/{failed}/plugin/retrain-report")
     frame = wait.until(seen.presence_of_element_located((By.TAG_NAME, "iframe")))
+    browser.switch_to.frame(frame)
+    assert wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".outcome"))).text == "FAILED"
+    assert "unreadable or corrupt Parquet file" in browser.find_element(By.ID, "failures").text
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(tmp_path / "3-failed-run-tab.png"))
+
+    # The fleet under Browse; a model's link moves the whole UI to its history tab, and a month there to
+    # that run's report tab.
+    browser.get(f"{base}/plugin/retrain-models")
+    frame = wait.until(seen.presence_of_element_located((By.TAG_NAME, "iframe")))
+    browser.switch_to.frame(frame)
+    row = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#fleet tr[data-model='churn']")))
+    assert "last run failed in pull_snapshots" in row.text and "attention" in row.get_attribute("class")
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(tmp_path / "4-fleet.png"))
+    browser.switch_to.frame(frame)
+    row.find_element(By.LINK_TEXT, "churn").click()
+    browser.switch_to.default_content()
+    wait.until(lambda driver: driver.current_url.endswith(f"/dags/{DAG}/plugin/retrain-history"))
+    frame = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "iframe[src*='/retrain/history/']")))
     browser.switch_to.frame(frame)
     heading = wait.until(seen.presence_of_element_located((By.TAG_NAME, "h1")))
     assert "model history" in heading.text
-    assert browser.find_elements(By.CSS_SELECTOR, "#ledger a"), "each month links to its report"
+    month = wait.until(seen.presence_of_element_located((By.LINK_TEXT, "2025-01")))
     browser.switch_to.default_content()
-    browser.save_screenshot(str(tmp_path / "3-history.png"))
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["1-login.png", "2-run-report-tab.png", "3-history.png"]
+    browser.save_screenshot(str(tmp_path / "5-history.png"))
+    browser.switch_to.frame(frame)
+    month.click()
+    browser.switch_to.default_content()
+    wait.until(lambda driver: driver.current_url.endswith(f"/runs/{quote(run_id, safe='')}/plugin/retrain-report"))
+    frame = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "iframe[src*='/retrain/runs/']")))
+    browser.switch_to.frame(frame)
+    assert wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#decision .outcome"))).text == "BOOTSTRAPPED"
+    browser.switch_to.default_content()
+    shots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert shots == ["1-login.png", "2-run-report-tab.png", "3-failed-run-tab.png", "4-fleet.png", "5-history.png"]

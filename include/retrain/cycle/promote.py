@@ -4,6 +4,7 @@ compare-and-swap, or say why not."""
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from importlib import metadata as package_metadata
 from typing import TYPE_CHECKING
 
@@ -120,7 +121,7 @@ def promote(
         metadata = version_metadata(cycle, pulled, drift, trained, evaluation, approval)
         version = registry.publish_version(model_bytes, metadata)
     if current is not None and current.version == version:
-        return Promotion(evaluation.outcome, version, version, evaluation.reason)
+        return mirrored(cycle, Promotion(evaluation.outcome, version, version, evaluation.reason))
     challenger = evaluation.metrics.challenger
     moved = registry.move_champion(
         version,
@@ -142,4 +143,13 @@ def promote(
             f"{winner.version if winner else '?'} while this run was evaluating; version {version} "
             "stays in the registry unpromoted",
         )
-    return Promotion(evaluation.outcome, version, version, evaluation.reason)
+    return mirrored(cycle, Promotion(evaluation.outcome, version, version, evaluation.reason))
+
+
+def mirrored(cycle: Cycle, promotion: Promotion) -> Promotion:
+    """The MLflow mirror follows the champion at once, before anything announces the move."""
+    if cycle.config.mlflow.tracking_uri is None or not promotion.moved_champion:
+        return promotion
+    from retrain.mlflow_mirror import sync
+
+    return replace(promotion, mlflow=sync(cycle.config, cycle.registry))

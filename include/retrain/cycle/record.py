@@ -105,10 +105,16 @@ def record(
     if config.mlflow.tracking_uri is not None:
         from retrain.mlflow_mirror import sync
 
-        entry = replace(entry, mlflow=sync(config, registry))
+        # The promote step mirrored a move already; every other run catches MLflow up if it fell behind.
+        mirror = promotion.mlflow if promotion is not None and promotion.mlflow is not None else None
+        entry = replace(entry, mlflow=mirror or sync(config, registry))
     folder = cycle.folder
     report = render_run_report(entry, *stored_evidence(folder, evaluated=evaluation is not None))
     entry = replace(entry, report_uri=folder.write(REPORT_FILE, report.encode()))
+    if entry.mlflow is not None and entry.mlflow.synced and promotion is not None and promotion.moved_champion:
+        from retrain.mlflow_mirror import attach_report
+
+        attach_report(config, promotion.version, report)
     return registry.append_ledger(entry)
 
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from retrain.records import Pulled
 
 CHALLENGER_FILE = "challenger.joblib"
+# A few training rows, as the model takes them: the MLflow mirror's input example and signature.
+INPUT_EXAMPLE_FILE = "input-example.json"
+INPUT_EXAMPLE_ROWS = 5
 
 
 def train_challenger(cycle: Cycle, pulled: Pulled) -> Trained:
@@ -45,6 +48,9 @@ def train_challenger(cycle: Cycle, pulled: Pulled) -> Trained:
     pipeline = train(training, config.model, config.training)
     model_bytes, sha256 = serialize(pipeline)
     uri = cycle.folder.write(CHALLENGER_FILE, model_bytes)
+    features = [*config.model.numeric_features, *config.model.categorical_features]
+    example = training[features].head(INPUT_EXAMPLE_ROWS).to_json(orient="split", index=False)
+    cycle.folder.write(INPUT_EXAMPLE_FILE, example.encode())
     return Trained(
         model_uri=uri,
         model_sha256=sha256,

@@ -10,7 +10,7 @@ from retrain.config import DriftSpec, PromotionSpec, TrainingSpec
 from retrain.records.data import HeldOut, Snapshot, SnapshotSummary
 from retrain.records.evidence import Decision, EvaluationMetrics, PerformanceEstimate
 from retrain.records.outcome import Outcome
-from retrain.records.steps import DriftCheck, DriftSummary
+from retrain.records.steps import DriftCheck, DriftSummary, MirrorState
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,6 @@ class LedgerSnapshots:
     reference: tuple[SnapshotSummary, ...] = ()
     production: SnapshotSummary | None = None
     labeled: tuple[SnapshotSummary, ...] = ()
-
-
-@dataclass(frozen=True)
-class MirrorState:
-    """Where the MLflow mirror stands after a sync (retrain.mlflow_mirror)."""
-
-    synced: bool
-    error: str | None = None
-    tracking_uri: str | None = None
-    registered_model: str | None = None
-    version: int | None = None
-    champion: int | None = None
-    alias: str | None = None
 
 
 @dataclass(frozen=True)

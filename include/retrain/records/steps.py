@@ -120,11 +120,27 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class MirrorState:
+    """Where the MLflow mirror stands after a sync (retrain.mlflow_mirror)."""
+
+    synced: bool
+    error: str | None = None
+    tracking_uri: str | None = None
+    registered_model: str | None = None
+    version: int | None = None
+    champion: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
 class Promotion:
     outcome: Outcome
     version: int | None
     champion_version: int | None
     reason: str
+    # The MLflow mirror, brought up to date as soon as the champion moved: before the promote task's
+    # asset event, so that a DAG the event triggers reads the new @champion.
+    mlflow: MirrorState | None = None
 
     @property
     def moved_champion(self) -> bool:
