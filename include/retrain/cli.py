@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -62,7 +63,7 @@ def _drift(args: argparse.Namespace) -> int:
 
         from retrain.serial import to_jsonable
 
-        print(json.dumps({**to_jsonable(report), "untested_columns": untested}, indent=2))
+        emit(json.dumps({**to_jsonable(report), "untested_columns": untested}, indent=2))
     else:
         print(format_drift_table(report))
         if untested:
@@ -148,7 +149,7 @@ def _cycle(args: argparse.Namespace) -> int:
     config = _load(args)
     run_id = args.run_id or f"cli__{args.month}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
     entry = run_cycle(config, Run(run_id=run_id, month=args.month, force=args.force, dry_run=args.dry_run))
-    print(dumps(summary(entry)) if args.json else format_cycle(entry))
+    emit(dumps(summary(entry)) if args.json else format_cycle(entry))
     return 0
 
 
@@ -157,7 +158,7 @@ def _check(args: argparse.Namespace) -> int:
     from retrain.serial import dumps
 
     checked = check_inputs(_load(args), args.month)
-    print(dumps(checked) if args.json else format_check(checked))
+    emit(dumps(checked) if args.json else format_check(checked))
     return 0
 
 
@@ -246,11 +247,11 @@ def _registry(args: argparse.Namespace) -> int:
         version = args.version if args.version is not None else (champion.version if champion else None)
         if version is None:
             raise RetrainError(f"{registry.uri}: no champion yet; name a version")
-        print(dumps(registry.metadata(version)))
+        emit(dumps(registry.metadata(version)))
     elif args.registry_command == "ledger":
         records = registry.ledger()
         if args.json:
-            print(dumps(records))
+            emit(dumps(records))
         else:
             print(format_ledger(records))
     elif args.registry_command == "rollback":
@@ -270,7 +271,7 @@ def _registry(args: argparse.Namespace) -> int:
             comment=args.comment,
             approve=args.registry_command == "approve",
         )
-        print(dumps(summary(entry)) if args.json else format_cycle(entry))
+        emit(dumps(summary(entry)) if args.json else format_cycle(entry))
     elif args.registry_command == "adopt":
         from retrain.adopt import adopt
 
@@ -283,13 +284,12 @@ def _registry(args: argparse.Namespace) -> int:
             replace=args.replace,
         )
         if args.json:
-            print(dumps(adopted.record))
+            emit(dumps(adopted.record))
         else:
             before = f" (was {adopted.champion_version_before})" if adopted.champion_version_before else ""
             print(f"champion is now version {adopted.version}{before}: {adopted.record.reason}")
         if config.mlflow.tracking_uri is not None:
-            # --json prints the record alone: the mirror's line goes to stderr then.
-            _print_mirror(_mirror(config, registry), strict=False, stream=sys.stderr if args.json else sys.stdout)
+            _print_mirror(_mirror(config, registry), strict=False)
     elif args.registry_command == "sync-mlflow":
         if config.mlflow.tracking_uri is None:
             raise RetrainError(f"{config.source}: no [mlflow] section: nothing to mirror to")
@@ -303,7 +303,7 @@ def _mirror(config: Config, registry: Registry) -> MirrorState | None:
     return sync(config, registry)
 
 
-def _print_mirror(result: MirrorState | None, *, strict: bool, stream: TextIO | None = None) -> None:
+def _print_mirror(result: MirrorState | None, *, strict: bool) -> None:
     """One line on MLflow's state; an unreachable MLflow is an error only when the mirror was the point."""
     if result is None:
         return
@@ -314,12 +314,11 @@ def _print_mirror(result: MirrorState | None, *, strict: bool, stream: TextIO | 
         print(f"warning: {message}; run `retrain registry sync-mlflow` once it is back", file=sys.stderr)
         return
     if result.version is None:
-        print(f"MLflow {result.registered_model}: no champion to mirror yet", file=stream)
+        print(f"MLflow {result.registered_model}: no champion to mirror yet")
         return
     print(
         f"MLflow {result.registered_model}@{result.alias} -> version {result.version} "
-        f"(registry version {result.champion})",
-        file=stream,
+        f"(registry version {result.champion})"
     )
 
 
@@ -473,6 +472,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Results:
+    """Where a command's result goes: stdout, which --json keeps for the JSON alone."""
+
+    stream: TextIO | None = None
+
+
+def emit(text: str) -> None:
+    print(text, file=_Results.stream or sys.stdout)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    if not getattr(args, "json", False):
+        return args.handler(args)
+    # Whatever a library prints (MLflow's "View run" lines, a progress message) goes to stderr: with
+    # --json, stdout is the JSON document alone.
+    _Results.stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.handler(args)
+    finally:
+        _Results.stream = None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -481,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return args.handler(args)
+        return _handle(args)
     except RetrainError as error:
         print(f"retrain: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,10 +10,8 @@ the ledger, and the next sync catches up.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +64,7 @@ def _sync(config: Config, registry: Registry) -> MirrorState:
     if champion is None:
         return MirrorState(synced=True, registered_model=name, alias=spec.alias)
     mirrored = {version.tags.get(VERSION_TAG): version for version in client.search_model_versions(f"name = '{name}'")}
-    # MLflow prints "View run ..." lines to stdout when a run ends: the CLI's stdout (--json) is not theirs.
-    with contextlib.redirect_stdout(sys.stderr):
-        version = mirrored.get(str(champion.version)) or _publish(config, registry, client, name, champion.version)
+    version = mirrored.get(str(champion.version)) or _publish(config, registry, client, name, champion.version)
     try:
         aliased = client.get_model_version_by_alias(name, spec.alias).version
     except MlflowException:

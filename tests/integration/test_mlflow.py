@@ -90,7 +90,12 @@ def test_promotions_and_a_rollback_move_the_champion_alias(
         return record_step(*args)
 
     monkeypatch.setattr(retrain.cycle.run, "record", record)
-    promoted = cycle(config_path, "2025-07")
+    capsys.readouterr()
+    assert main(["cycle", "--config", str(config_path), "--month", "2025-07", "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["outcome"] == "PROMOTED", "stdout is the JSON alone"
+    assert "View run" in printed.err, "what MLflow prints goes to stderr"
+    promoted = Registry.for_config(load_config(config_path)).ledger()[-1]
     assert promoted.outcome == "PROMOTED"
     assert alias_when_recording == ["2"], "the alias moved in the promote step, before its asset event"
     versions, alias = mlflow_state(mlflow_server.uri)
