@@ -126,7 +126,12 @@ def main() -> None:
         )
     print(f"Airflow UI:   http://127.0.0.1:{args.port}   (components starting; give it half a minute)")
     print(f"Login:        {ADMIN} / {password}   (kept in {password_file})")
-    print(f"DAGs:         retrain__{' and retrain__'.join(demo.DEMO_MODELS)}, with the demo's runs in the grid")
+    print(f"DAGs:         retrain__{', retrain__'.join(demo.DEMO_MODELS)}, with the demo's runs in the grid")
+    print(
+        "Paused:       every DAG starts paused. Unpause one with its toggle in the UI, or\n"
+        "              `airflow dags unpause retrain__churn` (CLI line below), and the scheduler runs the month\n"
+        "              the demo left for it. A run triggered on a paused DAG waits, queued, until it is unpaused."
+    )
     print(f"Logs:         {logs}/<component>.log; task logs under {home / 'logs'}")
     print(f"CLI:          source {write_cli_env(home, env)} && airflow dags list   (same home, same DB)")
     print("Stop:         Ctrl+C (stops every component)\n", flush=True)

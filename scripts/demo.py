@@ -1,13 +1,15 @@
-"""`make demo`: twelve months of demo data for the three demo models, then their DAGs through Airflow, month by month.
+"""`make demo`: thirteen months of demo data for the three demo models, then their DAGs through Airflow,
+month by month, for the first twelve.
 
 The models are the configs in config/models/ (`churn`; `churn_eu`, whose labels arrive a month late; and
-`home_prices`, a regression model);
-their data goes to demo/<model>/. The twelve months end with the last complete month, so the scheduler's
-next run, once a DAG is unpaused in `make airflow`, is a month that has data. Airflow runs on a SQLite
-metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
-model and month, in order, with dag.test() (the code path the scheduler's tasks take). No services are
-needed: data and registry are local folders. Running it again re-uses the generated data when it covers
-the same months and resets the registry and Airflow state, so every run tells the same story from the start.
+`home_prices`, a regression model); their data goes to demo/<model>/. The months end with the last complete
+month, which the demo leaves to the scheduler: once a DAG is unpaused in `make airflow`, the scheduler's
+first run is that month, whose data is there. Airflow runs on a SQLite metadata DB in demo/airflow (the home
+`make airflow` opens, so its grid shows these runs), one DAG run per model and month, in order, with
+dag.test() (the code path the scheduler's tasks take); each run then reads as what it was: started and
+ended when it really ran, triggered by `make demo`. No services are needed: data and registry are local
+folders. Running it again re-uses the generated data when it covers the same months and resets the
+registry and Airflow state, so every run tells the same story from the start.
 """
 
 from __future__ import annotations
@@ -26,23 +28,26 @@ CONFIG_DIR = ROOT / "config" / "models"
 # model name: its synthetic world (retrain.demo_data.WORLDS) and that world's seed
 DEMO_MODELS = {"churn": ("churn", 0), "churn_eu": ("churn", 1), "home_prices": ("home_prices", 2)}
 TRAINING_POOL_SLOTS = 2
+TRIGGERED_BY = "make demo"
 
 
 def demo_months(count: int, start: str | None) -> list[str]:
+    """`count` months for the demo's runs and one more, the last complete month, for the scheduler's."""
     from retrain.months import previous_complete_month, shift_month
 
-    first = start or shift_month(previous_complete_month(datetime.now(UTC)), -(count - 1))
-    return [shift_month(first, i) for i in range(count)]
+    first = start or shift_month(previous_complete_month(datetime.now(UTC)), -count)
+    return [shift_month(first, i) for i in range(count + 1)]
 
 
-def prepare_data(demo: Path, months: list[str]) -> list[Path]:
+def prepare_data(demo: Path, months: list[str], models: list[str], config_dir: Path = CONFIG_DIR) -> list[Path]:
     """Generate each demo model's data unless it is already there for these months; returns the configs."""
     from retrain.config import load_config
     from retrain.demo_data import write_demo_data
     from retrain.snapshots import list_months
 
-    configs = [CONFIG_DIR / f"{name}.toml" for name in DEMO_MODELS]
-    for path, (name, (world, seed)) in zip(configs, DEMO_MODELS.items(), strict=True):
+    configs = [config_dir / f"{name}.toml" for name in models]
+    for path, name in zip(configs, models, strict=True):
+        world, seed = DEMO_MODELS[name]
         config = load_config(path)
         folder = Path(config.data.production).parent
         have = list_months(config.data.production)
@@ -67,7 +72,7 @@ def prepare_data(demo: Path, months: list[str]) -> list[Path]:
     return configs
 
 
-def airflow_env(demo: Path) -> dict[str, str]:
+def airflow_env(demo: Path, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
     home = demo / "airflow"
     return {
         "AIRFLOW_HOME": str(home),
@@ -76,11 +81,26 @@ def airflow_env(demo: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         # dag.test() warns about every branch it skipped; the demo checks each run's state itself.
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
-        "RETRAIN_CONFIG_DIR": str(CONFIG_DIR),
+        "RETRAIN_CONFIG_DIR": str(config_dir),
     }
 
 
-def run_months(months: list[str]) -> None:
+def read_as_run(dag_id: str, run_id: str, started: datetime) -> None:
+    """dag.test() starts a run at its logical date (a duration of months in the UI) and names `dag_test` as
+    its trigger; the run's record says when it really ran, and that the demo triggered it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        run.start_date = run.queued_at = started
+        run.triggered_by = DagRunTriggeredByType.CLI
+        run.triggering_user_name = TRIGGERED_BY
+
+
+def run_months(months: list[str], models: list[str]) -> None:
     # Imported only now: Airflow reads its settings from the environment at import time.
     from airflow.dag_processing.dagbag import DagBag
 
@@ -88,13 +108,15 @@ def run_months(months: list[str]) -> None:
     if bag.import_errors:
         sys.exit(f"DAG import errors: {bag.import_errors}")
     for month in months:
-        for name in DEMO_MODELS:
+        for name in models:
             dag = DagBag(dag_folder=str(ROOT / "dags")).dags[f"retrain__{name}"]
             started = time.monotonic()
+            started_at = datetime.now(UTC)
             year, number = map(int, month.split("-"))
             first_day = datetime(year, number, 1, tzinfo=UTC)
             # Run ids come from run_after: the month's first day names the month in the grid.
             dag_run = dag.test(run_conf={"month": month}, logical_date=first_day, run_after=first_day)
+            read_as_run(dag.dag_id, dag_run.run_id, started_at)
             instances = sorted(
                 dag_run.get_task_instances(), key=lambda ti: ti.start_date or datetime.max.replace(tzinfo=UTC)
             )
@@ -152,21 +174,28 @@ def print_summary(config_path: Path) -> None:
             f"{_number(champion and champion.score):>8} {_number(challenger and challenger.score):>10} {lift_text:<27} "
             f"{entry.outcome:<14} {'v' + str(entry.champion_version) if entry.champion_version else '-':>8}"
         )
-    print(f"Ledger:  retrain registry ledger --config {config_path.relative_to(ROOT)}")
+    print(f"Ledger:  retrain registry ledger --config {os.path.relpath(config_path)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default="demo", help="demo folder (default: ./demo)")
-    parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--start", help="first month, YYYY-MM (default: twelve months ending last month)")
+    parser.add_argument("--months", type=int, default=12, help="months the demo runs (default: 12)")
+    parser.add_argument("--start", help="first month, YYYY-MM (default: the months before last month)")
+    parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: all three)")
+    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="model configs (default: config/models)")
     args = parser.parse_args()
     demo = Path(args.dir).resolve()
     started = time.monotonic()
+    models = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(models) - set(DEMO_MODELS))
+    if unknown:
+        sys.exit(f"unknown demo model(s) {', '.join(unknown)}; the demo's are {', '.join(DEMO_MODELS)}")
 
-    months = demo_months(args.months, args.start)
-    configs = prepare_data(demo, months)
-    env = airflow_env(demo)
+    *months, scheduled = demo_months(args.months, args.start)
+    config_dir = args.config_dir.resolve()
+    configs = prepare_data(demo, [*months, scheduled], models, config_dir)
+    env = airflow_env(demo, config_dir)
     os.environ.update(env)
     (demo / "airflow").mkdir(parents=True)
     print("Initialising the Airflow metadata DB (SQLite) and the retrain_training pool ...")
@@ -175,8 +204,8 @@ def main() -> None:
         ["pools", "set", "retrain_training", str(TRAINING_POOL_SLOTS), "retrain: training and evaluation"],
     ):
         subprocess.run([sys.executable, "-m", "airflow", *command], env=os.environ, check=True, capture_output=True)
-    print(f"Running retrain__{' and retrain__'.join(DEMO_MODELS)} for {months[0]} .. {months[-1]}, month by month:")
-    run_months(months)
+    print(f"Running retrain__{' and retrain__'.join(models)} for {months[0]} .. {months[-1]}, month by month:")
+    run_months(months, models)
     for config in configs:
         print_summary(config)
     print(
@@ -187,6 +216,10 @@ def main() -> None:
     )
     print(f"Reports: {demo / 'registry'}/<model>/runs/<month>/<run>/report.html")
     print(f"Airflow: {demo / 'airflow'} (make airflow opens it: the runs above show in its grid)")
+    print(
+        f"Left for the scheduler: {scheduled}, whose data is there. The DAGs start paused: unpause one in\n"
+        "`make airflow` (its toggle, or `airflow dags unpause retrain__churn`) and the scheduler runs it."
+    )
     print(f"\nDone in {time.monotonic() - started:.0f} s.")
 
 

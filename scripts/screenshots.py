@@ -52,6 +52,7 @@ def main() -> None:
         for name, path in (
             ("report-tab.png", f"/dags/{args.dag}/runs/{run}/plugin/retrain-report"),
             ("history.png", f"/dags/{args.dag}/plugin/retrain-history"),
+            ("fleet.png", "/plugin/retrain-models"),
         ):
             driver.get(base + path)
             frame = wait.until(seen.presence_of_element_located((By.TAG_NAME, "iframe")))

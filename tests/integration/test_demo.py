@@ -1,0 +1,75 @@
+"""`make demo` leaves Airflow as real runs would: each run's start, end and trigger read as they happened,
+and the scheduler, once a DAG is unpaused, creates the month the demo left for it (no loop on a month that
+already has a run). The demo runs one model over two months here, on its own copy of the config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from retrain.months import previous_complete_month
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_read_as_real_runs_and_the_scheduler_takes_the_next_month(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config" / "models"
+    config_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "models" / "churn.toml", config_dir)  # its data and registry: tmp_path/demo
+    demo = tmp_path / "demo"
+    began = datetime.now(UTC)
+    command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--dir", str(demo), "--months", "2"]
+    done = subprocess.run(
+        [*command, "--models", "churn", "--config-dir", str(config_dir)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    scheduled_month = previous_complete_month(datetime.now(UTC))
+    assert f"Left for the scheduler: {scheduled_month}" in done.stdout
+
+    database = demo / "airflow" / "airflow.db"
+    with sqlite3.connect(database) as db:
+        runs = db.execute(
+            "select run_type, triggered_by, triggering_user_name, start_date, end_date from dag_run"
+        ).fetchall()
+    assert len(runs) == 2
+    for run_type, triggered_by, user, start, end in runs:
+        assert (run_type, triggered_by, user) == ("manual", "CLI", "make demo")
+        started = datetime.fromisoformat(start).replace(tzinfo=UTC)
+        duration = datetime.fromisoformat(end).replace(tzinfo=UTC) - started
+        assert started >= began - timedelta(seconds=1), "started when it ran, not at its logical date"
+        assert timedelta(0) < duration < timedelta(minutes=5)
+
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(demo / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "RETRAIN_CONFIG_DIR": str(config_dir),
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "dags", "unpause", "retrain__churn"], env=env, check=True, capture_output=True)
+    scheduler = subprocess.run(
+        [airflow, "scheduler", "--num-runs", "5", "--skip-serve-logs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "run already exists" not in scheduler.stdout + scheduler.stderr
+    with sqlite3.connect(database) as db:
+        created = db.execute(
+            "select logical_date, data_interval_end from dag_run where run_type = 'scheduled'"
+        ).fetchall()
+    assert [(logical[:7], end[:7]) for logical, end in created] == [
+        (scheduled_month, (datetime.fromisoformat(created[0][0]) + timedelta(days=32)).strftime("%Y-%m"))
+    ], "one run, for the month the demo left, whose data is there"
