@@ -126,6 +126,15 @@ def test_reject_timeout_and_approve_through_the_rest_api(stack, browser, tmp_pat
     assert "**AUC lift**: +" in body and "**drifted features**" in body and "retrain-report" in body
     (post,) = webhook.posts
     assert "decision: PROMOTED, waiting for a reviewer" in post["body"]["text"], "sent on the model's notifiers"
+    from urllib.parse import quote
+
+    from tests.integration.test_reports_ui import get, token
+
+    login = token(airflow)
+    status, fleet, _ = get(airflow, "/retrain/", login)
+    assert status == 200 and "1 promotion(s) awaiting approval" in fleet, "the fleet page counts the waiting run"
+    status, page, _ = get(airflow, f"/retrain/runs/{DAG_ID}/{quote(rejected_run, safe='')}", login)
+    assert status == 200 and "waits for a reviewer" in page and "RUNNING" in page
     respond(airflow, rejected_run, "Reject", "the south needs a look")
     assert airflow.wait_for_run(DAG_ID, rejected_run, timeout=300) == "success"
     rejected = ledger_entry(config_path, rejected_run)

@@ -37,6 +37,8 @@ URL_PREFIX = "/retrain"
 # A report is static: no script, no request anywhere; charts are data: images, styles inline.
 PAGE_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+# A human-in-the-loop task waiting for its answer: parked in awaiting_input since Airflow 3.3, deferred before.
+AWAITING_REVIEW = ("awaiting_input", "deferred")
 
 DagId = Annotated[str, Path(max_length=250, pattern=r"^[A-Za-z0-9_.\-]+$")]
 RunId = Annotated[str, Path(max_length=250)]
@@ -172,7 +174,7 @@ def _run_status(
         ]
         return _page(render_run_status(model, run_id, state, month=month, failed=failed), script=True)
     tasks = [(task_id, _state(task_state)) for task_id, task_state, _ in instances]
-    waiting = any(task_id == APPROVAL_TASK and task_state == "deferred" for task_id, task_state in tasks)
+    waiting = any(task_id == APPROVAL_TASK and task_state in AWAITING_REVIEW for task_id, task_state in tasks)
     page = render_run_status(model, run_id, state, month=month, tasks=tasks, waiting_for_review=waiting)
     return _page(page, script=True)
 
@@ -276,7 +278,9 @@ def _scheduler_facts(dag_ids: list[str], session: Session) -> tuple[dict[str, Ru
     waiting = session.execute(
         select(TaskInstance.dag_id, func.count())
         .where(
-            TaskInstance.dag_id.in_(dag_ids), TaskInstance.task_id == APPROVAL_TASK, TaskInstance.state == "deferred"
+            TaskInstance.dag_id.in_(dag_ids),
+            TaskInstance.task_id == APPROVAL_TASK,
+            TaskInstance.state.in_(AWAITING_REVIEW),
         )
         .group_by(TaskInstance.dag_id)
     ).all()
