@@ -6,6 +6,7 @@ dag.test() never answers a human-in-the-loop task."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def wait_for_review(airflow: AirflowStack, run_id: str) -> dict:
 
 
 def respond(airflow: AirflowStack, run_id: str, option: str, comment: str) -> None:
+    # A reviewer reads before answering. An answer within the second the task paused reaches Airflow 3.3
+    # before its scheduler has handled the paused process's exit, which it then takes for a failure of the
+    # resumed task and retries it, asking again (seen here at 0.2 s).
+    time.sleep(5)
     status, answered = airflow.api(
         "PATCH",
         f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails",
@@ -126,15 +131,6 @@ def test_reject_timeout_and_approve_through_the_rest_api(stack, browser, tmp_pat
     assert "**AUC lift**: +" in body and "**drifted features**" in body and "retrain-report" in body
     (post,) = webhook.posts
     assert "decision: PROMOTED, waiting for a reviewer" in post["body"]["text"], "sent on the model's notifiers"
-    from urllib.parse import quote
-
-    from tests.integration.test_reports_ui import get, token
-
-    login = token(airflow)
-    status, fleet, _ = get(airflow, "/retrain/", login)
-    assert status == 200 and "1 promotion(s) awaiting approval" in fleet, "the fleet page counts the waiting run"
-    status, page, _ = get(airflow, f"/retrain/runs/{DAG_ID}/{quote(rejected_run, safe='')}", login)
-    assert status == 200 and "waits for a reviewer" in page and "RUNNING" in page
     respond(airflow, rejected_run, "Reject", "the south needs a look")
     assert airflow.wait_for_run(DAG_ID, rejected_run, timeout=300) == "success"
     rejected = ledger_entry(config_path, rejected_run)
@@ -144,6 +140,16 @@ def test_reject_timeout_and_approve_through_the_rest_api(stack, browser, tmp_pat
 
     expired_run = airflow.trigger(DAG_ID, conf)
     wait_for_review(airflow, expired_run)
+    # While nobody answers: the fleet counts the waiting run, and its report tab says what it waits for.
+    from urllib.parse import quote
+
+    from tests.integration.test_reports_ui import get, token
+
+    login = token(airflow)
+    status, fleet, _ = get(airflow, "/retrain/", login)
+    assert status == 200 and "1 promotion(s) awaiting approval" in fleet, fleet[-2000:]
+    status, page, _ = get(airflow, f"/retrain/runs/{DAG_ID}/{quote(expired_run, safe='')}", login)
+    assert status == 200 and "waits for a reviewer" in page and "RUNNING" in page
     assert airflow.wait_for_run(DAG_ID, expired_run, timeout=300) == "success"
     expired = ledger_entry(config_path, expired_run)
     assert expired.outcome == Outcome.APPROVAL_EXPIRED and expired.approval.decision == "expired"
