@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 from retrain.records import run_key
 from retrain.registry import utc_now
-from retrain.serial import to_bytes
 
 if TYPE_CHECKING:
     from retrain.records import DriftCheck, Evaluation, LedgerRecord, SegmentCheck
@@ -157,29 +156,13 @@ def _message(
 
 @dataclass(frozen=True)
 class TaskFailure:
-    """A task that failed after its last retry, as its run's report tab shows it."""
+    """A task that failed after its last retry, as its run's report tab shows it (kept in Airflow's
+    metadata DB as the failed task's XCom, never in the registry: a failed run writes nothing there)."""
 
     task: str
     try_number: int
     error: str
     at: str = field(default_factory=utc_now)
-
-
-FAILURE_PREFIX = "failed-"
-
-
-def remember_failure(registry: Registry, month: str, run_id: str, failure: TaskFailure) -> None:
-    """Keep a failure in the run folder (the run's scratch: never the ledger or a version)."""
-    folder = registry.run_folder(month, run_key(run_id))
-    folder.write(f"{FAILURE_PREFIX}{failure.task}.json", to_bytes(failure))
-
-
-def failures(registry: Registry, month: str, run_id: str) -> list[TaskFailure]:
-    """The failures a run left, in the order they happened."""
-    folder = registry.run_folder(month, run_key(run_id))
-    names = [k.rsplit("/", 1)[1] for k in registry.store.list(f"{folder.prefix}/{FAILURE_PREFIX}")]
-    found = [folder.read_record(TaskFailure, name) for name in names if name.endswith(".json")]
-    return sorted((f for f in found if f is not None), key=lambda f: f.at)
 
 
 def _sent_marker(channel: str) -> str:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from retrain.config import load_config
-from retrain.notify import failures
 from retrain.registry import Registry
 from tests.conftest import ROOT, s3_client, upload_tree, write_config
 from tests.dags.conftest import parse_dag
@@ -114,8 +113,19 @@ def test_a_failure_is_reported_once_after_the_last_try(
     assert f"log: {log}" in mail.get_body(preferencelist=("plain",)).get_content()
     (post,) = webhook.posts
     assert "failed task: pull_snapshots" in post["body"]["text"] and f"log: {log}" in post["body"]["text"]
-    (failure,) = failures(Registry.for_config(load_config(notifying_config)), "2025-02", run_id)
-    assert failure.task == "pull_snapshots" and "unreadable or corrupt Parquet file" in failure.error
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        kept = session.execute(
+            select(XComModel.task_id, XComModel.value).where(
+                XComModel.run_id == run_id, XComModel.key == "retrain_failure"
+            )
+        ).all()
+    ((task, value),) = kept
+    failure = json.loads(value) if isinstance(value, str) else value
+    assert task == "pull_snapshots" and "unreadable or corrupt Parquet file" in failure["error"]
 
 
 def test_unreachable_endpoints_leave_the_run_green(
@@ -142,12 +152,22 @@ def test_failures_are_announced_only_after_the_last_retry() -> None:
         assert not task.on_retry_callback, "never one message per retry"
 
 
+class Instance:
+    """A task instance as a callback sees it: its id, its try, and the XComs it pushes."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id, self.try_number, self.pushed = task_id, 3, {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
 def context_of(run_id: str, task_id: str = "record_decision") -> dict[str, Any]:
     from types import SimpleNamespace
 
     return {
         "dag_run": SimpleNamespace(run_id=run_id, run_after=None),
-        "ti": SimpleNamespace(task_id=task_id, try_number=3),
+        "ti": Instance(task_id),
         "params": {"month": "2025-07"},
         "exception": ValueError(f"{task_id} broke\nTraceback ..."),
     }
@@ -189,16 +209,25 @@ def test_each_failed_task_is_announced_once(
         tmp_path / "retrain.toml", production="p", labeled="l", registry=str(tmp_path / "registry"), extra=NOTIFY
     )
     notify_failure = failure_notifier(str(path), "retrain__churn")
-    for task in ("train_challenger", "train_challenger", "record_decision"):
-        notify_failure(context_of("manual__1", task))
+    contexts = [context_of("manual__1", task) for task in ("train_challenger", "train_challenger", "record_decision")]
+    for context in contexts:
+        notify_failure(context)
     assert [m["Subject"] for m in smtp.messages] == [
         "[retrain] churn 2025-07: FAILED in train_challenger",
         "[retrain] churn 2025-07: FAILED in record_decision",
     ], "a second task's failure is heard; the same task's is not repeated"
     assert len(webhook.posts) == 2
     assert "error: record_decision broke\nlog: " in smtp.messages[1].get_body(preferencelist=("plain",)).get_content()
-    recorded = failures(Registry.for_config(load_config(path)), "2025-07", "manual__1")
-    assert [(f.task, f.try_number) for f in recorded] == [("train_challenger", 3), ("record_decision", 3)]
+    kept = [c["ti"].pushed["retrain_failure"] for c in contexts]
+    assert [(f["task"], f["try_number"], f["error"]) for f in kept] == [
+        ("train_challenger", 3, "train_challenger broke"),
+        ("train_challenger", 3, "train_challenger broke"),
+        ("record_decision", 3, "record_decision broke"),
+    ], "each kept for the run's report tab as the failed task's XCom"
+    names = [k.rsplit("/", 1)[1] for k in Registry.for_config(load_config(path)).store.list("runs/")]
+    assert sorted(names) == [
+        f"notified-failure-{t}-{c}.json" for t in ("record_decision", "train_challenger") for c in ("email", "slack")
+    ]
 
 
 def test_a_hung_server_costs_one_short_timeout(

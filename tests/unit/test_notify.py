@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from retrain.notify import (
-    TaskFailure,
     already_sent,
     decision_message,
     failure_message,
-    failures,
     mark_sent,
-    remember_failure,
     report_link,
     run_link,
     task_log_link,
@@ -146,7 +143,7 @@ def test_a_channel_is_marked_sent_only_when_told_and_once_per_run(tmp_path: Path
     ], "in the run's own folder, where a re-run of the same run id finds it"
 
 
-def test_a_failure_message_names_the_task_and_links_to_its_log(tmp_path: Path) -> None:
+def test_a_failure_message_names_the_task_and_links_to_its_log() -> None:
     log = task_log_link("https://airflow.example.com/", "retrain__churn", "scheduled__2025-04", "pull_snapshots")
     assert log == "https://airflow.example.com/dags/retrain__churn/runs/scheduled__2025-04/tasks/pull_snapshots"
     message = failure_message("churn", "2025-04", "pull_snapshots", "missing column plan", log)
@@ -159,13 +156,6 @@ def test_a_failure_message_names_the_task_and_links_to_its_log(tmp_path: Path) -
         "log": log,
     }
     assert f"<a href='{log}'>Open the log of the failed task</a>" in message.html
-    registry = Registry(open_store(str(tmp_path / "registry")), "churn")
-    first = TaskFailure("pull_snapshots", 2, "missing column plan", at="2025-05-01T00:00:01Z")
-    second = TaskFailure("record_decision", 1, "storage down", at="2025-05-01T00:00:02Z")
-    for failure in (second, first):
-        remember_failure(registry, "2025-04", "run-1", failure)
-    assert failures(registry, "2025-04", "run-1") == [first, second]
-    assert failures(registry, "2025-04", "run-2") == []
 
 
 @pytest.mark.parametrize("outcome", list(Outcome.of_cycles()))

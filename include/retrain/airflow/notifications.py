@@ -132,31 +132,48 @@ def log_failure(context: Context) -> None:
     )
 
 
+FAILURE_XCOM = "retrain_failure"
+
+
+def remember_failure(context: Context) -> None:
+    """Keep the failure as the failed task's XCom, where the run's report tab finds it (a cleared task's
+    next try starts without it)."""
+    from retrain.notify import TaskFailure
+    from retrain.serial import to_jsonable
+
+    ti = context.get("ti") or context.get("task_instance")
+    error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
+    try:
+        failure = TaskFailure(task=ti.task_id, try_number=int(ti.try_number or 1), error=error)
+        ti.xcom_push(key=FAILURE_XCOM, value=to_jsonable(failure))
+    except Exception as problem:  # noqa: BLE001 - the report tab then names the task without its error
+        log.warning("the failure was not kept for the run's report tab: %s", problem)
+
+
 def failure_notifier(config_path: str, dag_id: str) -> Callable[[Context], None]:
-    """The failure callback of a model's tasks: leaves the failure in the run folder for the run's report
-    tab, and announces it once per failed task. Airflow calls on_failure_callback after the last retry only,
-    never on a retry."""
+    """The failure callback of a model's tasks: keeps the failure for the run's report tab, and announces
+    it once per failed task. Airflow calls on_failure_callback after the last retry only, never on a
+    retry."""
 
     def notify_failure(context: Context) -> None:
         from retrain.config import load_config
-        from retrain.notify import TaskFailure, failure_message, remember_failure, task_log_link
+        from retrain.notify import failure_message, task_log_link
         from retrain.registry import Registry
 
+        remember_failure(context)
         try:
             config = load_config(config_path)
+            if not config.notify.enabled:
+                return
             month = run_month(context)
             ti = context.get("ti") or context.get("task_instance")
             run_id = context["dag_run"].run_id
             error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
             registry = Registry.for_config(config)
-            failure = TaskFailure(task=ti.task_id, try_number=int(ti.try_number or 1), error=error)
-            remember_failure(registry, month, run_id, failure)
-            if not config.notify.enabled:
-                return
             link = task_log_link(airflow_url(), dag_id, run_id, ti.task_id)
             message = failure_message(config.model.name, month, ti.task_id, error, link)
             send(config, registry, message, context, month, f"failure-{ti.task_id}")
         except Exception as error:  # noqa: BLE001 - a failure report must never fail itself
-            log.warning("failure not recorded or not announced: %s: %s", type(error).__name__, error)
+            log.warning("failure not announced: %s: %s", type(error).__name__, error)
 
     return notify_failure

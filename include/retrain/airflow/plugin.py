@@ -13,6 +13,7 @@ ledger records. Registered through the package's `airflow.plugins` entry point.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from retrain.config import Config
+    from retrain.notify import TaskFailure
     from retrain.overview import RunFailure
     from retrain.records import LedgerRecord
     from retrain.registry import Registry
@@ -120,7 +122,7 @@ def run_report(dag_id: DagId, run_id: RunId, request: Request, session: SessionD
     key = run_key(run_id)
     record = registry.find_run(key)
     if record is None or record.month is None:
-        return _run_status(config, registry, dag_id, run_id, _ui_base(request), session)
+        return _run_status(config, dag_id, run_id, _ui_base(request), session)
     folder = registry.run_folder(record.month, key)
     try:
         return _page(folder.read(REPORT_FILE).decode())
@@ -132,16 +134,37 @@ def _state(value: object) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def _run_status(
-    config: Config, registry: Registry, dag_id: str, run_id: str, ui_base: str, session: Session
-) -> HTMLResponse:
+def _failures(dag_id: str, run_id: str, session: Session) -> dict[str, TaskFailure]:
+    """The failures a run's tasks kept as XCom (see retrain.airflow.notifications.remember_failure)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    from retrain.airflow.notifications import FAILURE_XCOM
+    from retrain.notify import TaskFailure
+    from retrain.serial import from_jsonable
+
+    rows = session.execute(
+        select(XComModel.task_id, XComModel.value).where(
+            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == FAILURE_XCOM
+        )
+    ).all()
+    found = {}
+    for task_id, value in rows:
+        try:
+            document = json.loads(value) if isinstance(value, str | bytes) else value
+            found[task_id] = from_jsonable(TaskFailure, document)
+        except (ValueError, TypeError, KeyError):
+            continue  # a value this version cannot read: the page names the task without its error
+    return found
+
+
+def _run_status(config: Config, dag_id: str, run_id: str, ui_base: str, session: Session) -> HTMLResponse:
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
 
     from retrain.airflow.approval import APPROVAL_TASK
     from retrain.airflow.params import month_of
-    from retrain.notify import failures
     from retrain.reports import FailedTask, render_run_status
 
     model = config.model.name
@@ -158,10 +181,7 @@ def _run_status(
     state = _state(dag_run.state) or "queued"
     run_page = _ui_run(ui_base, dag_id, run_id)
     if state == "failed":
-        try:
-            noted = {f.task: f for f in failures(registry, month, run_id)}
-        except Exception:  # noqa: BLE001 - the page names the failed tasks even with the registry down
-            noted = {}
+        noted = _failures(dag_id, run_id, session)
         failed = [
             FailedTask(
                 task=task_id,
