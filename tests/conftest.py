@@ -78,8 +78,9 @@ def s3_bucket(s3_env: str) -> str:
     return name
 
 
-def upload_tree(endpoint: str, folder: Path, bucket: str, prefix: str) -> None:
-    client = s3_client(endpoint)
+def upload_tree(endpoint: str, folder: Path, bucket: str, prefix: str, client: object = None) -> None:
+    """Upload a folder's files under a prefix (with the test server's credentials unless a client is given)."""
+    client = client or s3_client(endpoint)
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")

@@ -133,6 +133,10 @@ def _content_etag(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+# What S3 answers a request whose signer it does not know, or whose signature does not verify.
+REFUSED_CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken")
+
+
 class LocalStore(Store):
     """A folder on a local or shared POSIX filesystem (the embedded default)."""
 
@@ -312,6 +316,13 @@ class S3Store(Store):
                 raise NotFoundError(f"{self.uri_for(key)}: not found") from None
             if code == "NoSuchBucket":
                 raise StorageError(f"{self.uri}: bucket {self.bucket!r} does not exist") from None
+            if code in REFUSED_CREDENTIALS or status == 403:
+                where = self.endpoint_url or "AWS S3"
+                raise StorageError(
+                    f"{self.uri_for(key)}: {action} refused by {where} ({code or status}): check the credentials "
+                    "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or the Airflow connection) and "
+                    "their access to the bucket"
+                ) from None
             raise StorageError(f"{self.uri_for(key)}: {action} failed: {code or status}") from None
         except BotoCoreError as error:
             where = self.endpoint_url or "AWS S3"

