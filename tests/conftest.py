@@ -114,6 +114,7 @@ def write_config(
     data_extra: str = "",
     endpoint_url: str | None = None,
     name: str = "churn",
+    storage_extra: str = "",
 ) -> Path:
     """A config for the demo data's columns, pointing wherever a test needs."""
     path.write_text(
@@ -139,6 +140,7 @@ root = "{registry}"
 max_attempts = 2
 connect_timeout = 2
 read_timeout = 10
+{storage_extra}
 
 [training]
 window_months = 3

@@ -130,9 +130,11 @@ class RegistrySpec:
 
 @dataclass(frozen=True)
 class StorageSpec:
-    """How to reach S3. Credentials always come from the standard AWS chain, never the file."""
+    """How to reach S3. Credentials never come from the file: from an Airflow connection (`aws_conn_id`,
+    the Amazon provider's format), else from boto3's standard chain."""
 
     SECTION: ClassVar[str] = "storage"
+    aws_conn_id: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
     max_attempts: int = 5

@@ -21,7 +21,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,7 +251,49 @@ _clients_lock = threading.Lock()
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 
-def _s3_client(endpoint_url: str | None, region: str | None, spec: StorageSpec) -> Any:
+@dataclass(frozen=True)
+class AwsConnection:
+    """What an Airflow connection of the Amazon provider's type holds for S3."""
+
+    access_key: str | None
+    secret_key: str | None = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+def aws_connection(conn_id: str) -> AwsConnection:
+    """An Airflow connection read the way the Amazon provider reads it: the key id as its login, the secret
+    as its password (or `aws_access_key_id`/`aws_secret_access_key` in its extra), and `endpoint_url` (or
+    `service_config.s3.endpoint_url`), `region_name` and `aws_session_token` from its extra. Airflow's own
+    secrets backends resolve it: environment (`AIRFLOW_CONN_<ID>`), metadata DB, Vault..."""
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:
+        raise StorageError(
+            f"storage.aws_conn_id = {conn_id!r} names an Airflow connection, and Airflow is not installed here: "
+            "unset it to use boto3's own credentials (AWS_ACCESS_KEY_ID, a profile, an instance role)"
+        ) from None
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except Exception as error:  # noqa: BLE001 - not found, a secrets backend down: one line either way
+        raise StorageError(
+            f"storage.aws_conn_id: the Airflow connection {conn_id!r} cannot be read ({type(error).__name__})"
+        ) from None
+    extra = connection.extra_dejson or {}
+    s3_config = (extra.get("service_config") or {}).get("s3") or {}
+    return AwsConnection(
+        access_key=connection.login or extra.get("aws_access_key_id"),
+        secret_key=connection.password or extra.get("aws_secret_access_key"),
+        session_token=extra.get("aws_session_token"),
+        endpoint_url=s3_config.get("endpoint_url") or extra.get("endpoint_url"),
+        region=extra.get("region_name"),
+    )
+
+
+def _s3_client(
+    endpoint_url: str | None, region: str | None, spec: StorageSpec, connection: AwsConnection | None = None
+) -> Any:
     """One client per process and settings, shared by every store: a new client loads botocore's JSON models
     (a third of a second each), and a cycle opens a store for every snapshot it reads. Clients are
     thread-safe; a forked process makes its own rather than share its parent's connections."""
@@ -259,7 +301,12 @@ def _s3_client(endpoint_url: str | None, region: str | None, spec: StorageSpec) 
     from botocore.config import Config as BotoConfig
 
     settings = (spec.max_attempts, spec.connect_timeout, spec.read_timeout)
-    key = (os.getpid(), endpoint_url, region, settings, tuple(os.environ.get(v) for v in CREDENTIAL_VARIABLES))
+    credentials = (
+        (connection.access_key, connection.secret_key, connection.session_token)
+        if connection is not None
+        else tuple(os.environ.get(v) for v in CREDENTIAL_VARIABLES)
+    )
+    key = (os.getpid(), endpoint_url, region, settings, credentials)
     with _clients_lock:
         if key not in _clients:
             boto_config = BotoConfig(
@@ -271,9 +318,16 @@ def _s3_client(endpoint_url: str | None, region: str | None, spec: StorageSpec) 
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            _clients[key] = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=boto_config
+            session = (
+                boto3.session.Session(
+                    aws_access_key_id=connection.access_key,
+                    aws_secret_access_key=connection.secret_key,
+                    aws_session_token=connection.session_token,
+                )
+                if connection is not None
+                else boto3.session.Session()
             )
+            _clients[key] = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=boto_config)
         return _clients[key]
 
 
@@ -291,13 +345,21 @@ class S3Store(Store):
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.max_attempts = spec.max_attempts
-        # Endpoint and region fall back to boto3's own chain (AWS_ENDPOINT_URL, AWS_REGION, profiles).
+        # The config's own endpoint and region first, then the Airflow connection's, then boto3's chain.
+        connection = aws_connection(spec.aws_conn_id) if spec.aws_conn_id else None
         self.endpoint_url = (
-            spec.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            spec.endpoint_url
+            or (connection.endpoint_url if connection else None)
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
         )
-        self.client = _s3_client(
-            self.endpoint_url, spec.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), spec
+        region = (
+            spec.region
+            or (connection.region if connection else None)
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
         )
+        self.client = _s3_client(self.endpoint_url, region, spec, connection)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -228,3 +228,64 @@ def test_the_server_killed_at_each_write_of_a_promotion_leaves_a_readable_champi
         assert entry.outcome == "PROMOTED", f"killed at {key}: {entry.reason}"
         assert [r.run_id for r in registry.ledger()].count("crashed") == 1, f"killed at {key}"
         assert registry.champion().version == entry.version
+
+
+def test_an_airflow_connection_reaches_the_server_and_its_secret_is_written_nowhere(
+    seaweed: SeaweedServer,
+    demo_source: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """storage.aws_conn_id: keys, endpoint and region from an Airflow connection (here from its
+    AIRFLOW_CONN_ variable), none from boto3's chain; a server that checks signatures proves they are
+    used. Then the secret is looked for in everything the runs left."""
+    import json
+
+    import boto3
+
+    from retrain.cli import main
+
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    connection = {
+        "conn_type": "aws",
+        "login": seaweed.access_key,
+        "password": seaweed.secret_key,
+        "extra": {"endpoint_url": seaweed.endpoint, "region_name": "us-east-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_RETRAIN_S3", json.dumps(connection))
+    base = prefix(request)
+    client = boto3.client(
+        "s3",
+        endpoint_url=seaweed.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=seaweed.access_key,
+        aws_secret_access_key=seaweed.secret_key,
+    )
+    for role in ("production", "labeled"):
+        key_prefix = f"{base.removeprefix(f's3://{BUCKET}/')}/data/{role}"
+        upload_tree(seaweed.endpoint, demo_source / role, BUCKET, key_prefix, client=client)
+    config_path = write_config(
+        tmp_path / "retrain.toml",
+        production=f"{base}/data/production",
+        labeled=f"{base}/data/labeled",
+        registry=f"{base}/registry",
+        storage_extra='aws_conn_id = "retrain_s3"',
+    )
+    with caplog.at_level("DEBUG", logger="retrain"):
+        for month in ("2025-01", "2025-07"):
+            assert main(["-v", "cycle", "--config", str(config_path), "--month", month, "--json"]) == 0
+    printed = capsys.readouterr()
+    registry = Registry.for_config(load_config(config_path))
+    assert [r.outcome for r in registry.ledger()] == ["BOOTSTRAPPED", "PROMOTED"]
+    left = [printed.out, printed.err, caplog.text]
+    left += [registry.store.read(key).decode(errors="replace") for key in registry.store.list("")]
+    assert not [text for text in left if seaweed.secret_key in text], "the secret is in nothing the runs left"
+
+    monkeypatch.delenv("AIRFLOW_CONN_RETRAIN_S3")
+    assert main(["registry", "ledger", "--config", str(config_path)]) != 0
+    assert "the Airflow connection 'retrain_s3' cannot be read" in capsys.readouterr().err

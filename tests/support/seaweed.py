@@ -52,7 +52,7 @@ def _ports(count: int) -> list[int]:
 
 class SeaweedServer:
     def __init__(
-        self, folder: Path, bucket: str, access_key: str = "retrain-test", secret_key: str = "s3cr3t-Key"
+        self, folder: Path, bucket: str, access_key: str = "retrain-test", secret_key: str = "sw-Secret-9f2c7e41"
     ) -> None:
         self.folder, self.bucket = folder, bucket
         self.access_key, self.secret_key = access_key, secret_key
