@@ -128,6 +128,41 @@ class RegistrySpec:
     root: str
 
 
+SQL_PREFIX = "sql:"
+SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """Where `sql:` datasets live: a PostgreSQL database, read as Arrow through ADBC (retrain.snapshots.sql).
+    The password never goes in the file: an Airflow connection holds it, or libpq's PGPASSWORD/.pgpass."""
+
+    SECTION: ClassVar[str] = "database"
+    conn_id: str | None = None
+    url: str | None = None
+    month_column: str = "month"
+    updated_column: str | None = None
+    readiness_query: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            if not self.url.startswith(("postgresql://", "postgres://")):
+                raise ConfigError(f"database.url must be a postgresql:// URL, got {self.url.split('://')[0]}://...")
+            if re.match(r"^postgres(ql)?://[^/@]*:[^/@]*@", self.url):
+                raise ConfigError(
+                    "database.url holds a password: keep it out of the file (an Airflow connection, "
+                    "PGPASSWORD or ~/.pgpass)"
+                )
+        for key in ("month_column", "updated_column"):
+            value = getattr(self, key)
+            if value is not None and not SQL_IDENTIFIER.match(value):
+                raise ConfigError(f"database.{key} must be a plain column name, got {value!r}")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url or self.conn_id)
+
+
 @dataclass(frozen=True)
 class StorageSpec:
     """How to reach S3. Credentials never come from the file: from an Airflow connection (`aws_conn_id`,
@@ -140,6 +175,8 @@ class StorageSpec:
     max_attempts: int = 5
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    # The [database] section, for datasets that are `sql:` sources: set at load, never a key of [storage].
+    database: DatabaseSpec | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -381,6 +418,7 @@ class Config:
     data: DataSpec
     registry: RegistrySpec
     storage: StorageSpec = field(default_factory=StorageSpec)
+    database: DatabaseSpec = field(default_factory=DatabaseSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
@@ -419,6 +457,7 @@ SECTIONS: dict[str, type] = {
         DataSpec,
         RegistrySpec,
         StorageSpec,
+        DatabaseSpec,
         DriftSpec,
         TrainingSpec,
         PromotionSpec,
@@ -483,7 +522,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _build(spec: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(spec)
-    known = {f.name: f for f in dataclasses.fields(spec)}
+    known = {f.name: f for f in dataclasses.fields(spec) if not f.metadata.get("internal")}
     section = spec.SECTION
     for key in values:
         if key not in known:
@@ -553,7 +592,7 @@ def _settle_estimator(model: ModelSpec, training: TrainingSpec, source: str) -> 
 
 
 def _resolve_location(location: str, base: Path) -> str:
-    if "://" in location:
+    if "://" in location or location.startswith(SQL_PREFIX):
         return location
     path = Path(location).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -596,6 +635,15 @@ def parse_config(document: dict[str, Any], *, source: str = "<memory>", base: Pa
         labeled=_resolve_location(parts["data"].labeled, base),
     )
     parts["registry"] = RegistrySpec(root=_resolve_location(parts["registry"].root, base))
+    sql_roles = [role for role in ("production", "labeled") if getattr(parts["data"], role).startswith(SQL_PREFIX)]
+    if sql_roles and not parts["database"].configured:
+        raise ConfigError(
+            f"{source}: data.{sql_roles[0]} is a SQL source; [database] needs conn_id (an Airflow connection) "
+            "or url (postgresql://user@host:port/db)"
+        )
+    if parts["registry"].root.startswith(SQL_PREFIX):
+        raise ConfigError(f"{source}: registry.root must be a folder or s3:// prefix, not a SQL source")
+    parts["storage"] = dataclasses.replace(parts["storage"], database=parts["database"])
     return Config(**parts, source=source)
 
 

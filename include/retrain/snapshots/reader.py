@@ -20,6 +20,8 @@ from retrain.snapshots.categories import CATEGORIES, NULL, categorical_values, c
 from retrain.snapshots.files import file_batches, parquet_column_chunks, parquet_row_count, read_arrow_schema
 from retrain.snapshots.layout import BY_MONTH, DATA_FILES, DATA_SUFFIXES, describe, is_csv, month_folder
 from retrain.snapshots.schema import Schema
+from retrain.snapshots.sql import fingerprint as sql_fingerprint
+from retrain.snapshots.sql import is_sql, materialize
 from retrain.snapshots.values import Rows, class_labels, label_values, numeric_values, regression_targets, timestamps
 from retrain.storage import ObjectInfo, Store, open_store
 
@@ -76,7 +78,20 @@ class SnapshotReader:
     ) -> None:
         self.uri, self.month = uri, month
         self.where = describe(month, uri)
-        if uri.endswith(DATA_SUFFIXES):
+        self.sql = is_sql(uri)
+        database_fingerprint = None
+        if self.sql:
+            if month is None:
+                raise DataError(f"{uri}: a SQL source is read a month at a time")
+            database = spec.database if spec else None
+            if expected_fingerprint is not None and expected_fingerprint != sql_fingerprint(uri, month, database):
+                raise ChangedError(
+                    f"{self.where}: the month's rows changed since they were validated; re-run the cycle"
+                )
+            folder, database_fingerprint = materialize(uri, month, database)
+            self.store = open_store(str(folder))
+            entries = [e for e in self.store.entries("") if "/" not in e.key and e.key.endswith(DATA_SUFFIXES)]
+        elif uri.endswith(DATA_SUFFIXES):
             folder, _, name = uri.rpartition("/")
             self.store: Store = open_store(folder or ".", spec)
             entries = [e for e in self.store.entries(name) if e.key == name]
@@ -91,7 +106,8 @@ class SnapshotReader:
         digest = hashlib.sha256()
         for entry in entries:
             digest.update(entry.fingerprint_part())
-        self.fingerprint = digest.hexdigest()
+        # A SQL month's fingerprint is the database's (row count and checksum), not its local copy's.
+        self.fingerprint = database_fingerprint or digest.hexdigest()
         if expected_fingerprint is not None and expected_fingerprint != self.fingerprint:
             raise ChangedError(
                 f"{self.where}: snapshot changed since it was validated (its files' fingerprint differs); "
@@ -117,6 +133,8 @@ class SnapshotReader:
         return self._paths[entry.key]
 
     def file_where(self, entry: ObjectInfo) -> str:
+        if self.sql:
+            return self.where  # its local copy is no place a user knows
         return describe(self.month, self.store.uri_for(entry.key))
 
     def batches(
