@@ -194,3 +194,39 @@ def test_the_fingerprint_follows_the_months_rows(schema: str, tmp_path: Path) ->
     assert sorted(sql.list_months(root, database)) == [f"2025-0{i}" for i in range(1, LOADED + 1)]
     assert sql.list_months(f"sql:{schema}.labeled", database)[0] == DEMO_START, "a date column's months"
     assert DEMO_MONTHS > LOADED
+
+
+def test_an_airflow_connection_names_the_database_and_its_password_is_written_nowhere(
+    schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    password = "pg-Secret-5d1e"  # the local server trusts 127.0.0.1, so any password reaches it
+    connection = {
+        "conn_type": "postgres",
+        "host": POSTGRES["host"],
+        "port": POSTGRES["port"],
+        "login": POSTGRES["user"],
+        "password": password,
+        "schema": "postgres",
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(connection))
+    path = write_config(
+        tmp_path / "conn.toml",
+        production=f"sql:{schema}.production",
+        labeled=f"sql:{schema}.labeled",
+        registry=str(tmp_path / "registry"),
+        extra='\n[database]\nconn_id = "warehouse"\n',
+    )
+    config = load_config(path)
+    with caplog.at_level("DEBUG", logger="retrain"):
+        entry = run_cycle(config, Run(run_id="by-connection", month=DEMO_START))
+    assert entry.outcome == "BOOTSTRAPPED"
+    registry = Registry.for_config(config)
+    left = [caplog.text, *(registry.store.read(key).decode(errors="replace") for key in registry.store.list(""))]
+    assert not [text for text in left if password in text]
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({**connection, "host": "127.0.0.1", "port": 1}))
+    with pytest.raises(Exception) as unreachable:
+        sql.list_months(f"sql:{schema}.production", config.storage.database)
+    assert "cannot connect to postgresql://postgres:***@127.0.0.1:1/postgres" in str(unreachable.value)
+    assert password not in str(unreachable.value)
