@@ -22,11 +22,19 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "config" / "models"
 # model name: its synthetic world (retrain.demo_data.WORLDS) and that world's seed
-DEMO_MODELS = {"churn": ("churn", 0), "churn_eu": ("churn", 1), "home_prices": ("home_prices", 2)}
+DEMO_MODELS = {
+    "churn": ("churn", 0),
+    "churn_eu": ("churn", 1),
+    "home_prices": ("home_prices", 2),
+    # Its months live in PostgreSQL: in the demo when the machine's answers (config/models/churn_db.toml).
+    "churn_db": ("churn", 3),
+}
+DATABASE_MODELS = ("churn_db",)
 TRAINING_POOL_SLOTS = 2
 TRIGGERED_BY = "make demo"
 
@@ -49,6 +57,9 @@ def prepare_data(demo: Path, months: list[str], models: list[str], config_dir: P
     for path, name in zip(configs, models, strict=True):
         world, seed = DEMO_MODELS[name]
         config = load_config(path)
+        if name in DATABASE_MODELS:
+            load_into_database(config, demo / name, months, world, seed)
+            continue
         folder = Path(config.data.production).parent
         have = list_months(config.data.production)
         if have == months:
@@ -70,6 +81,53 @@ def prepare_data(demo: Path, months: list[str], models: list[str], config_dir: P
             print(f"Resetting {demo / state} from the previous demo run.")
             shutil.rmtree(demo / state)
     return configs
+
+
+def database_reachable(url: str) -> bool:
+    try:
+        import adbc_driver_postgresql.dbapi as dbapi
+
+        with dbapi.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        return True
+    except Exception:  # noqa: BLE001 - no server, no driver, no login: the model sits this demo out
+        return False
+
+
+def load_into_database(config: Any, staging: Path, months: list[str], world: str, seed: int) -> None:
+    """Generate the model's months as files, then load them into its tables (recreated on every demo run)."""
+    import adbc_driver_postgresql.dbapi as dbapi
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from retrain.demo_data import write_demo_data
+
+    print(f"Loading {len(months)} months of demo data for {config.model.name} into PostgreSQL ...")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_demo_data(staging, months=len(months), start=months[0], seed=seed, config=False, world=world)
+    with dbapi.connect(config.database.url) as connection, connection.cursor() as cursor:
+        for role in ("production", "labeled"):
+            schema, table = getattr(config.data, role).removeprefix("sql:").split(".")
+            parts = []
+            for month in months:
+                part = pq.read_table(staging / role / f"month={month}").replace_schema_metadata(None)
+                columns = {}
+                for field in part.schema:
+                    column = part[field.name]
+                    if pa.types.is_timestamp(field.type):  # PostgreSQL keeps microseconds
+                        column = pc.cast(column, pa.timestamp("us", field.type.tz), safe=False)
+                    elif pa.types.is_large_string(field.type):
+                        column = pc.cast(column, pa.string())
+                    columns[field.name] = column
+                parts.append(pa.table(columns).append_column("month", pa.array([month] * part.num_rows)))
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            cursor.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+            cursor.adbc_ingest(table, pa.concat_tables(parts), mode="create", db_schema_name=schema)
+            print(f"  {schema}.{table}: {sum(p.num_rows for p in parts):,} rows")
+        connection.commit()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def airflow_env(demo: Path, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
@@ -191,6 +249,13 @@ def main() -> None:
     unknown = sorted(set(models) - set(DEMO_MODELS))
     if unknown:
         sys.exit(f"unknown demo model(s) {', '.join(unknown)}; the demo's are {', '.join(DEMO_MODELS)}")
+    for name in [m for m in models if m in DATABASE_MODELS]:
+        from retrain.config import load_config
+
+        url = load_config(args.config_dir / f"{name}.toml").database.url
+        if not database_reachable(url):
+            print(f"Leaving {name} out: its months live in PostgreSQL, and {url} does not answer.")
+            models.remove(name)
 
     *months, scheduled = demo_months(args.months, args.start)
     config_dir = args.config_dir.resolve()

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,30 +17,52 @@ import pytest
 
 from retrain.months import previous_complete_month
 from tests.conftest import ROOT
+from tests.support.airflow_stack import POSTGRES, POSTGRES_SERVICE, require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+
+def drop_schema(schema: str) -> None:
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    url = f"postgresql://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/postgres"
+    with dbapi.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        connection.commit()
 
 
 def test_demo_runs_read_as_real_runs_and_the_scheduler_takes_the_next_month(tmp_path: Path) -> None:
+    """churn from files and churn_db from PostgreSQL tables the demo loads (a schema of the test's own)."""
+    require(POSTGRES_SERVICE, "the demo's database-backed model reads its months from PostgreSQL")
     config_dir = tmp_path / "config" / "models"
     config_dir.mkdir(parents=True)
     shutil.copy(ROOT / "config" / "models" / "churn.toml", config_dir)  # its data and registry: tmp_path/demo
+    schema = f"retrain_demo_{uuid.uuid4().hex[:8]}"
+    database_model = (ROOT / "config" / "models" / "churn_db.toml").read_text()
+    (config_dir / "churn_db.toml").write_text(database_model.replace("sql:retrain_demo.", f"sql:{schema}."))
     demo = tmp_path / "demo"
     began = datetime.now(UTC)
     command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--dir", str(demo), "--months", "2"]
-    done = subprocess.run(
-        [*command, "--models", "churn", "--config-dir", str(config_dir)], capture_output=True, text=True, timeout=600
-    )
+    try:
+        done = subprocess.run(
+            [*command, "--models", "churn,churn_db", "--config-dir", str(config_dir)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        drop_schema(schema)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     scheduled_month = previous_complete_month(datetime.now(UTC))
     assert f"Left for the scheduler: {scheduled_month}" in done.stdout
+    assert f"{schema}.churn_db_production: " in done.stdout and "churn_db  success" in done.stdout
 
     database = demo / "airflow" / "airflow.db"
     with sqlite3.connect(database) as db:
         runs = db.execute(
             "select run_type, triggered_by, triggering_user_name, start_date, end_date from dag_run"
         ).fetchall()
-    assert len(runs) == 2
+    assert len(runs) == 4, "two months of two models"
     for run_type, triggered_by, user, start, end in runs:
         assert (run_type, triggered_by, user) == ("manual", "CLI", "make demo")
         started = datetime.fromisoformat(start).replace(tzinfo=UTC)
