@@ -1,8 +1,9 @@
-"""`make demo`: thirteen months of demo data for the three demo models, then their DAGs through Airflow,
+"""`make demo`: thirteen months of demo data for the demo models, then their DAGs through Airflow,
 month by month, for the first twelve.
 
-The models are the configs in config/models/ (`churn`; `churn_eu`, whose labels arrive a month late; and
-`home_prices`, a regression model); their data goes to demo/<model>/. The months end with the last complete
+The models are the configs in config/models/ (`churn`; `churn_eu`, whose labels arrive a month late;
+`home_prices`, a regression model; `churn_db`, whose months go into PostgreSQL tables when the machine's
+PostgreSQL answers, and which sits the demo out otherwise); their data goes to demo/<model>/. The months end with the last complete
 month, which the demo leaves to the scheduler: once a DAG is unpaused in `make airflow`, the scheduler's
 first run is that month, whose data is there. Airflow runs on a SQLite metadata DB in demo/airflow (the home
 `make airflow` opens, so its grid shows these runs), one DAG run per model and month, in order, with
@@ -240,7 +241,7 @@ def main() -> None:
     parser.add_argument("--dir", default="demo", help="demo folder (default: ./demo)")
     parser.add_argument("--months", type=int, default=12, help="months the demo runs (default: 12)")
     parser.add_argument("--start", help="first month, YYYY-MM (default: the months before last month)")
-    parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: all three)")
+    parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: all)")
     parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="model configs (default: config/models)")
     args = parser.parse_args()
     demo = Path(args.dir).resolve()
