@@ -5,8 +5,9 @@ The models are the configs in config/models/ (`churn`; `churn_eu`, whose labels 
 `home_prices`, a regression model; `churn_db`, whose months go into PostgreSQL tables when the machine's
 PostgreSQL answers, and which sits the demo out otherwise); their data goes to demo/<model>/. The months
 end with the last complete month, which the demo leaves to the scheduler: once a DAG is unpaused in
-`make airflow`, the scheduler's first run is that month, whose data is there. Airflow runs on a SQLite metadata DB in demo/airflow (the home
-`make airflow` opens, so its grid shows these runs), one DAG run per model and month, in order, with
+`make airflow`, the scheduler's first run is that month, whose data is there. Airflow runs on a SQLite
+metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
+model and month, in order, with
 dag.test() (the code path the scheduler's tasks take); each run then reads as what it was: started and
 ended when it really ran, triggered by `make demo`. No services are needed: data and registry are local
 folders. Running it again re-uses the generated data when it covers the same months and resets the
