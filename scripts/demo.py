@@ -7,10 +7,9 @@ PostgreSQL answers, and which sits the demo out otherwise); their data goes to d
 end with the last complete month, which the demo leaves to the scheduler: once a DAG is unpaused in
 `make airflow`, the scheduler's first run is that month, whose data is there. Airflow runs on a SQLite
 metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
-model and month, in order, with
-dag.test() (the code path the scheduler's tasks take); each run then reads as what it was: started and
-ended when it really ran, triggered by `make demo`. No services are needed: data and registry are local
-folders. Running it again re-uses the generated data when it covers the same months and resets the
+model and month, in order, with dag.test() (the code path the scheduler's tasks take); each run then
+reads as what it was: started and ended when it really ran, triggered by `make demo`. No service is
+needed (churn_db joins when PostgreSQL answers): the other data and the registry are local folders. Running it again re-uses the generated data when it covers the same months and resets the
 registry and Airflow state, so every run tells the same story from the start.
 """
 
