@@ -9,8 +9,9 @@ end with the last complete month, which the demo leaves to the scheduler: once a
 metadata DB in demo/airflow (the home `make airflow` opens, so its grid shows these runs), one DAG run per
 model and month, in order, with dag.test() (the code path the scheduler's tasks take); each run then
 reads as what it was: started and ended when it really ran, triggered by `make demo`. No service is
-needed (churn_db joins when PostgreSQL answers): the other data and the registry are local folders. Running it again re-uses the generated data when it covers the same months and resets the
-registry and Airflow state, so every run tells the same story from the start.
+needed (churn_db joins when PostgreSQL answers): the other data and the registry are local folders.
+Running it again re-uses the generated data when it covers the same months and resets the registry and
+Airflow state, so every run tells the same story from the start.
 """
 
 from __future__ import annotations
