@@ -23,7 +23,7 @@ from tests.support.local_servers import WebhookServer
 pytestmark = pytest.mark.slow
 
 DAG_ID = "retrain__churn"
-TIMEOUT_HOURS = 0.02  # 72 s: long enough to answer (and screenshot), short enough to wait out in the test
+TIMEOUT_HOURS = 0.012  # 43 s: long enough to answer (and screenshot), short enough to wait out in the test
 
 
 @pytest.fixture

@@ -141,85 +141,77 @@ def test_a_server_that_stops_answering_is_retried_then_fails_cleanly(
     assert store.read("champion.json") == b"{}", "the server back, the same object"
 
 
-def registry_writes_of_a_promotion(on_seaweed: SeaweedServer, config_path: Path, run: Run) -> list[str]:
-    """The registry keys a promotion and its record write, in order (counted on a dry rehearsal)."""
-    from retrain.cycle.promote import promote
-    from retrain.cycle.record import record
-    from retrain.storage import S3Store
+def copy_prefix(client: object, source: str, target: str) -> None:
+    """Copy every object under one prefix of the bucket to another (server-side)."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{source}/"):
+        for item in page.get("Contents", []):
+            key = f"{target}/{item['Key'].removeprefix(f'{source}/')}"
+            client.copy_object(Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": item["Key"]})
 
-    step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
-    written: list[str] = []
-    originals = {name: getattr(S3Store, name) for name in ("write", "_create", "_swap")}
 
-    def counting(name: str):  # noqa: ANN202
-        def call(self: S3Store, key: str, *args: object) -> object:
-            written.append(key)
-            return originals[name](self, key, *args)
-
-        return call
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name in originals:
-            patch.setattr(S3Store, name, counting(name))
-        record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
-    return written
+WRITES = ("write", "_create", "_swap")
 
 
 def test_the_server_killed_at_each_write_of_a_promotion_leaves_a_readable_champion_and_a_rerun_finishes(
     on_seaweed: SeaweedServer, demo_source: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """SIGKILL just as each registry write of a promotion goes out, then a restart: the champion reads back
-    (the old one or the new one, never a broken one), and the run's re-run ends with one ledger record."""
+    (the old one or the new one, never a broken one), and the run's re-run ends with one ledger record. The
+    run is evaluated once; each crash point gets a copy of that registry."""
     import boto3
 
+    from retrain.cycle.context import Cycle
     from retrain.cycle.promote import promote
     from retrain.cycle.record import record
     from retrain.storage import S3Store
 
     base = prefix(request)
+    key_base = base.removeprefix(f"s3://{BUCKET}/")
     client = boto3.client("s3")
     for role in ("production", "labeled"):
-        upload_tree(
-            on_seaweed.endpoint,
-            demo_source / role,
-            BUCKET,
-            f"{base.removeprefix(f's3://{BUCKET}/')}/data/{role}",
-            client=client,
-        )
+        upload_tree(on_seaweed.endpoint, demo_source / role, BUCKET, f"{key_base}/data/{role}", client=client)
 
-    def fresh_registry(name: str) -> Path:
-        config_path = write_config(
+    def config_for(name: str) -> Path:
+        return write_config(
             tmp_path / f"{name}.toml",
             production=f"{base}/data/production",
             labeled=f"{base}/data/labeled",
             registry=f"{base}/{name}",
         )
-        cycle(config_path, "2025-01")
-        return config_path
 
-    rehearsal = registry_writes_of_a_promotion(on_seaweed, fresh_registry("rehearsal"), Run("r", "2025-07"))
-    assert any(key.endswith("champion.json") for key in rehearsal) and len(rehearsal) >= 4
-    for crash_at, key in enumerate(rehearsal):
-        config_path = fresh_registry(f"crash-{crash_at}")
-        run = Run(run_id="crashed", month="2025-07")
-        step, pulled, drift, trained, evaluation = steps_until_promotion(config_path, run)
-        writes = iter(range(len(rehearsal)))
-        original = {name: getattr(S3Store, name) for name in ("write", "_create", "_swap")}
+    run = Run(run_id="crashed", month="2025-07")
+    cycle(config_for("evaluated"), "2025-01")
+    _, pulled, drift, trained, evaluation = steps_until_promotion(config_for("evaluated"), run)
+    originals = {name: getattr(S3Store, name) for name in WRITES}
 
-        def crashing(name: str, writes=writes, crash_at=crash_at, original=original):  # noqa: ANN001, ANN202
-            def call(self: S3Store, written_key: str, *args: object) -> object:
-                if next(writes) == crash_at:
+    def promoted(name: str, crash_at: int | None = None) -> list[str]:
+        """Promote and record on a copy of the evaluated registry; the keys written, in order."""
+        copy_prefix(client, f"{key_base}/evaluated", f"{key_base}/{name}")
+        step = Cycle.open(load_config(config_for(name)), run)
+        written: list[str] = []
+
+        def writing(method: str):  # noqa: ANN202
+            def call(self: S3Store, key: str, *args: object) -> object:
+                if len(written) == crash_at:
                     on_seaweed.kill()
-                return original[name](self, written_key, *args)
+                written.append(key)
+                return originals[method](self, key, *args)
 
             return call
 
         with pytest.MonkeyPatch.context() as patch:
-            for name in original:
-                patch.setattr(S3Store, name, crashing(name))
-            with pytest.raises(StorageError):
-                record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
+            for method in WRITES:
+                patch.setattr(S3Store, method, writing(method))
+            record(step, pulled, drift, evaluation, promote(step, pulled, drift, trained, evaluation))
+        return written
+
+    rehearsal = promoted("rehearsal")
+    assert [key.split("/")[0] for key in rehearsal] == ["versions", "versions", "champion.json", "runs", "ledger"]
+    for crash_at, key in enumerate(rehearsal):
+        with pytest.raises(StorageError):
+            promoted(f"crash-{crash_at}", crash_at)
         on_seaweed.start()
+        config_path = config_for(f"crash-{crash_at}")
         registry = Registry.for_config(load_config(config_path))
         champion = registry.champion()
         assert champion.version in (1, *registry.versions()[1:]), f"killed at {key}"
