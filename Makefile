@@ -24,8 +24,9 @@ test: install
 lint: install
 	$(BIN)/ruff check include dags plugins tests bench scripts
 
+# STORAGE=s3: data and registry on a local SeaweedFS that the demo (and then make airflow) starts and stops.
 demo: install
-	$(BIN)/python scripts/demo.py --dir $(DEMO_DIR)
+	$(BIN)/python scripts/demo.py --dir $(DEMO_DIR) $(if $(STORAGE),--storage $(STORAGE))
 
 AIRFLOW_PORT ?= 8080
 airflow: install

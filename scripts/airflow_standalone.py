@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -39,7 +40,20 @@ def admin_password(password_file: Path) -> str:
     return password
 
 
-def environment(demo_dir: Path, port: int, password_file: Path) -> dict[str, str]:
+def storage(demo_dir: Path) -> tuple[Any, Path]:
+    """The demo's local SeaweedFS, started, and its configs, when `make demo STORAGE=s3` made the demo."""
+    kept = demo_dir / demo.STORAGE_FILE
+    if not kept.exists():
+        return None, demo.CONFIG_DIR
+    settings = json.loads(kept.read_text())
+    server = demo.local_s3(demo_dir).start()
+    print(f"SeaweedFS:    {server.endpoint} (the demo's data and registry; stopped with the rest)")
+    return server, Path(settings["config_dir"])
+
+
+def environment(
+    demo_dir: Path, port: int, password_file: Path, config_dir: Path = demo.CONFIG_DIR, server: Any = None
+) -> dict[str, str]:
     home = demo_dir / "airflow"
     secret_file = home / "secrets.json"
     if not secret_file.exists():
@@ -48,7 +62,8 @@ def environment(demo_dir: Path, port: int, password_file: Path) -> dict[str, str
     keys = json.loads(secret_file.read_text())
     return {
         **os.environ,
-        **demo.airflow_env(demo_dir),
+        **demo.airflow_env(demo_dir, config_dir),
+        **(server.environment if server is not None else {}),
         # Components spawn `airflow` by name: this venv's bin/ must come first.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -76,7 +91,15 @@ COMPONENTS = {
 }
 
 
-CLI_VARIABLES = ("AIRFLOW_HOME", "PATH", "RETRAIN_CONFIG_DIR")
+CLI_VARIABLES = (
+    "AIRFLOW_HOME",
+    "PATH",
+    "RETRAIN_CONFIG_DIR",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
 
 
 def write_cli_env(home: Path, env: dict[str, str]) -> Path:
@@ -111,7 +134,8 @@ def main() -> None:
         sys.exit(f"port {args.port} is taken on 127.0.0.1: stop what uses it, or `make airflow AIRFLOW_PORT=8081`")
     password_file = home / "passwords.json"
     password = admin_password(password_file)
-    env = environment(demo_dir, args.port, password_file)
+    server, config_dir = storage(demo_dir)
+    env = environment(demo_dir, args.port, password_file, config_dir, server)
     logs = home / "components"
     logs.mkdir(exist_ok=True)
     processes = {}
@@ -156,6 +180,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 print(f"{name} did not stop in 30 s; killing it", file=sys.stderr)
                 os.killpg(process.pid, signal.SIGKILL)
+        if server is not None:
+            server.stop()
         print("Stopped.")
 
 

@@ -17,7 +17,9 @@ Airflow state, so every run tells the same story from the start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +134,52 @@ def load_into_database(config: Any, staging: Path, months: list[str], world: str
     shutil.rmtree(staging, ignore_errors=True)
 
 
+STORAGE_FILE = "storage.json"
+S3_BUCKET = "retrain-demo"
+
+
+def local_s3(demo: Path) -> Any:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from local_s3 import SeaweedServer
+
+    return SeaweedServer(demo / "s3", S3_BUCKET, access_key="retrain-demo", secret_key="retrain-demo-local-only")
+
+
+def onto_s3(demo: Path, configs: list[Path]) -> tuple[Any, Path, list[Path]]:
+    """Start a local SeaweedFS, upload the generated months, and give every model a config whose data (when
+    files) and registry are in its bucket; `make airflow` finds the server and configs in storage.json."""
+    import boto3
+
+    from retrain.config import load_config
+
+    shutil.rmtree(demo / "s3", ignore_errors=True)
+    server = local_s3(demo).start()
+    os.environ.update(server.environment)
+    print(f"SeaweedFS (S3) on {server.endpoint}, bucket {S3_BUCKET}, data in {server.folder}")
+    client = boto3.client("s3")
+    folder = demo / "config-s3"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    moved = []
+    for path in configs:
+        config = load_config(path)
+        text = path.read_text()
+        for role in ("production", "labeled"):
+            root = getattr(config.data, role)
+            if root.startswith("sql:"):
+                continue
+            prefix = f"{config.model.name}/{role}"
+            for file in sorted(Path(root).rglob("*")):
+                if file.is_file():
+                    client.upload_file(str(file), S3_BUCKET, f"{prefix}/{file.relative_to(root).as_posix()}")
+            text = re.sub(rf'(?m)^{role} = "[^"]*"', f'{role} = "s3://{S3_BUCKET}/{prefix}"', text)
+        text = re.sub(r'(?m)^root = "[^"]*"', f'root = "s3://{S3_BUCKET}/registry"', text)
+        (folder / path.name).write_text(text)
+        moved.append(folder / path.name)
+    (demo / STORAGE_FILE).write_text(json.dumps({"storage": "s3", "config_dir": str(folder)}) + "\n")
+    return server, folder, moved
+
+
 def airflow_env(demo: Path, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
     home = demo / "airflow"
     return {
@@ -244,6 +292,9 @@ def main() -> None:
     parser.add_argument("--start", help="first month, YYYY-MM (default: the months before last month)")
     parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated (default: all)")
     parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="model configs (default: config/models)")
+    parser.add_argument(
+        "--storage", choices=("local", "s3"), default="local", help="s3: data and registry on a local SeaweedFS"
+    )
     args = parser.parse_args()
     demo = Path(args.dir).resolve()
     started = time.monotonic()
@@ -262,6 +313,28 @@ def main() -> None:
     *months, scheduled = demo_months(args.months, args.start)
     config_dir = args.config_dir.resolve()
     configs = prepare_data(demo, [*months, scheduled], models, config_dir)
+    server = None
+    if args.storage == "s3":
+        server, config_dir, configs = onto_s3(demo, configs)
+    else:
+        (demo / STORAGE_FILE).unlink(missing_ok=True)
+    try:
+        run_airflow(demo, config_dir, configs, months, scheduled, models, started)
+    finally:
+        if server is not None:
+            server.stop()
+            print(f"Stopped SeaweedFS; `make airflow` starts it again from {server.folder}.")
+
+
+def run_airflow(
+    demo: Path,
+    config_dir: Path,
+    configs: list[Path],
+    months: list[str],
+    scheduled: str,
+    models: list[str],
+    started: float,
+) -> None:
     env = airflow_env(demo, config_dir)
     os.environ.update(env)
     (demo / "airflow").mkdir(parents=True)
@@ -281,7 +354,9 @@ def main() -> None:
         "`est.` the champion's AUC (home_prices: RMSE) estimated before labels, `real` what it was once labels\n"
         "arrived; champion and challenger are scored on the same holdout, in the model's promotion metric."
     )
-    print(f"Reports: {demo / 'registry'}/<model>/runs/<month>/<run>/report.html")
+    from retrain.config import load_config
+
+    print(f"Reports: {load_config(configs[0]).registry.root}/<model>/runs/<month>/<run>/report.html")
     print(f"Airflow: {demo / 'airflow'} (make airflow opens it: the runs above show in its grid)")
     print(
         f"Left for the scheduler: {scheduled}, whose data is there. The DAGs start paused: unpause one in\n"

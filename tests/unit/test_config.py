@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,11 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
 
 def test_the_model_configs_in_the_repository_load() -> None:
     configs = [load_config(p) for p in sorted((Path(__file__).resolve().parents[2] / "config").rglob("*.toml"))]
-    assert {c.model.name for c in configs} == {"churn", "churn_eu", "home_prices"}
+    assert {c.model.name for c in configs} == {"churn", "churn_eu", "home_prices", "churn_db"}
     assert {c.data.label_delay_months for c in configs} == {0, 1}
+    (database,) = [c for c in configs if c.model.name == "churn_db"]
+    assert database.data.production == "sql:retrain_demo.churn_db_production"
+    assert database.storage.database.url == "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.mark.parametrize(
@@ -126,3 +131,23 @@ def test_overrides_replace_thresholds_and_are_validated() -> None:
         config.with_overrides(alpha=2.0)
     with pytest.raises(ConfigError, match="unknown override"):
         config.with_overrides(nonsense=1)
+
+
+@pytest.mark.parametrize(
+    ("database", "message"),
+    [
+        ("", "data.production is a SQL source; [database] needs conn_id (an Airflow connection) or url"),
+        ('[database]\nurl = "mysql://h/db"\n', "database.url must be a postgresql:// URL, got mysql://..."),
+        ('[database]\nurl = "postgresql://u:hunter2@h/db"\n', "database.url holds a password: keep it out"),
+        ('[database]\nurl = "postgresql://h/db"\nmonth_column = "month; drop"\n', "database.month_column must be"),
+    ],
+)
+def test_a_sql_source_needs_a_database_without_a_password_in_the_file(database: str, message: str) -> None:
+    document = tomllib.loads(
+        '[model]\nname = "m"\ntarget = "y"\nnumeric_features = ["x"]\n'
+        '[data]\nproduction = "sql:s.production"\nlabeled = "sql:SELECT * FROM s.labeled"\n'
+        f'[registry]\nroot = "r"\n{database}'
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        parse_config(document, source="m.toml")
+    assert "hunter2" not in str(refused.value)
