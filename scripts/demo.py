@@ -148,12 +148,22 @@ def local_s3(demo: Path) -> Any:
 def onto_s3(demo: Path, configs: list[Path]) -> tuple[Any, Path, list[Path]]:
     """Start a local SeaweedFS, upload the generated months, and give every model a config whose data (when
     files) and registry are in its bucket; `make airflow` finds the server and configs in storage.json."""
+
+
+    shutil.rmtree(demo / "s3", ignore_errors=True)
+    server = local_s3(demo).start()
+    try:
+        return server, *_upload(demo, configs, server)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _upload(demo: Path, configs: list[Path], server: Any) -> tuple[Path, list[Path]]:
     import boto3
 
     from retrain.config import load_config
 
-    shutil.rmtree(demo / "s3", ignore_errors=True)
-    server = local_s3(demo).start()
     os.environ.update(server.environment)
     print(f"SeaweedFS (S3) on {server.endpoint}, bucket {S3_BUCKET}, data in {server.folder}")
     client = boto3.client("s3")
@@ -177,7 +187,7 @@ def onto_s3(demo: Path, configs: list[Path]) -> tuple[Any, Path, list[Path]]:
         (folder / path.name).write_text(text)
         moved.append(folder / path.name)
     (demo / STORAGE_FILE).write_text(json.dumps({"storage": "s3", "config_dir": str(folder)}) + "\n")
-    return server, folder, moved
+    return folder, moved
 
 
 def airflow_env(demo: Path, config_dir: Path = CONFIG_DIR) -> dict[str, str]:

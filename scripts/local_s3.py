@@ -6,6 +6,7 @@ would."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -59,8 +60,24 @@ class SeaweedServer:
         self.folder, self.bucket = folder, bucket
         self.access_key, self.secret_key = access_key, secret_key
         self.process: subprocess.Popen[bytes] | None = None
-        ports = _ports(len(COMPONENTS_WITH_GRPC) + len(PLAIN))
-        self.ports = dict(zip([*(f"{c}.port" for c in COMPONENTS_WITH_GRPC), *PLAIN], ports, strict=True))
+        kept = folder / "ports.json"
+        if kept.exists():
+            self.ports = json.loads(kept.read_text())
+        else:
+            ports = _ports(len(COMPONENTS_WITH_GRPC) + len(PLAIN))
+            self.ports = dict(zip([*(f"{c}.port" for c in COMPONENTS_WITH_GRPC), *PLAIN], ports, strict=True))
+            folder.mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps(self.ports))
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What boto3 (and so the engine) needs to reach it."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     @property
     def endpoint(self) -> str:

@@ -96,3 +96,37 @@ def test_demo_runs_read_as_real_runs_and_the_scheduler_takes_the_next_month(tmp_
     assert [(logical[:7], end[:7]) for logical, end in created] == [
         (scheduled_month, (datetime.fromisoformat(created[0][0]) + timedelta(days=32)).strftime("%Y-%m"))
     ], "one run, for the month the demo left, whose data is there"
+
+
+def test_the_demo_on_s3_keeps_data_and_registry_in_a_local_seaweedfs(tmp_path: Path) -> None:
+    """`make demo STORAGE=s3`: the months and the registry in the bucket of a SeaweedFS the demo starts and
+    stops; started again from what the demo left (as `make airflow` does), it holds the demo's ledger."""
+    config_dir = tmp_path / "config" / "models"
+    config_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "models" / "churn.toml", config_dir)
+    demo = tmp_path / "demo"
+    command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--dir", str(demo), "--months", "1"]
+    done = subprocess.run(
+        [*command, "--models", "churn", "--config-dir", str(config_dir), "--storage", "s3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Reports: s3://retrain-demo/registry/" in done.stdout and "Stopped SeaweedFS" in done.stdout
+    assert not any((tmp_path / "demo" / "registry").glob("*")), "nothing of the registry on local disk"
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo as demo_script
+    from retrain.config import load_config
+    from retrain.registry import Registry
+
+    server = demo_script.local_s3(demo).start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in server.environment.items():
+                patch.setenv(name, value)
+            config = load_config(demo / "config-s3" / "churn.toml")
+            assert config.data.production == "s3://retrain-demo/churn/production"
+            assert [r.outcome for r in Registry.for_config(config).ledger()] == ["BOOTSTRAPPED"]
+    finally:
+        server.stop()
