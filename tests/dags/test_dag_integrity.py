@@ -54,7 +54,7 @@ def parse_in_a_fresh_process(**env_overrides: str) -> dict:
 def test_one_dag_per_model_config_without_heavy_imports_or_a_database() -> None:
     parsed = parse_in_a_fresh_process()
     assert parsed["errors"] == {} and parsed["heavy"] == [] and parsed["broken"] == {}
-    assert parsed["dags"] == ["retrain__churn", "retrain__churn_eu", "retrain__home_prices"], (
+    assert parsed["dags"] == ["retrain__churn", "retrain__churn_db", "retrain__churn_eu", "retrain__home_prices"], (
         "config/models/*.toml by default"
     )
 

@@ -124,7 +124,13 @@ def test_a_three_line_dag_file_builds_the_fleet(installed: tuple[Path, Path]) ->
     )
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert parsed["dags"] == ["retrain__broken", "retrain__churn", "retrain__churn_eu", "retrain__home_prices"]
+    assert parsed["dags"] == [
+        "retrain__broken",
+        "retrain__churn",
+        "retrain__churn_db",
+        "retrain__churn_eu",
+        "retrain__home_prices",
+    ]
     assert parsed["broken"] == ["retrain__broken"], "a bad config breaks only its own DAG"
 
 
