@@ -580,3 +580,20 @@ def test_a_categorical_column_of_an_unsupported_type_is_refused(tmp_path: Path) 
     frame = good_frame()
     frame["plan"] = pd.Timestamp("2025-01-01")
     assert "column plan is categorical but has type timestamp" in _error(tmp_path, frame)
+
+
+def test_local_copies_of_sql_months_unused_for_two_days_are_pruned(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from retrain.snapshots.sql import prune
+
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    for copy in (old, fresh):
+        copy.mkdir()
+        (copy / "part-0000.parquet").write_bytes(b"x")
+    three_days_ago = time.time() - 3 * 24 * 3600
+    os.utime(old, (three_days_ago, three_days_ago))
+    prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
+    prune(tmp_path / "absent")

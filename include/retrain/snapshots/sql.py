@@ -240,7 +240,9 @@ def materialize(root: str, month: str, database: DatabaseSpec | None) -> tuple[P
             raise DataError(f"{source.where(month)}: no rows")
         folder = CACHE / digest[:32]
         if (folder / DONE).exists():
+            os.utime(folder)  # in use: kept by the pruning below
             return folder, digest
+        prune(CACHE)
         shutil.rmtree(folder, ignore_errors=True)
         partial = CACHE / f".{digest[:32]}.{uuid.uuid4().hex}"
         partial.mkdir(parents=True)
@@ -268,6 +270,23 @@ def materialize(root: str, month: str, database: DatabaseSpec | None) -> tuple[P
             shutil.rmtree(partial, ignore_errors=True)
     log.info("%s: %d rows read from the database", source.where(month), rows)
     return folder, digest
+
+
+KEPT_SECONDS = 2 * 24 * 3600  # longer than any cycle, so no copy goes while a run reads it
+
+
+def prune(cache: Path, kept_seconds: float = KEPT_SECONDS) -> None:
+    """Remove the local copies nobody used for two days: each month and fingerprint leaves one, and a
+    month's rows that changed leave the old one behind."""
+    import time
+
+    if not cache.is_dir():
+        return
+    horizon = time.time() - kept_seconds
+    for copy in cache.iterdir():
+        with contextlib.suppress(OSError):
+            if copy.stat().st_mtime < horizon:
+                shutil.rmtree(copy, ignore_errors=True)
 
 
 DONE = "_COMPLETE"
