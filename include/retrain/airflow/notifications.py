@@ -135,6 +135,11 @@ def log_failure(context: Context) -> None:
 FAILURE_XCOM = "retrain_failure"
 
 
+def _error_line(context: Context) -> str:
+    """The failure's first line, as every report of it shows it."""
+    return str(context.get("exception") or "unknown error").splitlines()[0][:500]
+
+
 def remember_failure(context: Context) -> None:
     """Keep the failure as the failed task's XCom, where the run's report tab finds it (a cleared task's
     next try starts without it)."""
@@ -142,9 +147,8 @@ def remember_failure(context: Context) -> None:
     from retrain.serial import to_jsonable
 
     ti = context.get("ti") or context.get("task_instance")
-    error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
     try:
-        failure = TaskFailure(task=ti.task_id, try_number=int(ti.try_number or 1), error=error)
+        failure = TaskFailure(task=ti.task_id, try_number=int(ti.try_number or 1), error=_error_line(context))
         ti.xcom_push(key=FAILURE_XCOM, value=to_jsonable(failure))
     except Exception as problem:  # noqa: BLE001 - the report tab then names the task without its error
         log.warning("the failure was not kept for the run's report tab: %s", problem)
@@ -167,12 +171,9 @@ def failure_notifier(config_path: str, dag_id: str) -> Callable[[Context], None]
                 return
             month = run_month(context)
             ti = context.get("ti") or context.get("task_instance")
-            run_id = context["dag_run"].run_id
-            error = str(context.get("exception") or "unknown error").splitlines()[0][:500]
-            registry = Registry.for_config(config)
-            link = task_log_link(airflow_url(), dag_id, run_id, ti.task_id)
-            message = failure_message(config.model.name, month, ti.task_id, error, link)
-            send(config, registry, message, context, month, f"failure-{ti.task_id}")
+            link = task_log_link(airflow_url(), dag_id, context["dag_run"].run_id, ti.task_id)
+            message = failure_message(config.model.name, month, ti.task_id, _error_line(context), link)
+            send(config, Registry.for_config(config), message, context, month, f"failure-{ti.task_id}")
         except Exception as error:  # noqa: BLE001 - a failure report must never fail itself
             log.warning("failure not announced: %s: %s", type(error).__name__, error)
 

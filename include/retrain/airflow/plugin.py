@@ -78,10 +78,6 @@ def _ui_base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).removesuffix(URL_PREFIX)
 
 
-def _ui_run(base: str, dag_id: str, run_id: str) -> str:
-    return f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
-
-
 def _config(dag_id: str, session: Session) -> Config | None:
     """The model config a retraining DAG was built from, as its serialized form records it."""
     from airflow.models.serialized_dag import SerializedDagModel
@@ -165,6 +161,7 @@ def _run_status(config: Config, dag_id: str, run_id: str, ui_base: str, session:
 
     from retrain.airflow.approval import APPROVAL_TASK
     from retrain.airflow.params import month_of
+    from retrain.notify import task_log_link
     from retrain.reports import FailedTask, render_run_status
 
     model = config.model.name
@@ -179,7 +176,6 @@ def _run_status(config: Config, dag_id: str, run_id: str, ui_base: str, session:
         .order_by(TaskInstance.start_date.is_(None), TaskInstance.start_date)
     ).all()
     state = _state(dag_run.state) or "queued"
-    run_page = _ui_run(ui_base, dag_id, run_id)
     if state == "failed":
         noted = _failures(dag_id, run_id, session)
         failed = [
@@ -187,7 +183,7 @@ def _run_status(config: Config, dag_id: str, run_id: str, ui_base: str, session:
                 task=task_id,
                 try_number=noted[task_id].try_number if task_id in noted else try_number,
                 error=noted[task_id].error if task_id in noted else None,
-                log_link=f"{run_page}/tasks/{quote(task_id, safe='')}",
+                log_link=task_log_link(ui_base, dag_id, run_id, task_id),
             )
             for task_id, task_state, try_number in instances
             if _state(task_state) == "failed"
@@ -202,6 +198,7 @@ def _run_status(config: Config, dag_id: str, run_id: str, ui_base: str, session:
 @app.get("/history/{dag_id}", response_class=HTMLResponse, dependencies=[can_read_runs])
 def model_history(dag_id: DagId, request: Request, session: SessionDep) -> HTMLResponse:
     """A model's history, each month linking to its run's report tab in the UI."""
+    from retrain.notify import report_link
     from retrain.reports import render_history
 
     _, registry = _model(dag_id, session)
@@ -211,7 +208,7 @@ def model_history(dag_id: DagId, request: Request, session: SessionDep) -> HTMLR
     def link_for(record: LedgerRecord) -> str | None:
         if not record.is_cycle:
             return None
-        return f"{_ui_run(ui_base, dag_id, record.run_id)}/plugin/retrain-report"
+        return report_link(ui_base, dag_id, record.run_id)
 
     page = render_history(
         registry.model_name,
@@ -229,6 +226,7 @@ def fleet(user: GetUserDep, request: Request, session: SessionDep) -> HTMLRespon
     from airflow.api_fastapi.app import get_auth_manager
 
     from retrain.fleet import DAG_PREFIX
+    from retrain.notify import report_link
     from retrain.overview import model_status, ordered, with_scheduler
     from retrain.registry import Registry
     from retrain.reports import render_fleet
@@ -249,10 +247,8 @@ def fleet(user: GetUserDep, request: Request, session: SessionDep) -> HTMLRespon
     page = render_fleet(
         ordered(statuses),
         history_link=lambda s: f"{ui_base}/dags/{quote(s.dag_id)}/plugin/retrain-history",
-        report_link=lambda s: f"{_ui_run(ui_base, s.dag_id, s.last_run_id or '')}/plugin/retrain-report",
-        failure_link=lambda s: (
-            f"{_ui_run(ui_base, s.dag_id, s.failure.run_id if s.failure else '')}/plugin/retrain-report"
-        ),
+        report_link=lambda s: report_link(ui_base, s.dag_id, s.last_run_id or ""),
+        failure_link=lambda s: report_link(ui_base, s.dag_id, s.failure.run_id if s.failure else ""),
     )
     return _page(page, script=True)
 
