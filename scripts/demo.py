@@ -107,13 +107,14 @@ def load_into_database(config: Any, staging: Path, months: list[str], world: str
     import pyarrow.parquet as pq
 
     from retrain.demo_data import write_demo_data
+    from retrain.snapshots.sql import Source
 
     print(f"Loading {len(months)} months of demo data for {config.model.name} into PostgreSQL ...")
     shutil.rmtree(staging, ignore_errors=True)
     write_demo_data(staging, months=len(months), start=months[0], seed=seed, config=False, world=world)
     with dbapi.connect(config.database.url) as connection, connection.cursor() as cursor:
         for role in ("production", "labeled"):
-            schema, table = getattr(config.data, role).removeprefix("sql:").split(".")
+            schema, table = Source(getattr(config.data, role), config.database).text.split(".")
             parts = []
             for month in months:
                 part = pq.read_table(staging / role / f"month={month}").replace_schema_metadata(None)
@@ -149,7 +150,6 @@ def onto_s3(demo: Path, configs: list[Path]) -> tuple[Any, Path, list[Path]]:
     """Start a local SeaweedFS, upload the generated months, and give every model a config whose data (when
     files) and registry are in its bucket; `make airflow` finds the server and configs in storage.json."""
 
-
     shutil.rmtree(demo / "s3", ignore_errors=True)
     server = local_s3(demo).start()
     try:
@@ -160,13 +160,12 @@ def onto_s3(demo: Path, configs: list[Path]) -> tuple[Any, Path, list[Path]]:
 
 
 def _upload(demo: Path, configs: list[Path], server: Any) -> tuple[Path, list[Path]]:
-    import boto3
-
     from retrain.config import load_config
+    from retrain.snapshots.sql import is_sql
 
     os.environ.update(server.environment)
     print(f"SeaweedFS (S3) on {server.endpoint}, bucket {S3_BUCKET}, data in {server.folder}")
-    client = boto3.client("s3")
+    client = server.client()
     folder = demo / "config-s3"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -176,7 +175,7 @@ def _upload(demo: Path, configs: list[Path], server: Any) -> tuple[Path, list[Pa
         text = path.read_text()
         for role in ("production", "labeled"):
             root = getattr(config.data, role)
-            if root.startswith("sql:"):
+            if is_sql(root):
                 continue
             prefix = f"{config.model.name}/{role}"
             for file in sorted(Path(root).rglob("*")):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 GRPC_OFFSET = 10000  # weed opens each component's gRPC port at its HTTP port plus this
 COMPONENTS_WITH_GRPC = ("master", "volume", "filer", "s3", "admin")
@@ -119,20 +120,25 @@ class SeaweedServer:
             time.sleep(0.5)
         raise RuntimeError(f"weed mini did not answer in {timeout:g} s")
 
-    def _answers(self) -> bool:
-        """A signed write and read of a probe object succeed: every component is up, the volume servers
-        too (after a restart, the S3 API answers before they have registered, with InternalError)."""
+    def client(self, **options: Any) -> Any:
+        """A boto3 S3 client of this server, with its credentials."""
         import boto3
-        from botocore.config import Config
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+            **options,
         )
+
+    def _answers(self) -> bool:
+        """A signed write and read of a probe object succeed: every component is up, the volume servers
+        too (after a restart, the S3 API answers before they have registered, with InternalError)."""
+        from botocore.config import Config
+
+        client = self.client(config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2))
         try:
             client.put_object(Bucket=self.bucket, Key=".probe", Body=b"up")
             return client.get_object(Bucket=self.bucket, Key=".probe")["Body"].read() == b"up"

@@ -63,8 +63,7 @@ def _sync(config: Config, registry: Registry) -> MirrorState:
         client.create_registered_model(name, tags={"managed_by": "retrain", "retrain.registry": registry.uri})
     if champion is None:
         return MirrorState(synced=True, registered_model=name, alias=spec.alias)
-    mirrored = {version.tags.get(VERSION_TAG): version for version in client.search_model_versions(f"name = '{name}'")}
-    version = mirrored.get(str(champion.version)) or _publish(config, registry, client, name, champion.version)
+    version = _mirrored(client, name, champion.version) or _publish(config, registry, client, name, champion.version)
     try:
         aliased = client.get_model_version_by_alias(name, spec.alias).version
     except MlflowException:
@@ -77,6 +76,12 @@ def _sync(config: Config, registry: Registry) -> MirrorState:
     return MirrorState(
         synced=True, registered_model=name, version=int(version.version), champion=champion.version, alias=spec.alias
     )
+
+
+def _mirrored(client: Any, name: str, version: int) -> Any | None:
+    """The MLflow model version that mirrors a registry version (found by its `retrain.version` tag)."""
+    found = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(VERSION_TAG) == str(version)]
+    return found[0] if found else None
 
 
 def _publish(config: Config, registry: Registry, client: Any, name: str, version: int) -> Any:
@@ -157,10 +162,10 @@ def attach_report(config: Config, version: int | None, report: str) -> None:
     name = config.mlflow.registered_model or config.model.name
     try:
         client = _client(config)
-        found = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(VERSION_TAG) == str(version)]
-        if not found or not found[0].run_id:
+        mirrored = _mirrored(client, name, version)
+        if mirrored is None or not mirrored.run_id:
             return
-        run_id = found[0].run_id
+        run_id = mirrored.run_id
         if any(a.path == REPORT_ARTIFACT for a in client.list_artifacts(run_id)):
             return
         client.log_text(run_id, report, REPORT_ARTIFACT)

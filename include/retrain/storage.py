@@ -262,24 +262,31 @@ class AwsConnection:
     region: str | None = None
 
 
-def aws_connection(conn_id: str) -> AwsConnection:
-    """An Airflow connection read the way the Amazon provider reads it: the key id as its login, the secret
-    as its password (or `aws_access_key_id`/`aws_secret_access_key` in its extra), and `endpoint_url` (or
-    `service_config.s3.endpoint_url`), `region_name` and `aws_session_token` from its extra. Airflow's own
-    secrets backends resolve it: environment (`AIRFLOW_CONN_<ID>`), metadata DB, Vault..."""
+def airflow_connection(conn_id: str, key: str) -> Any | None:
+    """An Airflow connection, resolved by Airflow's own secrets backends (environment `AIRFLOW_CONN_<ID>`,
+    metadata DB, Vault...); None where Airflow is not installed. `key` is the config key that names it."""
     try:
         from airflow.sdk import BaseHook
     except ImportError:
+        return None
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as error:  # noqa: BLE001 - not found, a secrets backend down: one line either way
+        raise StorageError(
+            f"{key}: the Airflow connection {conn_id!r} cannot be read ({type(error).__name__})"
+        ) from None
+
+
+def aws_connection(conn_id: str) -> AwsConnection:
+    """An Airflow connection read the way the Amazon provider reads it: the key id as its login, the secret
+    as its password (or `aws_access_key_id`/`aws_secret_access_key` in its extra), and `endpoint_url` (or
+    `service_config.s3.endpoint_url`), `region_name` and `aws_session_token` from its extra."""
+    connection = airflow_connection(conn_id, "storage.aws_conn_id")
+    if connection is None:
         raise StorageError(
             f"storage.aws_conn_id = {conn_id!r} names an Airflow connection, and Airflow is not installed here: "
             "unset it to use boto3's own credentials (AWS_ACCESS_KEY_ID, a profile, an instance role)"
-        ) from None
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except Exception as error:  # noqa: BLE001 - not found, a secrets backend down: one line either way
-        raise StorageError(
-            f"storage.aws_conn_id: the Airflow connection {conn_id!r} cannot be read ({type(error).__name__})"
-        ) from None
+        )
     extra = connection.extra_dejson or {}
     s3_config = (extra.get("service_config") or {}).get("s3") or {}
     return AwsConnection(

@@ -268,26 +268,29 @@ def _promote_in_process(
     results[run_id] = to_jsonable(outcome)
 
 
-def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> None:
-    cycle(config_path, "2025-01")
-    prepared = {
-        run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-07"))
-        for run_id in ("racer-a", "racer-b")
-    }
+def race_promotions(config_path: Path, racers: list[str]) -> dict[str, dict[str, Any]]:
+    """Runs evaluated in turn for 2025-07, then promoted at once from processes of their own; each run's
+    promotion record."""
+    prepared = {run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-07")) for run_id in racers}
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
-        barrier, results = manager.Barrier(2), manager.dict()
+        barrier, results = manager.Barrier(len(racers)), manager.dict()
         processes = [
             context.Process(
                 target=_promote_in_process, args=(str(config_path), run_id, *prepared[run_id][1:], barrier, results)
             )
-            for run_id in prepared
+            for run_id in racers
         ]
         for process in processes:
             process.start()
         for process in processes:
             process.join(timeout=120)
-        outcomes = dict(results)
+        return dict(results)
+
+
+def test_two_processes_promoting_at_once_exactly_one_wins(config_path: Path) -> None:
+    cycle(config_path, "2025-01")
+    outcomes = race_promotions(config_path, ["racer-a", "racer-b"])
     assert sorted(o["outcome"] for o in outcomes.values()) == ["CONFLICT", "PROMOTED"]
     winner = next(run_id for run_id, o in outcomes.items() if o["outcome"] == "PROMOTED")
     loser = next(run_id for run_id, o in outcomes.items() if o["outcome"] == "CONFLICT")

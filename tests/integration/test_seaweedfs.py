@@ -5,7 +5,6 @@ server that stops answering."""
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from retrain.records import Run
 from retrain.registry import Registry
 from retrain.storage import open_store
 from tests.conftest import upload_tree, write_config
-from tests.integration.test_cycle import _promote_in_process, cycle, steps_until_promotion
+from tests.integration.test_cycle import cycle, race_promotions, steps_until_promotion
 from tests.support.seaweed import SeaweedServer, weed_binary
 from tests.unit import test_storage
 
@@ -50,6 +49,13 @@ def prefix(request: pytest.FixtureRequest) -> str:
     return f"s3://{BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"
 
 
+def upload_months(server: SeaweedServer, demo_source: Path, root: str) -> None:
+    """The demo months under `<root>/data/production` and `<root>/data/labeled`."""
+    key_prefix = root.removeprefix(f"s3://{BUCKET}/")
+    for role in ("production", "labeled"):
+        upload_tree(server.endpoint, demo_source / role, BUCKET, f"{key_prefix}/data/{role}", client=server.client())
+
+
 @pytest.mark.parametrize(
     "guarantee",
     [
@@ -74,13 +80,8 @@ def test_the_stores_guarantees_hold_on_seaweedfs(
 def test_four_racing_promotions_end_in_one_champion(
     on_seaweed: SeaweedServer, demo_source: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    import boto3
-
     root = prefix(request)
-    client = boto3.client("s3")
-    key_prefix = root.removeprefix(f"s3://{BUCKET}/")
-    for role in ("production", "labeled"):
-        upload_tree(on_seaweed.endpoint, demo_source / role, BUCKET, f"{key_prefix}/data/{role}", client=client)
+    upload_months(on_seaweed, demo_source, root)
     config_path = write_config(
         tmp_path / "retrain.toml",
         production=f"{root}/data/production",
@@ -88,22 +89,7 @@ def test_four_racing_promotions_end_in_one_champion(
         registry=f"{root}/registry",
     )
     cycle(config_path, "2025-01")
-    racers = [f"racer-{n}" for n in range(4)]
-    prepared = {run_id: steps_until_promotion(config_path, Run(run_id=run_id, month="2025-07")) for run_id in racers}
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        barrier, results = manager.Barrier(len(racers)), manager.dict()
-        processes = [
-            context.Process(
-                target=_promote_in_process, args=(str(config_path), run_id, *prepared[run_id][1:], barrier, results)
-            )
-            for run_id in racers
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=180)
-        outcomes = dict(results)
+    outcomes = race_promotions(config_path, [f"racer-{n}" for n in range(4)])
     assert sorted(o["outcome"] for o in outcomes.values()) == ["CONFLICT", "CONFLICT", "CONFLICT", "PROMOTED"]
     registry = Registry.for_config(load_config(config_path))
     (winner,) = [o for o in outcomes.values() if o["outcome"] == "PROMOTED"]
@@ -158,8 +144,6 @@ def test_the_server_killed_at_each_write_of_a_promotion_leaves_a_readable_champi
     """SIGKILL just as each registry write of a promotion goes out, then a restart: the champion reads back
     (the old one or the new one, never a broken one), and the run's re-run ends with one ledger record. The
     run is evaluated once; each crash point gets a copy of that registry."""
-    import boto3
-
     from retrain.cycle.context import Cycle
     from retrain.cycle.promote import promote
     from retrain.cycle.record import record
@@ -167,9 +151,8 @@ def test_the_server_killed_at_each_write_of_a_promotion_leaves_a_readable_champi
 
     base = prefix(request)
     key_base = base.removeprefix(f"s3://{BUCKET}/")
-    client = boto3.client("s3")
-    for role in ("production", "labeled"):
-        upload_tree(on_seaweed.endpoint, demo_source / role, BUCKET, f"{key_base}/data/{role}", client=client)
+    client = on_seaweed.client()
+    upload_months(on_seaweed, demo_source, base)
 
     def config_for(name: str) -> Path:
         return write_config(
@@ -236,8 +219,6 @@ def test_an_airflow_connection_reaches_the_server_and_its_secret_is_written_nowh
     used. Then the secret is looked for in everything the runs left."""
     import json
 
-    import boto3
-
     from retrain.cli import main
 
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
@@ -251,16 +232,7 @@ def test_an_airflow_connection_reaches_the_server_and_its_secret_is_written_nowh
     }
     monkeypatch.setenv("AIRFLOW_CONN_RETRAIN_S3", json.dumps(connection))
     base = prefix(request)
-    client = boto3.client(
-        "s3",
-        endpoint_url=seaweed.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=seaweed.access_key,
-        aws_secret_access_key=seaweed.secret_key,
-    )
-    for role in ("production", "labeled"):
-        key_prefix = f"{base.removeprefix(f's3://{BUCKET}/')}/data/{role}"
-        upload_tree(seaweed.endpoint, demo_source / role, BUCKET, key_prefix, client=client)
+    upload_months(seaweed, demo_source, base)
     config_path = write_config(
         tmp_path / "retrain.toml",
         production=f"{base}/data/production",

@@ -20,7 +20,6 @@ from retrain.snapshots.categories import CATEGORIES, NULL, categorical_values, c
 from retrain.snapshots.files import file_batches, parquet_column_chunks, parquet_row_count, read_arrow_schema
 from retrain.snapshots.layout import BY_MONTH, DATA_FILES, DATA_SUFFIXES, describe, is_csv, month_folder
 from retrain.snapshots.schema import Schema
-from retrain.snapshots.sql import fingerprint as sql_fingerprint
 from retrain.snapshots.sql import is_sql, materialize
 from retrain.snapshots.values import Rows, class_labels, label_values, numeric_values, regression_targets, timestamps
 from retrain.storage import ObjectInfo, Store, open_store
@@ -83,12 +82,12 @@ class SnapshotReader:
         if self.sql:
             if month is None:
                 raise DataError(f"{uri}: a SQL source is read a month at a time")
-            database = spec.database if spec else None
-            if expected_fingerprint is not None and expected_fingerprint != sql_fingerprint(uri, month, database):
+            # The copy is keyed by the database's fingerprint: taking it tells whether the rows changed.
+            folder, database_fingerprint = materialize(uri, month, spec.database if spec else None)
+            if expected_fingerprint not in (None, database_fingerprint):
                 raise ChangedError(
                     f"{self.where}: the month's rows changed since they were validated; re-run the cycle"
                 )
-            folder, database_fingerprint = materialize(uri, month, database)
             self.store = open_store(str(folder))
             entries = [e for e in self.store.entries("") if "/" not in e.key and e.key.endswith(DATA_SUFFIXES)]
         elif uri.endswith(DATA_SUFFIXES):

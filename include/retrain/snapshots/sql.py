@@ -32,15 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retrain.config import SQL_PREFIX
 from retrain.errors import ChangedError, ConfigError, DataError, StorageError
 from retrain.months import is_month, shift_month
+from retrain.storage import airflow_connection
 
 if TYPE_CHECKING:
     from retrain.config import DatabaseSpec
 
 log = logging.getLogger(__name__)
 
-SQL_PREFIX = "sql:"
 TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 CACHE = Path(tempfile.gettempdir()) / "retrain-sql"
 
@@ -76,6 +77,10 @@ class Source:
         return f"({self.text.rstrip(';')}) AS source"
 
     @property
+    def month_column(self) -> str:
+        return f'source."{self.database.month_column}"'
+
+    @property
     def shown(self) -> str:
         return f"table {self.text}" if self.is_table else "query"
 
@@ -93,21 +98,14 @@ def source_of(root: str, database: DatabaseSpec | None) -> Source:
 def _url(database: DatabaseSpec) -> str:
     """The database URL: from the Airflow connection when one is named (and Airflow is here), else the file's."""
     if database.conn_id:
-        try:
-            from airflow.sdk import BaseHook
-        except ImportError:
+        connection = airflow_connection(database.conn_id, "database.conn_id")
+        if connection is None:
             if database.url:
                 return database.url
             raise ConfigError(
                 f"database.conn_id = {database.conn_id!r} names an Airflow connection, and Airflow is not "
                 "installed here: set database.url for the command line"
-            ) from None
-        try:
-            connection = BaseHook.get_connection(database.conn_id)
-        except Exception as error:  # noqa: BLE001 - not found, a secrets backend down: one line either way
-            raise StorageError(
-                f"database.conn_id: the Airflow connection {database.conn_id!r} cannot be read ({type(error).__name__})"
-            ) from None
+            )
         uri = connection.get_uri()
         return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", uri)
     return database.url or ""
@@ -166,16 +164,17 @@ def _month_kind(source: Source, cursor: Any) -> str:
     )
 
 
-def _month_filter(source: Source, kind: str, month: str) -> tuple[str, tuple[str, ...]]:
-    column = f'source."{source.database.month_column}"'
-    if kind == "text":
+def _month_rows(source: Source, cursor: Any, month: str) -> tuple[str, tuple[str, ...]]:
+    """The WHERE condition that selects a month's rows, and its bind parameters."""
+    column = source.month_column
+    if _month_kind(source, cursor) == "text":
         return f"{column} = $1", (month,)
     return f"{column} >= $1::date AND {column} < $2::date", (f"{month}-01", f"{shift_month(month, 1)}-01")
 
 
 def list_months(root: str, database: DatabaseSpec | None) -> list[str]:
     source = source_of(root, database)
-    column = f'source."{source.database.month_column}"'
+    column = source.month_column
     with _cursor(source) as cursor:
         kind = _month_kind(source, cursor)
         shown = f"{column}::text" if kind == "text" else f"to_char(date_trunc('month', {column}), 'YYYY-MM')"
@@ -193,7 +192,7 @@ def month_readiness(root: str, month: str, database: DatabaseSpec | None) -> str
             rows = cursor.fetch_arrow_table().to_pylist()
             ready = bool(rows) and bool(next(iter(rows[0].values())))
             return None if ready else f"{source.where(month)}: the readiness query says not yet"
-        condition, parameters = _month_filter(source, _month_kind(source, cursor), month)
+        condition, parameters = _month_rows(source, cursor, month)
         cursor.execute(f"SELECT 1 FROM {source.relation} WHERE {condition} LIMIT 1", parameters=parameters)
         found = cursor.fetch_arrow_table().num_rows > 0
     return None if found else f"{source.where(month)}: no rows yet"
@@ -218,7 +217,7 @@ def fingerprint(root: str, month: str, database: DatabaseSpec | None) -> str:
     """The month's fingerprint: its row count and checksum, computed in the database."""
     source = source_of(root, database)
     with _cursor(source, month) as cursor:
-        condition, parameters = _month_filter(source, _month_kind(source, cursor), month)
+        condition, parameters = _month_rows(source, cursor, month)
         rows, check = _fingerprint(source, cursor, condition, parameters)
     return _digest(source, month, rows, check)
 
@@ -233,7 +232,7 @@ def materialize(root: str, month: str, database: DatabaseSpec | None) -> tuple[P
     with _cursor(source, month) as cursor:
         # One snapshot of the database for the fingerprint and the rows: what is read is what was counted.
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        condition, parameters = _month_filter(source, _month_kind(source, cursor), month)
+        condition, parameters = _month_rows(source, cursor, month)
         rows, check = _fingerprint(source, cursor, condition, parameters)
         digest = _digest(source, month, rows, check)
         if rows == 0:
