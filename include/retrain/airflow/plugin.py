@@ -109,8 +109,7 @@ def _model(dag_id: str, session: Session) -> tuple[Config, Registry]:
 def run_report(dag_id: DagId, run_id: RunId, request: Request, session: SessionDep) -> HTMLResponse:
     """The report of one run: its decision first, then drift, evaluation, importances, data. A run with no
     decision gets its state: running, failed (where and why) or not found."""
-    from retrain.cycle.record import REPORT_FILE, stored_evidence
-    from retrain.errors import NotFoundError
+    from retrain.cycle.record import stored_evidence
     from retrain.records import run_key
     from retrain.reports import render_run_report
 
@@ -120,10 +119,8 @@ def run_report(dag_id: DagId, run_id: RunId, request: Request, session: SessionD
     if record is None or record.month is None:
         return _run_status(config, dag_id, run_id, _ui_base(request), session)
     folder = registry.run_folder(record.month, key)
-    try:
-        return _page(folder.read(REPORT_FILE).decode())
-    except NotFoundError:
-        return _page(render_run_report(record, *stored_evidence(folder, evaluated=record.metrics is not None)))
+    # Drawn when opened, not by the cycle: the stored copy charts only the drifted features (render_run_report).
+    return _page(render_run_report(record, *stored_evidence(folder, evaluated=record.metrics is not None)))
 
 
 def _state(value: object) -> str | None:

@@ -109,7 +109,9 @@ def record(
         mirror = promotion.mlflow if promotion is not None and promotion.mlflow is not None else None
         entry = replace(entry, mlflow=mirror or sync(config, registry))
     folder = cycle.folder
-    report = render_run_report(entry, *stored_evidence(folder, evaluated=evaluation is not None))
+    report = render_run_report(
+        entry, *stored_evidence(folder, evaluated=evaluation is not None), undrifted_charts=False
+    )
     entry = replace(entry, report_uri=folder.write(REPORT_FILE, report.encode()))
     if entry.mlflow is not None and entry.mlflow.synced and promotion is not None and promotion.moved_champion:
         from retrain.mlflow_mirror import attach_report
