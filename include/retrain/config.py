@@ -40,6 +40,11 @@ def _fraction(key: str, value: float, *, allow_zero: bool = False, allow_one: bo
         raise ConfigError(f"{key} must be in {low}, {high}, got {value}")
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{key} must be >= {low}, got {value}")
+
+
 def _non_negative(key: str, value: float) -> None:
     if value < 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
@@ -199,8 +204,15 @@ class DriftSpec:
     reference: str = "validated"
     max_estimated_auc_drop: float | None = None
     max_estimated_error_rise: float | None = None
+    # A sample (the month, or the reference) with more rows than this is tested batch by batch.
+    stream_above_rows: int = 20_000_000
+    batch_rows: int = 1_000_000
+    estimate_sample_rows: int = 50_000
 
     def __post_init__(self) -> None:
+        _at_least("drift.stream_above_rows", self.stream_above_rows, 0)
+        _at_least("drift.batch_rows", self.batch_rows, 1_000)
+        _at_least("drift.estimate_sample_rows", self.estimate_sample_rows, 1_000)
         if self.max_estimated_error_rise is not None:
             _non_negative("drift.max_estimated_error_rise", self.max_estimated_error_rise)
         _one_of("drift.reference", self.reference, REFERENCES)
@@ -223,7 +235,8 @@ class TrainingSpec:
     seed: int = 42
     window_months: int = 3
     holdout_fraction: float = 0.3
-    max_rows: int | None = None
+    # Training on more rows than this takes a stratified sample of this many (0: every row of the window).
+    max_rows: int | None = 2_000_000
     # Keyword arguments of an estimator factory (`package.module:factory`); not hashed, as a dict is not.
     params: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -239,8 +252,8 @@ class TrainingSpec:
             raise ConfigError(
                 f"training.estimator must be a built-in name or package.module:factory, got {self.estimator!r}"
             )
-        if self.max_rows is not None and self.max_rows < 100:
-            raise ConfigError(f"training.max_rows must be >= 100, got {self.max_rows}")
+        if self.max_rows is not None and (self.max_rows < 0 or 0 < self.max_rows < 100):
+            raise ConfigError(f"training.max_rows must be 0 (every row) or >= 100, got {self.max_rows}")
         if self.window_months < 1:
             raise ConfigError(f"training.window_months must be >= 1, got {self.window_months}")
         _fraction("training.holdout_fraction", self.holdout_fraction)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,8 +45,19 @@ class Columns(Protocol):
     def numeric(self, name: str) -> np.ndarray:
         """float64 values, NaN for missing."""
 
+    def numeric_batches(self, name: str, *, first: bool = False) -> Iterator[np.ndarray]:
+        """The same values batch by batch (`first`: the first of several reads of this column)."""
+
     def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
         """Rows per category (named as text), null rows, and the kind of the values."""
+
+    @property
+    def streamed(self) -> bool:
+        """Whether a test reads this source batch by batch rather than a whole column at once."""
+
+    @property
+    def identity(self) -> tuple[tuple[str, str | None], ...] | None:
+        """What the data is (snapshots and fingerprints), when known: equal sources are equal samples."""
 
 
 class FrameColumns:
@@ -57,8 +68,14 @@ class FrameColumns:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
 
+    streamed = False
+    identity = None
+
     def numeric(self, name: str) -> np.ndarray:
         return self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def numeric_batches(self, name: str, *, first: bool = False) -> Iterator[np.ndarray]:
+        yield self.numeric(name)
 
     def category_counts(self, name: str) -> tuple[dict[str, int], int, str]:
         from retrain.snapshots import as_category_strings
@@ -73,16 +90,48 @@ class SnapshotColumns:
 
     With `sample_rows` (sorted row positions in a single snapshot), each column read keeps its values at
     those rows: the rows the champion's estimate scores come out of the drift test's own reads.
+    With `batch_rows`, columns are read in batches of at most that many rows and tests stream over them, so
+    memory follows the batch, not the month.
     """
 
-    def __init__(self, readers: Sequence[SnapshotReader], sample_rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        readers: Sequence[SnapshotReader],
+        sample_rows: np.ndarray | None = None,
+        *,
+        batch_rows: int | None = None,
+    ) -> None:
         if sample_rows is not None and len(readers) != 1:
             raise ValueError("sample_rows are positions in one snapshot")
         self.readers = list(readers)
         self.where = " + ".join(reader.where for reader in self.readers)
         self.sample_rows = sample_rows
+        self.batch_rows = batch_rows
         # Per column read so far: its sampled numbers, or its sampled categories chunk by chunk.
         self.sampled: dict[str, np.ndarray | list[pa.Array]] = {}
+
+    @property
+    def streamed(self) -> bool:
+        return self.batch_rows is not None
+
+    @property
+    def identity(self) -> tuple[tuple[str, str | None], ...]:
+        return tuple((reader.uri, reader.fingerprint) for reader in self.readers)
+
+    def numeric_batches(self, name: str, *, first: bool = False) -> Iterator[np.ndarray]:
+        """One column batch by batch over every snapshot; the first read keeps the sampled rows' values."""
+        taken: list[np.ndarray] = []
+        start = 0
+        for reader in self.readers:
+            for values in reader.numeric_batches(name, self.batch_rows):
+                if first and self.sample_rows is not None:
+                    rows = self.sample_rows
+                    inside = rows[(rows >= start) & (rows < start + len(values))] - start
+                    taken.append(values[inside])
+                start += len(values)
+                yield values
+        if first and self.sample_rows is not None:
+            self.sampled[name] = np.concatenate(taken) if taken else np.empty(0)
 
     def numeric(self, name: str) -> np.ndarray:
         parts = [reader.numeric(name) for reader in self.readers]
@@ -111,7 +160,9 @@ class SnapshotColumns:
         if taken is not None:
             self.sampled[name] = taken
         for reader in self.readers:
-            part, part_nulls, part_kind = reader.category_counts(name, take=self.sample_rows, taken=taken)
+            part, part_nulls, part_kind = reader.category_counts(
+                name, take=self.sample_rows, taken=taken, batch_rows=self.batch_rows
+            )
             kind = combine_kinds(kind, part_kind, name, self.where, reader.where)
             nulls += part_nulls
             for category, count in part.items():
@@ -245,7 +296,65 @@ def _categorical_picture(reference: dict[str, int], current: dict[str, int]) -> 
     return Distribution(reference=tuple(ref), current=tuple(cur), categories=tuple(shown))
 
 
+class _StridedSample:
+    """Every k-th value of a sample seen batch by batch, k doubling whenever the sample outgrows its
+    limit: a picture of any size of month in bounded memory."""
+
+    def __init__(self, limit: int = PICTURE_SAMPLE) -> None:
+        self.limit, self.stride, self.seen = limit, 1, 0
+        self.parts: list[np.ndarray] = []
+        self.kept = 0
+
+    def __call__(self, values: np.ndarray) -> None:
+        part = values[(-self.seen) % self.stride :: self.stride]
+        self.seen += len(values)
+        self.parts.append(part.copy())
+        self.kept += len(part)
+        if self.kept > 2 * self.limit:
+            # Values kept so far sit at multiples of the stride: halving keeps the multiples of twice it.
+            whole = np.concatenate(self.parts)
+            self.parts, self.stride = [whole[::2]], self.stride * 2
+            self.kept = len(self.parts[0])
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.empty(0)
+
+
+def _ks_feature_streamed(reference: Columns, current: Columns, name: str, method: str, pictures: bool) -> _Measured:
+    """One numeric feature read batch by batch, several times: memory follows the batch size, and the
+    statistic and p-value are those of the whole samples."""
+    from retrain.ks import ks_statistic_streamed, sample_extent
+
+    ref_picture, cur_picture = _StridedSample(), _StridedSample()
+    ref = sample_extent(reference.numeric_batches(name, first=True), ref_picture if pictures else None)
+    cur = sample_extent(current.numeric_batches(name, first=True), cur_picture if pictures else None)
+    if reference.identity is not None and reference.identity == current.identity:
+        statistic = 0.0 if ref.present else math.nan  # the month the champion was first validated on, itself
+    else:
+        statistic = ks_statistic_streamed(
+            lambda: reference.numeric_batches(name), lambda: current.numeric_batches(name), ref, cur
+        )
+    p_value = math.nan
+    if not math.isnan(statistic):
+        statistics, p_values = ks_p_values(
+            np.array([statistic]), np.array([ref.present]), np.array([cur.present]), method
+        )
+        statistic, p_value = float(statistics[0]), float(p_values[0])
+    rows_ref, rows_cur = ref.present + ref.missing, cur.present + cur.missing
+    return _Measured(
+        StatTestResult(statistic, p_value, statistic),
+        ref.present,
+        cur.present,
+        1 - ref.present / rows_ref if rows_ref else 0.0,
+        1 - cur.present / rows_cur if rows_cur else 0.0,
+        _numeric_picture(ref_picture.values, cur_picture.values) if pictures else None,
+    )
+
+
 def _ks_feature(reference: Columns, current: Columns, name: str, method: str, pictures: bool) -> _Measured:
+    if reference.streamed or current.streamed:
+        return _ks_feature_streamed(reference, current, name, method, pictures)
     ref, cur = reference.numeric(name), current.numeric(name)
     ref_present, cur_present = without_nan(ref), without_nan(cur)
     null_ref = 1 - len(ref_present) / len(ref) if len(ref) else 0.0

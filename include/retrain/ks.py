@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -126,10 +126,10 @@ def _split(p: _Pending, n1: int, n2: int, best: float) -> tuple[_Pending | None,
     keys = groups * bins
     cx, cy = np.bincount(kx, minlength=keys), np.bincount(ky, minlength=keys)
     below_x, below_y = np.cumsum(cx) - cx, np.cumsum(cy) - cy
-    if groups > 1:
-        group_of_key = np.arange(keys) // bins
-        below_x += p.skip_x[group_of_key]
-        below_y += p.skip_y[group_of_key]
+    # Even a single group may sit above values no longer pending (an outlier cut off by an earlier split).
+    group_of_key = np.arange(keys) // bins
+    below_x += p.skip_x[group_of_key]
+    below_y += p.skip_y[group_of_key]
     edge = below_x / n1 - below_y / n2
     best = max(best, float(np.abs(edge).max()))
     bound = np.maximum(np.abs(edge + cx / n1), np.abs(edge - cy / n2))
@@ -352,6 +352,8 @@ def kstwo_sf(d: float, n: int) -> float:
     tail sum from 2.2 on, and below 2.2 one minus the Pelz-Good series wherever scipy uses it. Every other
     case is scipy's.
     """
+    if d <= 0:
+        return 1.0  # scipy's too, without importing scipy.stats (a second) for a month tested against itself
     t = n * d
     if n > 140 and 1 < t < n - 1 and d < 0.5:
         squared = t * d
@@ -420,8 +422,185 @@ def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
     if not len(x) or not len(y):
         return math.nan
     low, high = min(x.min(), y.min()), max(x.max(), y.max())
-    if low == high:
+    # Equal samples (a first month tested against itself) would keep every bin: no cut can beat a maximum of 0.
+    if low == high or (len(x) == len(y) and np.array_equal(x, y)):
         return 0.0
     if not (np.isfinite(low) and np.isfinite(high)) or len(x) + len(y) <= KS_SORT_LIMIT:
         return _ks_statistic_sorted(x, y)
     return _ks_statistic_refined(x, y, low, high)
+
+
+# -- streamed: samples larger than memory, read batch by batch ------------------------------------------
+
+Batches = Callable[[], Iterable[np.ndarray]]
+"""Reads a sample again, batch by batch (NaN for missing); each call starts from its first row."""
+
+STREAM_KEYS = 1 << 18  # bins counted per pass: 2 MB of counts per sample
+STREAM_GATHER = 1 << 23  # values of both samples gathered for the exact finish (~130 MB with their keys)
+STREAM_MAX_PASSES = 8
+
+
+@dataclass(frozen=True)
+class StreamedSample:
+    """What a first pass over a sample found: values present, missing ones, and their range."""
+
+    present: int
+    missing: int
+    low: float
+    high: float
+
+
+def sample_extent(batches: Iterable[np.ndarray], visit: Callable[[np.ndarray], None] | None = None) -> StreamedSample:
+    """One pass: how many values are present and missing, and their range. `visit` sees every batch
+    without its NaNs (a strided picture or a sample can be taken on the way)."""
+    present = missing = 0
+    low, high = math.inf, -math.inf
+    for batch in batches:
+        values = without_nan(batch)
+        missing += len(batch) - len(values)
+        if len(values):
+            present += len(values)
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+        if visit is not None:
+            visit(values)
+    return StreamedSample(present, missing, low, high)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """One pass's bins below the first grid: which keys were kept, and each kept key's group at the next
+    pass, which cuts every group into `bins` bins."""
+
+    keep: np.ndarray
+    group: np.ndarray
+    bins: int
+
+
+class _Grid:
+    """Places each value in the bins of the latest pass: the first grid is even over the whole range, every
+    later pass cuts only the bins that could still hold the maximum. The placement is the same function of
+    the value in every pass, monotone in it, so the bins are ordered, disjoint value ranges."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.first_bins = low, STREAM_KEYS
+        self.scale = self.first_bins / (high - low)
+        self.cuts: list[_Cut] = []
+
+    @property
+    def keys(self) -> int:
+        if not self.cuts:
+            return self.first_bins
+        return int(self.cuts[-1].keep.sum()) * self.cuts[-1].bins
+
+    def place(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The values that reach the latest pass, their keys there and their position inside the key's bin."""
+        position = values - self.low
+        position *= self.scale
+        keys = position.astype(np.intp)
+        np.minimum(keys, self.first_bins - 1, out=keys)
+        position -= keys
+        for cut in self.cuts:
+            inside = np.flatnonzero(cut.keep[keys])
+            values, position, keys = values[inside], position[inside], keys[inside]
+            position *= cut.bins
+            sub = position.astype(np.intp)
+            np.minimum(sub, cut.bins - 1, out=sub)
+            position -= sub
+            keys = cut.group[keys] * cut.bins + sub
+        return values, keys, position
+
+
+def _count_pass(grid: _Grid, x_batches: Batches, y_batches: Batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values of each sample per key of the latest pass, and which keys hold two different values (only
+    those have a point inside them): each key takes the first value seen in it as its representative."""
+    keys_total = grid.keys
+    representative = np.full(keys_total, np.nan)
+    distinct = np.zeros(keys_total, dtype=bool)
+    counted = []
+    for batches in (x_batches, y_batches):
+        counts = np.zeros(keys_total, dtype=np.int64)
+        for batch in batches():
+            values, keys, _ = grid.place(without_nan(batch))
+            counts += np.bincount(keys, minlength=keys_total)
+            seen = representative[keys]
+            unseen = np.isnan(seen)
+            if unseen.any():
+                representative[keys[unseen]] = values[unseen]
+                seen = representative[keys]
+            distinct[keys[values != seen]] = True
+        counted.append(counts)
+    return counted[0], counted[1], distinct
+
+
+def _gather_pass(grid: _Grid, keep: np.ndarray, batches: Batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values in kept keys of the latest pass, with their keys and positions inside their bins."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for batch in batches():
+        values, keys, position = grid.place(without_nan(batch))
+        inside = np.flatnonzero(keep[keys])
+        parts.append((values[inside], keys[inside], position[inside]))
+    if not parts:
+        return np.empty(0), np.empty(0, dtype=np.intp), np.empty(0)
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def ks_statistic_streamed(x_batches: Batches, y_batches: Batches, x: StreamedSample, y: StreamedSample) -> float:
+    """The KS statistic of two samples read batch by batch, exactly `ks_statistic` of the whole samples,
+    in memory bounded by the batches and the bins, not the samples.
+
+    Each pass counts both samples into bins; the ECDF difference is exact at every bin's lower edge and
+    bounded inside it, so only bins that could hold the maximum are cut again by the next pass. Once the
+    values left in such bins are few enough, they are gathered and resolved as `ks_statistic` resolves
+    its own pending values.
+    """
+    n1, n2 = x.present, y.present
+    if not n1 or not n2:
+        return math.nan
+    low, high = min(x.low, y.low), max(x.high, y.high)
+    if low == high:
+        return 0.0
+    grid = _Grid(low, high)
+    best = 0.0
+    skip_x = skip_y = np.zeros(1, dtype=np.int64)
+    for passes in range(1, STREAM_MAX_PASSES + 1):
+        cx, cy, distinct = _count_pass(grid, x_batches, y_batches)
+        below_x, below_y = np.cumsum(cx) - cx, np.cumsum(cy) - cy
+        if grid.cuts:
+            group_of_key = np.arange(len(cx)) // grid.cuts[-1].bins
+            below_x += skip_x[group_of_key]
+            below_y += skip_y[group_of_key]
+        edge = below_x / n1 - below_y / n2
+        best = max(best, float(np.abs(edge).max()))
+        bound = np.maximum(np.abs(edge + cx / n1), np.abs(edge - cy / n2))
+        # A bin whose values are all equal has no point inside it: its edges hold all it can give.
+        keep = (bound > best - 1e-12) & distinct
+        if not keep.any():
+            return best
+        kept_x, kept_y = np.where(keep, cx, 0), np.where(keep, cy, 0)
+        next_skip_x = (below_x - (np.cumsum(kept_x) - kept_x))[keep]
+        next_skip_y = (below_y - (np.cumsum(kept_y) - kept_y))[keep]
+        if kept_x.sum() + kept_y.sum() <= STREAM_GATHER or passes == STREAM_MAX_PASSES:
+            break
+        groups = int(keep.sum())
+        grid.cuts.append(_Cut(keep, np.cumsum(keep) - 1, max(2, STREAM_KEYS // groups)))
+        skip_x, skip_y = next_skip_x, next_skip_y
+    new_group = np.cumsum(keep) - 1
+    values_x, keys_x, position_x = _gather_pass(grid, keep, x_batches)
+    values_y, keys_y, position_y = _gather_pass(grid, keep, y_batches)
+    pending: _Pending | None = _Pending(
+        x=values_x,
+        y=values_y,
+        tx=position_x,
+        ty=position_y,
+        gx=new_group[keys_x],
+        gy=new_group[keys_y],
+        skip_x=next_skip_x,
+        skip_y=next_skip_y,
+    )
+    for _ in range(KS_MAX_LEVELS):
+        if pending is None or pending.size <= KS_SORT_LIMIT:
+            break
+        pending, best = _split(pending, n1, n2, best)
+    if pending is not None:
+        best = max(best, _exact_max_difference(pending, n1, n2))
+    return best

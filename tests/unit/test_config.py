@@ -36,7 +36,7 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path:
     assert parse_config(document(data={"max_null_rate_by_feature": {"c": 1}})).data.max_null_rate_by_feature == {
         "c": 1.0
     }
-    assert config.training.max_rows is None and config.airflow.schedule == "0 0 1 * *"
+    assert config.training.max_rows == 2_000_000 and config.airflow.schedule == "0 0 1 * *"
     assert config.airflow.start_month == "2000-01"
     assert not config.notify.enabled and config.notify.outcomes == ("PROMOTED", "REJECTED", "CONFLICT", "SUPERSEDED")
     assert config.mlflow.tracking_uri is None and config.mlflow.alias == "champion"
@@ -80,7 +80,10 @@ def test_the_model_configs_in_the_repository_load() -> None:
         ({"data": {"label_delay_months": -1}}, "data.label_delay_months must be >= 0"),
         ({"data": {"success_marker": "../_SUCCESS"}}, "data.success_marker must be a file name"),
         ({"data": {"wait_timeout_minutes": 0}}, "data.wait_timeout_minutes and data.wait_poke_seconds must be > 0"),
-        ({"training": {"max_rows": 10}}, "training.max_rows must be >= 100"),
+        ({"training": {"max_rows": 10}}, "training.max_rows must be 0 (every row) or >= 100"),
+        ({"training": {"max_rows": -1}}, "training.max_rows must be 0 (every row) or >= 100"),
+        ({"drift": {"batch_rows": 999}}, "drift.batch_rows must be >= 1000, got 999"),
+        ({"drift": {"estimate_sample_rows": 10}}, "drift.estimate_sample_rows must be >= 1000"),
         ({"data": {"max_null_rate_by_feature": {"b": 0.9}}}, "names 'b', which is not a feature (features: a, c)"),
         ({"data": {"max_null_rate_by_feature": {"a": 1.5}}}, "data.max_null_rate_by_feature.a must be in (0, 1]"),
         ({"data": {"max_null_rate_by_feature": {"a": "90%"}}}, "data.max_null_rate_by_feature.a must be a number"),

@@ -27,10 +27,16 @@ def check_drift(cycle: Cycle, pulled: Pulled) -> DriftCheck:
     features, _ = schemas(config)
     snapshots = pulled.reference.snapshots
     rows = (sum(s.rows for s in snapshots), pulled.production.rows)
-    # The estimate scores a sample of the production month: taken from the drift test's own reads.
-    sample = sample_rows(pulled.production.rows, config.training.seed) if pulled.champion else None
-    current = SnapshotColumns([reader(config, pulled.production)], sample_rows=sample)
-    references = SnapshotColumns([reader(config, s) for s in snapshots])
+    # The estimate scores a uniform sample of the production month: taken from the drift test's own reads.
+    sample = (
+        sample_rows(pulled.production.rows, config.training.seed, config.drift.estimate_sample_rows)
+        if pulled.champion
+        else None
+    )
+    # A month or reference larger than drift.stream_above_rows is read batch by batch, both sides alike.
+    batch_rows = config.drift.batch_rows if max(rows) > config.drift.stream_above_rows else None
+    current = SnapshotColumns([reader(config, pulled.production)], sample_rows=sample, batch_rows=batch_rows)
+    references = SnapshotColumns([reader(config, s) for s in snapshots], batch_rows=batch_rows)
     report = detect_drift(references, current, features, config.drift, rows=rows)
     report_uri = cycle.folder.write(DRIFT_FILE, to_bytes(report))
     performance = (

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 VALIDATION_FILE = "validation.json"  # the validated model's calibration, read by later estimates
 VALIDATION_LOSS_FILE = "validation-loss.joblib"  # a validated regressor's loss model
 VALIDATION_FORMAT = 1
-ESTIMATE_MAX_ROWS = 50_000  # rows of a month scored for the estimate: the AUC's sampling error is ~0.003
+PROFILE_MAX_ROWS = 50_000  # holdout rows a validated multiclass or regression model's profile is fitted on
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def write_validation_profile(
 ) -> str:
     """The profile of the model this run validates, from the holdout scores it has. Returns its store key.
 
-    A regressor's loss model is fitted here, on a sample of at most ESTIMATE_MAX_ROWS of the holdout, and
+    A regressor's loss model is fitted here, on a sample of at most PROFILE_MAX_ROWS of the holdout, and
     kept beside the profile as a joblib file: the months after it load it instead of fitting it again."""
     from retrain.training import serialize
 
@@ -134,7 +134,7 @@ def _profile(
         return estimation.validation_profile(scores, labels, seed=seed), None
     metric = estimated_metric(config)
     validated = score_metrics(labels, scores, task=task, metric=metric, classes=classes)
-    sample = sample_rows(len(labels), seed)
+    sample = sample_rows(len(labels), seed, PROFILE_MAX_ROWS)
     if task == "multiclass":
         profile = estimation.multiclass_profile(
             scores[sample], labels[sample], classes or (), validated_auc=validated.auc or 0.0, seed=seed
@@ -148,11 +148,11 @@ def _profile(
     return None, _FittedLoss(LossProfile(metric, validated.value or 0.0, expected, len(sample)), loss_model)
 
 
-def sample_rows(rows: int, seed: int) -> np.ndarray:
-    """Sorted positions of at most ESTIMATE_MAX_ROWS rows, chosen with `seed`."""
-    if rows <= ESTIMATE_MAX_ROWS:
+def sample_rows(rows: int, seed: int, limit: int) -> np.ndarray:
+    """Sorted positions of at most `limit` rows, a uniform sample chosen with `seed`."""
+    if rows <= limit:
         return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, ESTIMATE_MAX_ROWS, replace=False))
+    return np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
 
 
 def estimate_limit(config: Config) -> tuple[float | None, str]:
@@ -211,8 +211,8 @@ def estimate_performance(cycle: Cycle, pulled: Pulled, production: pd.DataFrame)
     estimated_by = _estimating_version(registry, latest.month or "", run_month=pulled.month) or version
     realized_model = model if estimated_by == version else registry.load_model(estimated_by)
     realized = frame(config, latest, schemas(config)[1])
-    if len(realized) > ESTIMATE_MAX_ROWS:
-        realized = realized.iloc[sample_rows(len(realized), config.training.seed)]
+    if len(realized) > config.drift.estimate_sample_rows:
+        realized = realized.iloc[sample_rows(len(realized), config.training.seed, config.drift.estimate_sample_rows)]
     realized_value = None
     if config.model.task == "regression" or realized[config.model.target].nunique() > 1:
         classes = known_classes(config, latest, pulled.validation, models=(realized_model,))

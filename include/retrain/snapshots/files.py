@@ -152,6 +152,17 @@ def parquet_column_chunks(path: Path, where: str, column: str, *, categorical: b
         return parquet.read(columns=[column]).column(0).chunks
 
 
+def parquet_column_batches(
+    path: Path, where: str, column: str, *, categorical: bool, batch_rows: int
+) -> Iterator[pa.Array]:
+    """One column of a Parquet file in batches of at most `batch_rows` rows: memory follows the batch (and
+    one row group's compressed column chunk), not the file."""
+    parquet = _open_parquet(path, where, (column,), (column,) if categorical else ())
+    with reading(where):
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=[column], use_threads=False):
+            yield batch.column(0)
+
+
 def parquet_row_count(path: Path, where: str) -> int:
     """Rows in a Parquet file, from its footer alone."""
     import pyarrow.parquet as pq

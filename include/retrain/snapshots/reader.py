@@ -17,7 +17,13 @@ import pyarrow as pa
 from retrain.errors import ChangedError, DataError
 from retrain.records import Snapshot
 from retrain.snapshots.categories import CATEGORIES, NULL, categorical_values, codes, merge_kinds
-from retrain.snapshots.files import file_batches, parquet_column_chunks, parquet_row_count, read_arrow_schema
+from retrain.snapshots.files import (
+    file_batches,
+    parquet_column_batches,
+    parquet_column_chunks,
+    parquet_row_count,
+    read_arrow_schema,
+)
 from retrain.snapshots.layout import BY_MONTH, DATA_FILES, DATA_SUFFIXES, describe, is_csv, month_folder
 from retrain.snapshots.schema import Schema
 from retrain.snapshots.sql import is_sql, materialize
@@ -318,9 +324,12 @@ class SnapshotReader:
             columns[schema.timestamp] = pd.concat(parts[schema.timestamp], ignore_index=True)
         return pd.DataFrame(columns), snapshot
 
-    def _column(self, column: str, *, categorical: bool) -> Iterator[tuple[ObjectInfo, int, pa.Array]]:
+    def _column(
+        self, column: str, *, categorical: bool, batch_rows: int | None = None
+    ) -> Iterator[tuple[ObjectInfo, int, pa.Array]]:
         """One column over every file, chunk by chunk: straight from the Parquet column chunks (no batching
-        and no other column decoded), or from a CSV's batches."""
+        and no other column decoded), or from a CSV's batches. With `batch_rows`, a Parquet column comes in
+        batches of at most that many rows, so a file larger than memory can be read."""
         for entry in self.entries:
             path, where = self._path(entry), self.file_where(entry)
             if path.suffix != ".parquet":
@@ -328,9 +337,19 @@ class SnapshotReader:
                     yield entry, offset, batch.column(column)
                 continue
             offset = 0
-            for chunk in parquet_column_chunks(path, where, column, categorical=categorical):
+            chunks = (
+                parquet_column_chunks(path, where, column, categorical=categorical)
+                if batch_rows is None
+                else parquet_column_batches(path, where, column, categorical=categorical, batch_rows=batch_rows)
+            )
+            for chunk in chunks:
                 yield entry, offset, chunk
                 offset += len(chunk)
+
+    def numeric_batches(self, column: str, batch_rows: int | None) -> Iterator[np.ndarray]:
+        """One numeric column over every file, batch by batch, NaN for missing (checked as `numeric`)."""
+        for entry, offset, chunk in self._column(column, categorical=False, batch_rows=batch_rows):
+            yield numeric_values(chunk, self.file_where(entry), column, Rows(offset, csv=is_csv(entry.key)))
 
     def numeric(self, column: str) -> np.ndarray:
         """One numeric column over every file, NaN for missing."""
@@ -343,7 +362,12 @@ class SnapshotReader:
         return np.concatenate(parts) if parts else np.empty(0)
 
     def category_counts(
-        self, column: str, *, take: np.ndarray | None = None, taken: list[pa.Array] | None = None
+        self,
+        column: str,
+        *,
+        take: np.ndarray | None = None,
+        taken: list[pa.Array] | None = None,
+        batch_rows: int | None = None,
     ) -> tuple[dict[str, int], int, str]:
         """Rows per category, null rows, and the values' kind, over every file (from dictionary codes).
 
@@ -352,7 +376,7 @@ class SnapshotReader:
         """
         counts: dict[str, int] = {}
         nulls, kinds, seen_in, start = 0, {}, "", 0
-        for entry, _, chunk in self._column(column, categorical=True):
+        for entry, _, chunk in self._column(column, categorical=True, batch_rows=batch_rows):
             values, kind = categorical_values(chunk, self.file_where(entry), column, from_csv=is_csv(entry.key))
             merge_kinds(kinds, self.where, column, kind, seen_in=seen_in, now_in=entry.key)
             seen_in = seen_in or (entry.key if kind != NULL else "")
