@@ -117,6 +117,7 @@ def test_the_demo_on_s3_keeps_data_and_registry_in_a_local_seaweedfs(tmp_path: P
     assert not any((tmp_path / "demo" / "registry").glob("*")), "nothing of the registry on local disk"
     sys.path.insert(0, str(ROOT / "scripts"))
     import demo as demo_script
+
     from retrain.config import load_config
     from retrain.registry import Registry
 
