@@ -428,6 +428,14 @@ def test_training_max_rows_trains_on_a_stratified_sample_and_says_so(demo_dir: P
     assert rows.window == 14000, "the month minus its 30% holdout"
     assert abs(rows.train - 5000) <= 2 and rows.sampled is True and rows.max_rows == 5000
     assert Registry.for_config(config).metadata(1).thresholds.training.max_rows == 5000
+    # Below the default cap (2,000,000 rows) nothing is sampled, and 0 turns the cap off for any size.
+    for max_rows in (None, 0):
+        uncapped = load_config(path).with_overrides(**{"registry.root": str(tmp_path / f"registry-{max_rows}")})
+        if max_rows is not None:
+            uncapped = uncapped.with_overrides(**{"training.max_rows": max_rows})
+        assert run_cycle(uncapped, Run(run_id=f"uncapped-{max_rows}", month="2025-01")).outcome == "BOOTSTRAPPED"
+        rows = Registry.for_config(uncapped).metadata(1).rows
+        assert (rows.train, rows.sampled) == (14000, False)
 
 
 def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path: Path) -> None:

@@ -179,3 +179,48 @@ def test_an_outlier_left_behind_by_the_first_cut_still_counts_below_the_rest(see
     x, y = rng.normal(size=24_000), rng.normal(size=19_000)
     x[7], y[7] = -1e12, 1e12
     assert ks.ks_statistic(x, y) == stats.ks_2samp(x, y).statistic
+
+
+def bad_months(root: Path) -> dict[str, tuple[Path, Schema]]:
+    """Months whose fault sits in a late batch: an infinity, text among numbers, too many nulls, a
+    categorical column whose type changes from one file to the next."""
+    rows = np.arange(6_000, dtype=float)
+    cases: dict[str, tuple[Path, Schema]] = {}
+    for name in ("infinite", "text", "nulls", "kinds"):
+        (root / name).mkdir(parents=True)
+    infinite = rows.copy()
+    infinite[5_432] = -np.inf
+    pq.write_table(pa.table({"x": infinite}), root / "infinite" / "part-0.parquet", row_group_size=700)
+    cases["infinite"] = (root / "infinite", Schema(numeric=("x",)))
+    text = rows.astype(str).astype(object)
+    text[4_999] = "n/a?"
+    pq.write_table(pa.table({"x": pa.array(text, pa.string())}), root / "text" / "part-0.parquet", row_group_size=700)
+    cases["text"] = (root / "text", Schema(numeric=("x",)))
+    nulls = rows.copy()
+    nulls[3_000:] = np.nan
+    pq.write_table(pa.table({"x": nulls}), root / "nulls" / "part-0.parquet", row_group_size=700)
+    cases["nulls"] = (root / "nulls", Schema(numeric=("x",)))
+    pq.write_table(pa.table({"plan": ["a", "b"] * 1_500}), root / "kinds" / "part-0.parquet", row_group_size=700)
+    pq.write_table(pa.table({"plan": [1, 2] * 1_500}), root / "kinds" / "part-1.parquet", row_group_size=700)
+    cases["kinds"] = (root / "kinds", Schema(categorical=("plan",)))
+    return cases
+
+
+def test_validation_reads_a_month_batch_by_batch_and_names_a_late_fault_as_a_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrain.snapshots.files as files
+
+    messages = {}
+    for batch_rows in (files.BATCH_ROWS, 1_000):
+        monkeypatch.setattr(files, "BATCH_ROWS", batch_rows)
+        for name, (folder, schema) in bad_months(tmp_path / str(batch_rows)).items():
+            with pytest.raises(DataError) as error:
+                SnapshotReader(str(folder), month="2025-05").scan(schema, max_null_rate=0.4)
+            messages.setdefault(name, []).append(str(error.value).replace(f"/{batch_rows}/", "/"))
+    for name, (whole, batched) in messages.items():
+        assert whole == batched, name
+    assert "column x holds an infinite value (row 5432: -inf)" in messages["infinite"][0]
+    assert "column x is numeric but holds text (row 4999: 'n/a?')" in messages["text"][0]
+    assert "column x is 50% null, above data.max_null_rate=40%" in messages["nulls"][0]
+    assert "column plan holds text values in" in messages["kinds"][0] and "part-1.parquet" in messages["kinds"][0]
