@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python bench/bench_engine.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 	$(BIN)/python bench/bench_scale.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 	$(BIN)/python bench/bench_sql.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
+	$(BIN)/python bench/bench_small.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
+	$(BIN)/python bench/bench_large.py $(if $(BENCH_RESULTS),--results $(BENCH_RESULTS))
 
 # Mutation testing over the decision, drift, evaluation, registry, storage and notification modules
 # (scripts/mutate.py; about half an hour, not part of CI). MUTATE_ARGS=--fresh forgets earlier results.

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_scale import compile_engine, dataset, gb, peak_rss, write_config
+from bench_scale import CATEGORIES, NUMERIC, compile_engine, dataset, gb, peak_rss, write_config
 from results import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +101,54 @@ def bench_size(data: Path, production_rows: int) -> None:
                 print(f"      {step:<17} {step_seconds:8.1f} s{rate}")
 
 
+def bench_drift_scaling(data: Path, production_rows: int = 10_000_000) -> None:
+    """Drift alone on one month and its reference, in memory and streamed, on one core and on all: what a
+    larger worker buys, and what streaming costs where a month still fits in memory."""
+    import retrain.drift as drift_module
+    import retrain.ks as ks_module
+    from retrain.config import DriftSpec
+    from retrain.drift import SnapshotColumns, detect_drift
+    from retrain.snapshots import Schema, SnapshotReader
+
+    folder = dataset(data, production_rows, LABELED_ROWS.get(production_rows, 1_000_000)) / "production"
+    reference = SnapshotReader(str(folder / "month=2025-03"), month="2025-03")
+    current = SnapshotReader(str(folder / "month=2025-04"), month="2025-04")
+    schema = Schema(numeric=tuple(NUMERIC), categorical=tuple(CATEGORIES))
+    passes = [0]
+    count_pass = ks_module._count_pass
+
+    def counted(*args: object) -> object:
+        passes[0] += 1
+        return count_pass(*args)
+
+    ks_module._count_pass = counted
+    cores = os.cpu_count() or 1
+    print(f"Drift alone, {production_rows:,} rows against {production_rows:,}, 20 features (fresh reads, warm cache)")
+    detect_drift(SnapshotColumns([reference]), SnapshotColumns([current]), schema, DriftSpec(), rows=(1, 1))
+    for label, batch_rows, workers in (
+        ("in memory, all cores", None, cores),
+        ("streamed, all cores ", 1_000_000, cores),
+        ("streamed, one core  ", 1_000_000, 1),
+    ):
+        drift_module.os.cpu_count = lambda workers=workers: workers
+        passes[0] = 0
+        started = time.perf_counter()
+        detect_drift(
+            SnapshotColumns([reference], batch_rows=batch_rows),
+            SnapshotColumns([current], batch_rows=batch_rows),
+            schema,
+            DriftSpec(),
+            rows=(1, 1),
+        )
+        seconds = time.perf_counter() - started
+        streamed = f", {passes[0]} counting passes over {len(NUMERIC)} numeric features" if batch_rows else ""
+        print(
+            f"  {label} {seconds:6.2f} s  {2 * production_rows / seconds / workers / 1e6:5.2f}M rows read/s/core"
+            f"{streamed}"
+        )
+    drift_module.os.cpu_count, ks_module._count_pass = os.cpu_count, count_pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT / ".bench-data"))
@@ -116,10 +164,10 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     compile_engine()
     with recorded(args.results, "bench_large.py"):
-        for index, millions in enumerate(args.sizes):
-            if index:
-                print()
+        for millions in args.sizes:
             bench_size(data, millions * 1_000_000)
+            print()
+        bench_drift_scaling(data)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from pathlib import Path
 
 HEADER = """# Benchmark results
 
-Written by `make bench` (`bench/bench_engine.py`, `bench/bench_scale.py` and `bench/bench_sql.py` with
-`--results`); each section is the report its script printed, with the machine and the date it ran on.
+Written by `make bench` (`bench/bench_engine.py`, `bench/bench_scale.py`, `bench/bench_sql.py`,
+`bench/bench_small.py` and `bench/bench_large.py` with `--results`); each section is the report its script
+printed, with the machine and the date it ran on.
 Machines of the same kind differ by up to 2x or more: compare the ratios, which each script measures
 against a baseline in the same run.
 What is measured, and the targets, are in [performance.md](performance.md).
