@@ -51,8 +51,15 @@ def _drift(args: argparse.Namespace) -> int:
     for reader, count in zip((reference, current), rows, strict=True):
         if count == 0:
             raise RetrainError(f"{reader.where}: empty snapshot (0 rows)")
+    # Larger than drift.stream_above_rows, both sides are read in batches, as a cycle reads them.
+    batch_rows = spec.batch_rows if max(rows) > spec.stream_above_rows else None
     report = detect_drift(
-        SnapshotColumns([reference]), SnapshotColumns([current]), schema, spec, rows=rows, pictures=False
+        SnapshotColumns([reference], batch_rows=batch_rows),
+        SnapshotColumns([current], batch_rows=batch_rows),
+        schema,
+        spec,
+        rows=rows,
+        pictures=False,
     )
     for feature in report.features:
         for side, reader in (("reference", reference), ("current", current)):

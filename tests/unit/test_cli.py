@@ -263,3 +263,18 @@ def test_a_whole_cycle_runs_where_airflow_is_not_installed(demo_dir: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2025-01: BOOTSTRAPPED")
+
+
+def test_drift_streams_months_past_drift_stream_above_rows_with_the_same_report(
+    demo_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    january, june = (str(demo_source / "production" / f"month=2025-0{m}") for m in (1, 6))
+    text = (demo_source / "retrain.toml").read_text()
+    config = tmp_path / "streamed.toml"
+    config.write_text(text + "\n[drift]\nstream_above_rows = 0\nbatch_rows = 1000\n")
+    reports = []
+    for path in (demo_source / "retrain.toml", config):
+        assert main(["drift", january, june, "--config", str(path), "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["drifted_features"] == ["tenure_months", "usage_gb"]
+    assert reports[1] == reports[0]
