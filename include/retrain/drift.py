@@ -64,12 +64,11 @@ class FrameColumns:
     """A pandas DataFrame as a drift source. Its categories have no kind to disagree on (`null`)."""
 
     where = "a data frame"
+    streamed = False
+    identity = None
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
-
-    streamed = False
-    identity = None
 
     def numeric(self, name: str) -> np.ndarray:
         return self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)

@@ -162,11 +162,24 @@ def _bins_for(size: int, groups: int = 1) -> int:
     return max(2, min(KS_MAX_KEYS, max(KS_MIN_KEYS, size // KS_VALUES_PER_BIN)) // groups)
 
 
-def _first_keys(values: np.ndarray, low: float, scale: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
+def _on_grid(values: np.ndarray, low: float, high: float, bins: int) -> np.ndarray:
+    """Values moved onto [0, bins]: one multiplication, or, where the range is so narrow (subnormal) that
+    bins / range overflows, a division by the range first."""
+    scaled = values - low
+    with np.errstate(over="ignore"):
+        scale = bins / (high - low)
+    if math.isfinite(scale):
+        scaled *= scale
+    else:
+        scaled /= high - low
+        scaled *= bins
+    return scaled
+
+
+def _first_keys(values: np.ndarray, low: float, high: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Each value's bin on the first grid, and the scaled values the bins were cut from. Keys are intp:
     numpy converts any other index type on every gather, which costs more than the gather itself."""
-    scaled = values - low
-    scaled *= scale
+    scaled = _on_grid(values, low, high, bins)
     keys = scaled.astype(np.intp)
     np.minimum(keys, bins - 1, out=keys)
     return keys, scaled
@@ -178,9 +191,8 @@ def _first_split(x: np.ndarray, y: np.ndarray, low: float, high: float) -> tuple
     n1, n2 = len(x), len(y)
     size = n1 + n2
     bins = _bins_for(size)
-    scale = bins / (high - low)
-    kx, scaled_x = _first_keys(x, low, scale, bins)
-    ky, scaled_y = _first_keys(y, low, scale, bins)
+    kx, scaled_x = _first_keys(x, low, high, bins)
+    ky, scaled_y = _first_keys(y, low, high, bins)
     cx, cy = np.bincount(kx, minlength=bins), np.bincount(ky, minlength=bins)
     below_x, below_y = np.cumsum(cx) - cx, np.cumsum(cy) - cy
     edge = below_x / n1 - below_y / n2
@@ -482,8 +494,7 @@ class _Grid:
     the value in every pass, monotone in it, so the bins are ordered, disjoint value ranges."""
 
     def __init__(self, low: float, high: float) -> None:
-        self.low, self.first_bins = low, STREAM_KEYS
-        self.scale = self.first_bins / (high - low)
+        self.low, self.high, self.first_bins = low, high, STREAM_KEYS
         self.cuts: list[_Cut] = []
 
     @property
@@ -494,8 +505,7 @@ class _Grid:
 
     def place(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The values that reach the latest pass, their keys there and their position inside the key's bin."""
-        position = values - self.low
-        position *= self.scale
+        position = _on_grid(values, self.low, self.high, self.first_bins)
         keys = position.astype(np.intp)
         np.minimum(keys, self.first_bins - 1, out=keys)
         position -= keys

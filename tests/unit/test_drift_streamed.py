@@ -224,3 +224,19 @@ def test_validation_reads_a_month_batch_by_batch_and_names_a_late_fault_as_a_who
     assert "column x is numeric but holds text (row 4999: 'n/a?')" in messages["text"][0]
     assert "column x is 50% null, above data.max_null_rate=40%" in messages["nulls"][0]
     assert "column plan holds text values in" in messages["kinds"][0] and "part-1.parquet" in messages["kinds"][0]
+
+
+def test_values_on_a_range_too_narrow_to_divide_into_bins_are_tested_exactly() -> None:
+    """bins / range overflows for subnormal ranges: the values are scaled by division instead."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 1_000, 40_000) * 5e-324
+    y = rng.integers(0, 1_000, 30_000) * 5e-324 + 15e-324
+    expected = stats.ks_2samp(x, y).statistic
+
+    def batches(values: np.ndarray):  # noqa: ANN202
+        return lambda: (values[i : i + 7_000] for i in range(0, len(values), 7_000))
+
+    streamed = ks.ks_statistic_streamed(
+        batches(x), batches(y), ks.sample_extent(batches(x)()), ks.sample_extent(batches(y)())
+    )
+    assert ks.ks_statistic(x, y) == expected and streamed == expected
