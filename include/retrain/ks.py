@@ -239,9 +239,13 @@ def _first_split(x: np.ndarray, y: np.ndarray, low: float, high: float) -> tuple
 
 def _ks_statistic_refined(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
     """The KS statistic without sorting whole samples: split, bound, keep what could hold the maximum."""
-    n1, n2 = len(x), len(y)
     pending, best = _first_split(x, y, low, high)
-    for _ in range(1, KS_MAX_LEVELS):
+    return _resolve(pending, len(x), len(y), best, KS_MAX_LEVELS - 1)
+
+
+def _resolve(pending: _Pending | None, n1: int, n2: int, best: float, splits: int) -> float:
+    """Split what is pending until it is small enough to sort (at most `splits` times), then sort it."""
+    for _ in range(splits):
         if pending is None or pending.size <= KS_SORT_LIMIT:
             break
         pending, best = _split(pending, n1, n2, best)
@@ -597,7 +601,7 @@ def ks_statistic_streamed(x_batches: Batches, y_batches: Batches, x: StreamedSam
     new_group = np.cumsum(keep) - 1
     values_x, keys_x, position_x = _gather_pass(grid, keep, x_batches)
     values_y, keys_y, position_y = _gather_pass(grid, keep, y_batches)
-    pending: _Pending | None = _Pending(
+    pending = _Pending(
         x=values_x,
         y=values_y,
         tx=position_x,
@@ -607,10 +611,4 @@ def ks_statistic_streamed(x_batches: Batches, y_batches: Batches, x: StreamedSam
         skip_x=next_skip_x,
         skip_y=next_skip_y,
     )
-    for _ in range(KS_MAX_LEVELS):
-        if pending is None or pending.size <= KS_SORT_LIMIT:
-            break
-        pending, best = _split(pending, n1, n2, best)
-    if pending is not None:
-        best = max(best, _exact_max_difference(pending, n1, n2))
-    return best
+    return _resolve(pending, n1, n2, best, KS_MAX_LEVELS)

@@ -52,6 +52,22 @@ def write_month(folder: Path, rows: int, seed: int, shift: float, files: int = 2
     return columns
 
 
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[int]]]:
+    """Every streamed read of a numeric column from here on: the column, and the size of each batch."""
+    reads: list[tuple[str, list[int]]] = []
+    original = SnapshotReader.numeric_batches
+
+    def counted(self: SnapshotReader, column: str, batch_rows: int | None):  # noqa: ANN202
+        sizes: list[int] = []
+        reads.append((column, sizes))
+        for batch in original(self, column, batch_rows):
+            sizes.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(SnapshotReader, "numeric_batches", counted)
+    return reads
+
+
 @pytest.fixture(scope="module")
 def months(tmp_path_factory: pytest.TempPathFactory) -> tuple[SnapshotReader, SnapshotReader, dict, dict]:
     root = tmp_path_factory.mktemp("streamed")
@@ -72,15 +88,7 @@ def test_a_month_read_in_many_batches_gives_scipys_statistics_on_the_whole_sampl
     # Few bins and a small gathering limit make every feature take several passes, as a large month does.
     monkeypatch.setattr(ks, "STREAM_KEYS", 256)
     monkeypatch.setattr(ks, "STREAM_GATHER", 3_000)
-    seen_batches: list[int] = []
-    original = SnapshotReader.numeric_batches
-
-    def counted(self: SnapshotReader, column: str, batch_rows: int | None):  # noqa: ANN202
-        for batch in original(self, column, batch_rows):
-            seen_batches.append(len(batch))
-            yield batch
-
-    monkeypatch.setattr(SnapshotReader, "numeric_batches", counted)
+    reads = counted_reads(monkeypatch)
     streamed = detect_drift(
         SnapshotColumns([reference], batch_rows=1_000),
         SnapshotColumns([current], batch_rows=1_000),
@@ -88,6 +96,7 @@ def test_a_month_read_in_many_batches_gives_scipys_statistics_on_the_whole_sampl
         DriftSpec(),
         rows=(24_000, 19_000),
     )
+    seen_batches = [size for _, sizes in reads for size in sizes]
     assert max(seen_batches) == 1_000 and len(seen_batches) > 43 * len(NUMERIC) * 3, "many batches, many passes"
     whole = detect_drift(SnapshotColumns([reference]), SnapshotColumns([current]), SCHEMA, DriftSpec(), rows=(1, 1))
     for name in NUMERIC:
@@ -131,14 +140,7 @@ def test_a_month_tested_against_itself_is_not_read_pass_after_pass(
     months: tuple[SnapshotReader, SnapshotReader, dict, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference, _, _, _ = months
-    reads: list[str] = []
-    original = SnapshotReader.numeric_batches
-
-    def counted(self: SnapshotReader, column: str, batch_rows: int | None):  # noqa: ANN202
-        reads.append(column)
-        yield from original(self, column, batch_rows)
-
-    monkeypatch.setattr(SnapshotReader, "numeric_batches", counted)
+    reads = counted_reads(monkeypatch)
     report = detect_drift(
         SnapshotColumns([reference], batch_rows=5_000),
         SnapshotColumns([reference], batch_rows=5_000),
