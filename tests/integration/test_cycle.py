@@ -473,3 +473,41 @@ def test_csv_snapshots_give_the_same_cycles_as_parquet(demo_dir: Path, tmp_path:
     assert all(len(features) == 6 for _, features, _, _ in results["csv"]), "every feature tested each month"
     assert [outcome for outcome, *_ in results["csv"]] == ["NO_DRIFT", "NO_DRIFT", "KEPT_CHAMPION"]
     assert results["csv"] == results["parquet"]
+
+
+def test_a_month_past_drift_stream_above_rows_is_tested_batch_by_batch_with_the_same_outcome(
+    demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle streams a month larger than drift.stream_above_rows (here every month): the same drift
+    report, estimate and decision as a month read whole, from reads of drift.batch_rows rows."""
+    from retrain.cycle.drift import DRIFT_FILE
+    from retrain.drift import DriftReport
+    from retrain.snapshots import SnapshotReader
+
+    batches: list[int] = []
+    whole_reads = SnapshotReader.numeric_batches
+
+    def counted(self: SnapshotReader, column: str, batch_rows: int | None):  # noqa: ANN202
+        for batch in whole_reads(self, column, batch_rows):
+            batches.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(SnapshotReader, "numeric_batches", counted)
+    path = write_config(
+        tmp_path / "retrain.toml",
+        production=str(demo_dir / "production"),
+        labeled=str(demo_dir / "labeled"),
+        registry=str(tmp_path / "unused"),
+    )
+    seen = []
+    for name, overrides in (("whole", {}), ("streamed", {"drift.stream_above_rows": 0, "drift.batch_rows": 1000})):
+        config = load_config(path).with_overrides(**{"registry.root": str(tmp_path / name), **overrides})
+        run_cycle(config, Run(run_id="first", month="2025-01"))
+        batches.clear()
+        entry = run_cycle(config, Run(run_id="june", month="2025-06"))
+        folder = Registry.for_config(config).run_folder("2025-06", run_key("june"))
+        seen.append((entry.outcome, entry.performance, folder.read_record(DriftReport, DRIFT_FILE), list(batches)))
+    (whole_outcome, whole_estimate, whole_report, whole_batches), streamed = seen
+    assert not whole_batches and streamed[3] and max(streamed[3]) == 1000, "only the streamed cycle read batches"
+    assert streamed[:3] == (whole_outcome, whole_estimate, whole_report)
+    assert whole_report.drifted_features == ["tenure_months", "usage_gb"]
